@@ -1,0 +1,436 @@
+"""The configuration: TOML in, frozen and validated dataclasses out.
+
+Unknown keys and bad values raise ``ConfigError`` naming the key (``[server] https_listen``),
+and ``certforge serve`` stops with that message. ``conf/certforge.example.toml`` documents
+every key; ``tests/unit/test_config.py`` checks the two agree.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from server.errors import ConfigError
+from server.model import AuthMethod
+
+T = TypeVar("T")
+
+KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
+CSR_KEY_TYPES = ("ec-p256", "ec-p384", "ec-p521", "rsa", "ed25519")
+KEY_USAGES = ("digitalSignature", "nonRepudiation", "keyEncipherment", "dataEncipherment",
+              "keyAgreement", "keyCertSign", "cRLSign")
+EKU_NAMES = {
+    "serverAuth": "1.3.6.1.5.5.7.3.1", "clientAuth": "1.3.6.1.5.5.7.3.2",
+    "codeSigning": "1.3.6.1.5.5.7.3.3", "emailProtection": "1.3.6.1.5.5.7.3.4",
+    "timeStamping": "1.3.6.1.5.5.7.3.8", "OCSPSigning": "1.3.6.1.5.5.7.3.9",
+    "ipsecIKE": "1.3.6.1.5.5.7.3.17",
+}
+SAN_TYPES = ("dns", "ip", "email", "uri")
+PROTOCOLS = ("rest", "acme", "scep", "est")
+SUBJECT_ATTRIBUTES = {
+    "CN": "2.5.4.3", "O": "2.5.4.10", "OU": "2.5.4.11", "C": "2.5.4.6", "ST": "2.5.4.8",
+    "L": "2.5.4.7", "serialNumber": "2.5.4.5", "emailAddress": "1.2.840.113549.1.9.1",
+    "DC": "0.9.2342.19200300.100.1.25", "UID": "0.9.2342.19200300.100.1.1",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    data_dir: Path = Path("certforge-data")
+    https_listen: HostPort = HostPort("127.0.0.1", 8443)
+    http_listen: HostPort = HostPort("127.0.0.1", 8080)
+    public_https_url: str = "https://127.0.0.1:8443"
+    public_http_url: str = "http://127.0.0.1:8080"
+    max_body_bytes: int = 65536
+    tls_cert_days: int = 30
+    tls_renew_before_days: int = 10
+    shutdown_timeout: float = 10.0
+    log_level: str = "info"
+    log_format: str = "json"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    url: str = ""  # empty: sqlite inside the data directory
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerConfig:
+    name: str = "default"
+    key_type: str = ""  # empty: [ca] key_type
+    validity_days: int = 3650
+    import_cert: str = ""  # PEM certificate to import instead of creating a CA
+    import_key: str = ""  # its PEM private key
+    import_pkcs12: str = ""  # or one PKCS#12 file with both
+    import_password_env: str = ""  # environment variable holding the import password
+
+
+@dataclass(frozen=True, slots=True)
+class CAConfig:
+    name: str = "certforge"  # used in the CAs' subject names
+    key_type: str = "ec-p256"
+    root_validity_days: int = 7300
+    passphrase_env: str = ""  # encrypt CA keys at rest with this variable's value
+    passphrase_file: str = ""  # ... or with this file's first line
+    issuers: tuple[IssuerConfig, ...] = (IssuerConfig(),)
+
+
+@dataclass(frozen=True, slots=True)
+class ACMEConfig:
+    http01_port: int = 80
+    tlsalpn01_port: int = 443
+    resolvers: tuple[str, ...] = ()
+    eab_required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileConfig:
+    name: str
+    issuer: str = "default"
+    validity_days: int = 90
+    key_usage: tuple[str, ...] = ("digitalSignature",)
+    extended_key_usage: tuple[str, ...] = ("1.3.6.1.5.5.7.3.1",)  # dotted OIDs
+    certificate_policies: tuple[str, ...] = ()
+    key_types: tuple[str, ...] = ("ec-p256", "ec-p384", "rsa")
+    rsa_min_bits: int = 2048
+    subject_attributes: tuple[str, ...] = ("CN",)  # kept from the CSR; others are dropped
+    cn_in_sans: bool = True  # the CN must be one of the SANs (added when there are none)
+    require_san: bool = True
+    san_types: tuple[str, ...] = ("dns", "ip")
+    max_sans: int = 100
+    dns_suffixes: tuple[str, ...] = ()  # empty: any name
+    ip_ranges: tuple[str, ...] = ()  # empty: any address
+    approval: str = "auto"  # "auto" or "manual"
+    auto_approve: tuple[str, ...] = ("token", "client_cert", "challenge_password",
+                                     "acme_account", "est_basic")
+    auth: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # protocol -> methods
+
+
+def _default_auth() -> dict[str, tuple[str, ...]]:
+    return {"rest": ("anonymous", "token"), "acme": ("acme_account",),
+            "scep": ("challenge_password", "client_cert"),
+            "est": ("est_basic", "client_cert", "challenge_password")}
+
+
+DEFAULT_PROFILES: dict[str, ProfileConfig] = {
+    "tls-server": ProfileConfig(
+        name="tls-server", validity_days=90,
+        key_usage=("digitalSignature", "keyEncipherment"), extended_key_usage=(EKU_NAMES["serverAuth"],),
+        certificate_policies=("2.23.140.1.2.1",), auth=_default_auth()),
+    "tls-client": ProfileConfig(
+        name="tls-client", validity_days=365,
+        key_usage=("digitalSignature",), extended_key_usage=(EKU_NAMES["clientAuth"],),
+        key_types=("ec-p256", "ec-p384", "rsa", "ed25519"),
+        subject_attributes=("CN", "O", "OU", "emailAddress", "UID"), cn_in_sans=False,
+        require_san=False, san_types=("dns", "email", "uri"), auth=_default_auth()),
+    "device": ProfileConfig(
+        name="device", validity_days=730,
+        key_usage=("digitalSignature", "keyEncipherment"),
+        extended_key_usage=(EKU_NAMES["clientAuth"], EKU_NAMES["serverAuth"]),
+        key_types=("ec-p256", "ec-p384", "rsa", "ed25519"),
+        subject_attributes=("CN", "O", "OU", "serialNumber"), cn_in_sans=False,
+        require_san=False, san_types=("dns", "ip", "uri"), auth=_default_auth()),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyConfig:
+    default_profile: str = "tls-server"
+    modules: tuple[str, ...] = ("profiles",)  # entry points in certforge.policies, in order
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ExitConfig:
+    name: str
+    type: str  # entry point in certforge.exits
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    ca: CAConfig = field(default_factory=CAConfig)
+    acme: ACMEConfig = field(default_factory=ACMEConfig)
+    profiles: Mapping[str, ProfileConfig] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    exits: tuple[ExitConfig, ...] = ()
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.server.data_dir / 'certforge.db'}"
+
+    def with_data_dir(self, data_dir: Path) -> Config:
+        return replace(self, server=replace(self.server, data_dir=data_dir))
+
+
+class _Table:
+    """One TOML table being read: hands out typed values and remembers which keys it used."""
+
+    def __init__(self, raw: Mapping[str, Any], where: str) -> None:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{where} must be a table")
+        self.raw, self.where, self.used = raw, where, set[str]()
+
+    def name(self, key: str) -> str:
+        return f"{self.where} {key}"
+
+    def get(self, key: str, kind: type[T], default: T) -> T:
+        self.used.add(key)
+        if key not in self.raw:
+            return default
+        value = self.raw[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"{self.name(key)}: expected {kind.__name__}, got {value!r}")
+        return value
+
+    def strings(self, key: str, default: tuple[str, ...], choices: tuple[str, ...] | None = None
+                ) -> tuple[str, ...]:
+        values = self.get(key, list, list(default))
+        for v in values:
+            if not isinstance(v, str):
+                raise ConfigError(f"{self.name(key)}: expected a list of strings, got {v!r}")
+            if choices is not None and v not in choices:
+                raise ConfigError(f"{self.name(key)}: {v!r} is not one of {', '.join(choices)}")
+        return tuple(values)
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.get(key, str, default)
+        if value not in choices:
+            raise ConfigError(f"{self.name(key)}: {value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def positive(self, key: str, default: int) -> int:
+        value = self.get(key, int, default)
+        if value <= 0:
+            raise ConfigError(f"{self.name(key)}: must be positive, got {value}")
+        return value
+
+    def port(self, key: str, default: int) -> int:
+        value = self.get(key, int, default)
+        if not 0 < value < 65536:
+            raise ConfigError(f"{self.name(key)}: {value} is not a TCP port")
+        return value
+
+    def table(self, key: str) -> _Table:
+        inner = self.where.strip("[]")
+        return _Table(self.get(key, dict, {}), f"[{inner}.{key}]" if inner != "config" else f"[{key}]")
+
+    def done(self) -> None:
+        unknown = sorted(set(self.raw) - self.used)
+        if unknown:
+            raise ConfigError(f"{self.where}: unknown key {unknown[0]!r}")
+
+
+def parse_host_port(text: str, where: str) -> HostPort:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host or not 0 < int(port) < 65536:
+        raise ConfigError(f"{where}: {text!r} is not host:port")
+    return HostPort(host.strip("[]"), int(port))
+
+
+def _url(t: _Table, key: str, default: str, scheme: str) -> str:
+    value = t.get(key, str, default).rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme != scheme or not parts.netloc:
+        raise ConfigError(f"{t.name(key)}: {value!r} is not an {scheme}:// URL")
+    return value
+
+
+def _server(t: _Table) -> ServerConfig:
+    d = ServerConfig()
+    cfg = ServerConfig(
+        data_dir=Path(t.get("data_dir", str, str(d.data_dir))),
+        https_listen=parse_host_port(t.get("https_listen", str, str(d.https_listen)),
+                                     t.name("https_listen")),
+        http_listen=parse_host_port(t.get("http_listen", str, str(d.http_listen)),
+                                    t.name("http_listen")),
+        public_https_url=_url(t, "public_https_url", d.public_https_url, "https"),
+        public_http_url=_url(t, "public_http_url", d.public_http_url, "http"),
+        max_body_bytes=t.positive("max_body_bytes", d.max_body_bytes),
+        tls_cert_days=t.positive("tls_cert_days", d.tls_cert_days),
+        tls_renew_before_days=t.positive("tls_renew_before_days", d.tls_renew_before_days),
+        shutdown_timeout=t.get("shutdown_timeout", float, d.shutdown_timeout),
+        log_level=t.choice("log_level", d.log_level, ("debug", "info", "warning", "error")),
+        log_format=t.choice("log_format", d.log_format, ("json", "text")),
+    )
+    t.done()
+    if cfg.tls_renew_before_days >= cfg.tls_cert_days:
+        raise ConfigError(f"{t.name('tls_renew_before_days')}: must be less than tls_cert_days")
+    return cfg
+
+
+def _store(t: _Table) -> StoreConfig:
+    url = t.get("url", str, "")
+    if url and not url.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
+        raise ConfigError(f"{t.name('url')}: {url!r} is neither sqlite:///PATH nor mongodb://")
+    t.done()
+    return StoreConfig(url=url)
+
+
+def _issuer(t: _Table, default_key: str) -> IssuerConfig:
+    d = IssuerConfig()
+    key_type = t.get("key_type", str, "") or default_key
+    if key_type not in KEY_TYPES:
+        raise ConfigError(f"{t.name('key_type')}: {key_type!r} is not one of {', '.join(KEY_TYPES)}")
+    cfg = IssuerConfig(
+        name=t.get("name", str, d.name), key_type=key_type,
+        validity_days=t.positive("validity_days", d.validity_days),
+        import_cert=t.get("import_cert", str, ""), import_key=t.get("import_key", str, ""),
+        import_pkcs12=t.get("import_pkcs12", str, ""),
+        import_password_env=t.get("import_password_env", str, ""))
+    if bool(cfg.import_cert) != bool(cfg.import_key):
+        raise ConfigError(f"{t.name('import_cert')}: import_cert and import_key go together")
+    if cfg.import_pkcs12 and cfg.import_cert:
+        raise ConfigError(f"{t.name('import_pkcs12')}: give import_pkcs12 or import_cert, not both")
+    t.done()
+    return cfg
+
+
+def _ca(t: _Table) -> CAConfig:
+    d = CAConfig()
+    key_type = t.choice("key_type", d.key_type, KEY_TYPES)
+    raw_issuers = t.get("issuers", list, [{}])
+    issuers = tuple(_issuer(_Table(raw, f"[[ca.issuers]] #{i + 1}"), key_type)
+                    for i, raw in enumerate(raw_issuers))
+    names = [i.name for i in issuers]
+    if not issuers or len(set(names)) != len(names):
+        raise ConfigError("[ca] issuers: names must be present and unique")
+    cfg = CAConfig(
+        name=t.get("name", str, d.name), key_type=key_type,
+        root_validity_days=t.positive("root_validity_days", d.root_validity_days),
+        passphrase_env=t.get("passphrase_env", str, ""),
+        passphrase_file=t.get("passphrase_file", str, ""), issuers=issuers)
+    t.done()
+    return cfg
+
+
+def _acme(t: _Table) -> ACMEConfig:
+    d = ACMEConfig()
+    resolvers = t.strings("resolvers", ())
+    for r in resolvers:
+        parse_host_port(r, t.name("resolvers"))
+    cfg = ACMEConfig(
+        http01_port=t.port("http01_port", d.http01_port),
+        tlsalpn01_port=t.port("tlsalpn01_port", d.tlsalpn01_port),
+        resolvers=resolvers, eab_required=t.get("eab_required", bool, d.eab_required))
+    t.done()
+    return cfg
+
+
+def _profile(name: str, t: _Table, issuers: set[str]) -> ProfileConfig:
+    base = DEFAULT_PROFILES.get(name, ProfileConfig(name=name, auth=_default_auth()))
+    methods = tuple(str(m) for m in AuthMethod)
+    auth_t = t.table("auth")
+    auth = {p: auth_t.strings(p, base.auth.get(p, ()), methods)
+            for p in PROTOCOLS if p in auth_t.raw or p in base.auth}
+    auth_t.done()
+    cfg = ProfileConfig(
+        name=name, issuer=t.get("issuer", str, base.issuer),
+        validity_days=t.positive("validity_days", base.validity_days),
+        key_usage=t.strings("key_usage", base.key_usage, KEY_USAGES),
+        extended_key_usage=tuple(EKU_NAMES.get(e, e) for e in t.strings(
+            "extended_key_usage", base.extended_key_usage)),
+        certificate_policies=t.strings("certificate_policies", base.certificate_policies),
+        key_types=t.strings("key_types", base.key_types, CSR_KEY_TYPES),
+        rsa_min_bits=t.positive("rsa_min_bits", base.rsa_min_bits),
+        subject_attributes=t.strings("subject_attributes", base.subject_attributes,
+                                     tuple(SUBJECT_ATTRIBUTES)),
+        cn_in_sans=t.get("cn_in_sans", bool, base.cn_in_sans),
+        require_san=t.get("require_san", bool, base.require_san),
+        san_types=t.strings("san_types", base.san_types, SAN_TYPES),
+        max_sans=t.positive("max_sans", base.max_sans),
+        dns_suffixes=tuple(s.lower().strip(".") for s in t.strings("dns_suffixes",
+                                                                   base.dns_suffixes)),
+        ip_ranges=t.strings("ip_ranges", base.ip_ranges),
+        approval=t.choice("approval", base.approval, ("auto", "manual")),
+        auto_approve=t.strings("auto_approve", base.auto_approve, methods),
+        auth=auth)
+    for r in cfg.ip_ranges:
+        try:
+            ipaddress.ip_network(r, strict=False)
+        except ValueError:
+            raise ConfigError(f"{t.name('ip_ranges')}: {r!r} is not an address range") from None
+    for oid in (*cfg.extended_key_usage, *cfg.certificate_policies):
+        if not all(p.isdigit() for p in oid.split(".")):
+            raise ConfigError(f"{t.where}: {oid!r} is not a known name or a dotted OID")
+    if cfg.issuer not in issuers:
+        raise ConfigError(f"{t.name('issuer')}: no issuing CA named {cfg.issuer!r}")
+    t.done()
+    return cfg
+
+
+def _policy(t: _Table, profiles: Mapping[str, ProfileConfig]) -> PolicyConfig:
+    d = PolicyConfig()
+    default_profile = t.get("default_profile", str, d.default_profile)
+    if default_profile not in profiles:
+        raise ConfigError(f"{t.name('default_profile')}: no profile named {default_profile!r}")
+    options = t.get("options", dict, {})
+    cfg = PolicyConfig(default_profile=default_profile,
+                       modules=t.strings("modules", d.modules), options=options)
+    t.done()
+    return cfg
+
+
+def _exits(raw: list[Any]) -> tuple[ExitConfig, ...]:
+    exits = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+            raise ConfigError(f"[[exits]] #{i + 1}: needs type = \"webhook\", \"files\", ...")
+        options = {k: v for k, v in item.items() if k not in ("type", "name")}
+        exits.append(ExitConfig(name=str(item.get("name", item["type"])), type=item["type"],
+                                options=options))
+    if len({e.name for e in exits}) != len(exits):
+        raise ConfigError("[[exits]]: names must be unique (set name = ...)")
+    return tuple(exits)
+
+
+def parse_config(raw: Mapping[str, Any]) -> Config:
+    top = _Table(raw, "config")
+    server = _server(top.table("server"))
+    store = _store(top.table("store"))
+    ca = _ca(top.table("ca"))
+    acme = _acme(top.table("acme"))
+    issuers = {i.name for i in ca.issuers}
+    profiles = dict(DEFAULT_PROFILES)
+    prof_t = top.table("profiles")
+    for name in prof_t.raw:
+        profiles[name] = _profile(name, prof_t.table(name), issuers)
+    for p in profiles.values():
+        if p.issuer not in issuers:
+            raise ConfigError(f"[profiles.{p.name}] issuer: no issuing CA named {p.issuer!r}")
+    policy = _policy(top.table("policy"), profiles)
+    exits = _exits(top.get("exits", list, []))
+    top.done()
+    return Config(server=server, store=store, ca=ca, acme=acme, profiles=profiles,
+                  policy=policy, exits=exits)
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate; raises ``ConfigError`` naming the key."""
+    if path is None:
+        return Config()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return parse_config(raw)
