@@ -1,0 +1,19 @@
+"""The admin API, mounted at ``/api/v1/admin/`` on the HTTPS listener."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from protocols.admin.handlers import add_routes
+from protocols.rest.problems import problem_middleware
+from server.config import Config
+from server.frontend import Mount
+from server.keys import FRONTEND
+
+
+def frontend(config: Config) -> list[Mount]:
+    app = web.Application(middlewares=[problem_middleware],
+                          client_max_size=config.server.max_body_bytes)
+    app[FRONTEND] = "admin"
+    add_routes(app)
+    return [Mount("https", "/api/v1/admin/", app)]

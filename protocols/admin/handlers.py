@@ -1,0 +1,208 @@
+"""The admin API (the classic ICertAdmin), at ``/api/v1/admin/`` on the HTTPS listener.
+
+Bearer tokens with roles: ``auditor`` reads, ``administrator`` reads and acts. Search requests
+and certificates, approve, deny, revoke with a reason, read the event log, create tokens.
+The SCEP challenge, EST user and ACME EAB endpoints answer 501 until their protocols land.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from protocols.admin.render import certificate_json, event_json, request_json
+from protocols.rest.auth import require_role
+from server.errors import Malformed, Unavailable
+from server.keys import ENGINE, STORE, TOKENS
+from server.model import (
+    CertificateQuery,
+    CertStatus,
+    RequestQuery,
+    RevocationReason,
+    Role,
+    Status,
+)
+
+MAX_LIMIT = 1000
+
+
+def parse_serial(text: str) -> int:
+    """SERIAL is hexadecimal, any case, with or without colons."""
+    cleaned = text.replace(":", "").strip()
+    try:
+        return int(cleaned, 16)
+    except ValueError:
+        raise Malformed(f"{text!r} is not a hexadecimal serial number") from None
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = json.loads(await request.read())
+    except ValueError:
+        raise Malformed("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise Malformed("the body must be a JSON object")
+    return body
+
+
+def _page(request: web.Request) -> tuple[int, int]:
+    try:
+        limit = int(request.query.get("limit", "100"))
+        offset = int(request.query.get("offset", "0"))
+    except ValueError:
+        raise Malformed("limit and offset must be integers") from None
+    if not 0 < limit <= MAX_LIMIT or offset < 0:
+        raise Malformed(f"limit must be 1..{MAX_LIMIT} and offset >= 0")
+    return limit, offset
+
+
+def _enum(cls: Any, value: str | None, name: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return cls(value)
+    except ValueError:
+        raise Malformed(f"{name} must be one of {', '.join(str(v) for v in cls)}") from None
+
+
+def _time(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise Malformed(f"{name} must be an ISO 8601 time") from None
+
+
+async def list_requests(request: web.Request) -> web.Response:
+    await require_role(request, Role.AUDITOR)
+    q = request.query
+    limit, offset = _page(request)
+    records = await request.config_dict[STORE].find_requests(RequestQuery(
+        status=_enum(Status, q.get("status"), "status"), requester=q.get("requester"),
+        profile=q.get("profile"), subject=q.get("subject"), san=q.get("san"),
+        limit=limit, offset=offset))
+    return web.json_response({"requests": [request_json(r) for r in records]})
+
+
+async def get_request(request: web.Request) -> web.Response:
+    await require_role(request, Role.AUDITOR)
+    store = request.config_dict[STORE]
+    record = await store.get_request(request.match_info["request_id"])
+    events = await store.list_events(request_id=record.id)
+    return web.json_response(request_json(record, full=True)
+                             | {"events": [event_json(e) for e in events]})
+
+
+async def approve(request: web.Request) -> web.Response:
+    by = await require_role(request, Role.ADMINISTRATOR)
+    engine = request.config_dict[ENGINE]
+    await engine.approve(request.match_info["request_id"], by=by)
+    record, _ = await engine.retrieve(request.match_info["request_id"])
+    return web.json_response(request_json(record))
+
+
+async def deny(request: web.Request) -> web.Response:
+    by = await require_role(request, Role.ADMINISTRATOR)
+    body = await _json_body(request)
+    reason = body.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise Malformed("reason must be a string of at most 500 characters")
+    engine = request.config_dict[ENGINE]
+    await engine.deny(request.match_info["request_id"], by=by, reason=reason)
+    record, _ = await engine.retrieve(request.match_info["request_id"])
+    return web.json_response(request_json(record))
+
+
+async def list_certificates(request: web.Request) -> web.Response:
+    await require_role(request, Role.AUDITOR)
+    q = request.query
+    limit, offset = _page(request)
+    records = await request.config_dict[STORE].find_certificates(CertificateQuery(
+        status=_enum(CertStatus, q.get("status"), "status"), issuer=q.get("issuer"),
+        requester=q.get("requester"), subject=q.get("subject"), san=q.get("san"),
+        key_sha256=q.get("key_sha256"),
+        expires_before=_time(q.get("expires_before"), "expires_before"),
+        expires_after=_time(q.get("expires_after"), "expires_after"),
+        limit=limit, offset=offset))
+    return web.json_response({"certificates": [certificate_json(c) for c in records]})
+
+
+async def get_certificate(request: web.Request) -> web.Response:
+    await require_role(request, Role.AUDITOR)
+    store = request.config_dict[STORE]
+    serial = parse_serial(request.match_info["serial"])
+    cert = await store.get_certificate(serial)
+    events = await store.list_events(serial=serial)
+    return web.json_response(certificate_json(cert, full=True)
+                             | {"events": [event_json(e) for e in events]})
+
+
+async def revoke(request: web.Request) -> web.Response:
+    by = await require_role(request, Role.ADMINISTRATOR)
+    body = await _json_body(request)
+    reason = body.get("reason", "unspecified")
+    if not isinstance(reason, str):
+        raise Malformed("reason must be an RFC 5280 reason name")
+    invalidity = body.get("invalidity_date")
+    cert = await request.config_dict[ENGINE].revoke(
+        parse_serial(request.match_info["serial"]), reason=RevocationReason.parse(reason),
+        by=by, invalidity_date=_time(invalidity, "invalidity_date") if invalidity else None)
+    return web.json_response(certificate_json(cert))
+
+
+async def unrevoke(request: web.Request) -> web.Response:
+    by = await require_role(request, Role.ADMINISTRATOR)
+    cert = await request.config_dict[ENGINE].unrevoke(
+        parse_serial(request.match_info["serial"]), by=by)
+    return web.json_response(certificate_json(cert))
+
+
+async def list_events(request: web.Request) -> web.Response:
+    await require_role(request, Role.AUDITOR)
+    q = request.query
+    limit, _ = _page(request)
+    serial = parse_serial(q["serial"]) if "serial" in q else None
+    events = await request.config_dict[STORE].list_events(
+        request_id=q.get("request_id"), serial=serial, limit=limit)
+    return web.json_response({"events": [event_json(e) for e in events]})
+
+
+async def create_token(request: web.Request) -> web.Response:
+    await require_role(request, Role.ADMINISTRATOR)
+    body = await _json_body(request)
+    name, roles = body.get("name"), body.get("roles", ["requester"])
+    if not isinstance(name, str) or not isinstance(roles, list):
+        raise Malformed('send {"name": "...", "roles": ["requester"|"auditor"|"administrator"]}')
+    parsed = frozenset(_enum(Role, r, "roles") for r in roles)
+    token = await request.config_dict[TOKENS].create(name, parsed)
+    return web.json_response({"name": name, "roles": sorted(parsed), "token": token},
+                             status=201)
+
+
+async def not_yet(request: web.Request) -> web.Response:
+    await require_role(request, Role.ADMINISTRATOR)
+    raise Unavailable("not available yet: this protocol's front end is not built")
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/requests", list_requests)
+    r.add_get("/requests/{request_id}", get_request)
+    r.add_post("/requests/{request_id}/approve", approve)
+    r.add_post("/requests/{request_id}/deny", deny)
+    r.add_get("/certificates", list_certificates)
+    r.add_get("/certificates/{serial}", get_certificate)
+    r.add_post("/certificates/{serial}/revoke", revoke)
+    r.add_post("/certificates/{serial}/unrevoke", unrevoke)
+    r.add_get("/events", list_events)
+    r.add_post("/tokens", create_token)
+    r.add_post("/crl/publish", not_yet)
+    r.add_post("/scep/challenges", not_yet)
+    r.add_post("/est/users", not_yet)
+    r.add_post("/acme/eab", not_yet)

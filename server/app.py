@@ -1,0 +1,129 @@
+"""The only wiring place: configuration in, the HTTPS and HTTP applications out.
+
+``build_apps(config)`` returns both apps. The HTTPS app owns the process's lifecycle in one
+``cleanup_ctx`` entry (``core``): CA keys, store, plug-ins, engine, tokens, the exit
+dispatcher and the TLS self-renewal task, closed in reverse order. The HTTPS runner must be set
+up before the HTTP runner: ``core`` publishes the shared objects on both apps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import suppress
+
+from aiohttp import web
+
+from server.ca.issuers import load_or_create, load_passphrase
+from server.config import Config
+from server.engine import Engine, EngineDeps
+from server.exits.dispatcher import Dispatcher
+from server.frontend import load_frontends
+from server.keys import CAS, CONFIG, ENGINE, METRICS, STORE, TOKENS
+from server.model import SystemClock
+from server.plugins import load_exit_modules, load_policy_modules
+from server.store import open_store
+from server.tls import ServerTLS
+from server.tokens import TokenService
+from server.web.metrics import Metrics
+from server.web.middleware import last_resort, request_log
+from server.web.routes import add_http_routes, add_https_routes
+
+log = logging.getLogger("certforge")
+
+TLS_KEY = web.AppKey("tls", ServerTLS)
+HTTP_APP = web.AppKey("http_app", web.Application)
+
+
+def build_apps(config: Config) -> tuple[web.Application, web.Application]:
+    limit = config.server.max_body_bytes
+    https = web.Application(middlewares=[request_log, last_resort], client_max_size=limit)
+    http = web.Application(middlewares=[request_log, last_resort], client_max_size=limit)
+    for app in (https, http):
+        app[CONFIG] = config
+    https[HTTP_APP] = http
+    https.cleanup_ctx.append(core)
+    add_https_routes(https)
+    add_http_routes(http)
+    for mount in load_frontends(config):
+        (https if mount.listener == "https" else http).add_subapp(mount.prefix, mount.app)
+    return https, http
+
+
+async def core(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    clock = SystemClock()
+    config.server.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cas = await asyncio.to_thread(load_or_create, config,
+                                  passphrase=load_passphrase(config.ca), now=clock.now())
+    policies = load_policy_modules(config)
+    exits = load_exit_modules(config)
+    store = open_store(config.store_url, consumers=list(exits))
+    await store.open()
+    try:
+        metrics = Metrics()
+        dispatcher = Dispatcher(store, exits)
+        engine = Engine(EngineDeps(
+            store=store, cas=cas, profiles=config.profiles,
+            default_profile=config.policy.default_profile, policies=policies, clock=clock,
+            observer=metrics, notify=dispatcher.notify))
+        tokens = TokenService(store, clock)
+        await tokens.bootstrap(config.server.data_dir)
+        if resumed := await engine.resume_approved():
+            log.info("finished approved requests left by a stop", extra={"count": resumed})
+        tls = ServerTLS(config, engine)
+        await tls.ensure()
+        for target in (app, app[HTTP_APP]):
+            target[STORE], target[CAS], target[ENGINE] = store, cas, engine
+            target[TOKENS], target[METRICS] = tokens, metrics
+        app[TLS_KEY] = tls
+        async with asyncio.TaskGroup() as tasks:
+            background = [tasks.create_task(dispatcher.run()),
+                          tasks.create_task(tls.renew_forever())]
+            yield
+            for task in background:
+                task.cancel()
+    finally:
+        for module in exits.values():
+            close = getattr(module, "close", None)
+            if close is not None:
+                with suppress(Exception):
+                    await close()
+        await store.close()
+
+
+async def serve(config: Config) -> None:
+    """Start both listeners, run until SIGTERM or SIGINT, then drain and stop."""
+    https_app, http_app = build_apps(config)
+    timeout = config.server.shutdown_timeout
+    https_runner = web.AppRunner(https_app, shutdown_timeout=timeout, handle_signals=False,
+                                 access_log=None)
+    http_runner = web.AppRunner(http_app, shutdown_timeout=timeout, handle_signals=False,
+                                access_log=None)
+    await https_runner.setup()
+    try:
+        await http_runner.setup()
+        s = config.server
+        await web.TCPSite(https_runner, s.https_listen.host, s.https_listen.port,
+                          ssl_context=https_app[TLS_KEY].context, backlog=1024).start()
+        await web.TCPSite(http_runner, s.http_listen.host, s.http_listen.port,
+                          backlog=1024).start()
+        log.info("certforge is ready", extra={"https": str(s.https_listen),
+                                              "http": str(s.http_listen)})
+        await _wait_for_stop_signal()
+        log.info("stopping: finishing requests in flight")
+    finally:
+        # Stop accepting on both listeners, let in-flight requests finish, then close the
+        # core (store last) with the HTTPS app.
+        await http_runner.cleanup()
+        await https_runner.cleanup()
+
+
+async def _wait_for_stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -1,0 +1,275 @@
+"""``certforge``: run the server, and the administrative client that talks to its admin API.
+
+Exit status: 0 done, 1 refused or failed (one line on stderr), 2 usage (argparse).
+The client finds the server with ``--data-dir DIR`` (token from ``admin.token``, trust from
+``root.pem``, URL https://127.0.0.1:8443) or ``--url URL --token TOKEN``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import ssl
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from server.errors import ConfigError
+
+DEFAULT_URL = "https://127.0.0.1:8443"
+DEFAULT_DATA_DIR = Path("certforge-data")
+REVOCATION_REASONS = ("unspecified", "keyCompromise", "cACompromise", "affiliationChanged",
+                      "superseded", "cessationOfOperation", "certificateHold",
+                      "privilegeWithdrawn", "aACompromise")
+
+
+class Refused(Exception):
+    """The server refused, or could not be reached: one line for stderr, exit 1."""
+
+
+@dataclass
+class Client:
+    url: str
+    token: str | None
+    context: ssl.SSLContext
+
+    def call(self, method: str, path: str, body: dict[str, Any] | bytes | None = None,
+             content_type: str = "application/json") -> tuple[int, Any]:
+        data = json.dumps(body).encode() if isinstance(body, dict) else body
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", content_type)
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, context=self.context, timeout=30) as resp:  # noqa: S310
+                return resp.status, _decode(resp.read(), resp.headers.get_content_type())
+        except urllib.error.HTTPError as exc:
+            payload = _decode(exc.read(), exc.headers.get_content_type())
+            detail = payload.get("detail") if isinstance(payload, dict) else str(payload)
+            raise Refused(f"{detail or exc.reason} (HTTP {exc.code})") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise Refused(f"cannot reach {self.url}: {reason}") from None
+
+
+def _decode(raw: bytes, ctype: str) -> Any:
+    if ctype.endswith("json"):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw.decode(errors="replace")
+    return raw.decode(errors="replace")
+
+
+def make_client(args: argparse.Namespace, *, admin: bool = True) -> Client:
+    data_dir = Path(args.data_dir) if args.data_dir else DEFAULT_DATA_DIR
+    token = args.token
+    if token is None and admin:
+        token_file = data_dir / "admin.token"
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except OSError:
+            raise Refused(f"no token: pass --token or --data-dir (cannot read {token_file})"
+                          ) from None
+    context = ssl.create_default_context()
+    root = data_dir / "root.pem"
+    if root.exists():
+        context.load_verify_locations(cafile=str(root))
+    return Client((args.url or DEFAULT_URL).rstrip("/"), token, context)
+
+
+# ------------------------------------------------------------------ commands
+def emit(args: argparse.Namespace, payload: Any, line: str) -> None:
+    print(json.dumps(payload, indent=2) if args.json else line)
+
+
+def cmd_request_submit(args: argparse.Namespace) -> None:
+    try:
+        csr = Path(args.csr_file).read_bytes()
+    except OSError as exc:
+        raise Refused(f"cannot read {args.csr_file}: {exc.strerror}") from None
+    client = make_client(args, admin=False)
+    query = f"?profile={urllib.parse.quote(args.profile)}" if args.profile else ""
+    _, body = client.call("POST", f"/api/v1/requests{query}", csr, "application/pkcs10")
+    emit(args, body, f"{body['id']} {body['status']}")
+
+
+def cmd_request_get(args: argparse.Namespace) -> None:
+    client = make_client(args, admin=False)
+    _, body = client.call("GET", f"/api/v1/requests/{urllib.parse.quote(args.id)}")
+    if body["status"] != "issued":
+        reason = f": {body['reason']}" if body.get("reason") else ""
+        raise Refused(f"{body['status']}{reason}")
+    pem = body["certificate"] + "".join(body["chain"])
+    if args.out:
+        Path(args.out).write_text(pem, encoding="utf-8")
+        emit(args, body, f"{body['id']} issued {body['serial']} -> {args.out}")
+    elif args.json:
+        emit(args, body, "")
+    else:
+        sys.stdout.write(pem)
+
+
+def cmd_request_list(args: argparse.Namespace) -> None:
+    query = urllib.parse.urlencode({k: v for k, v in (("status", args.status),) if v})
+    _, body = make_client(args).call("GET", f"/api/v1/admin/requests?{query}")
+    lines = [f"{r['id']} {r['status']} {r['profile']} {r['subject'] or '-'}"
+             for r in body["requests"]]
+    emit(args, body, "\n".join(lines))
+
+
+def cmd_request_decide(action: str) -> Callable[[argparse.Namespace], None]:
+    def run(args: argparse.Namespace) -> None:
+        payload = {"reason": args.reason} if getattr(args, "reason", None) else {}
+        _, body = make_client(args).call(
+            "POST", f"/api/v1/admin/requests/{urllib.parse.quote(args.id)}/{action}", payload)
+        emit(args, body, f"{body['id']} {body['status']}")
+    return run
+
+
+def cmd_cert_list(args: argparse.Namespace) -> None:
+    query = urllib.parse.urlencode({k: v for k, v in (("status", args.status),) if v})
+    _, body = make_client(args).call("GET", f"/api/v1/admin/certificates?{query}")
+    lines = [f"{c['serial']} {c['status']} {c['not_after']} {c['subject'] or '-'}"
+             for c in body["certificates"]]
+    emit(args, body, "\n".join(lines))
+
+
+def cmd_cert_revoke(args: argparse.Namespace) -> None:
+    serial = urllib.parse.quote(args.serial.replace(":", ""))
+    _, body = make_client(args).call("POST", f"/api/v1/admin/certificates/{serial}/revoke",
+                                     {"reason": args.reason})
+    emit(args, body, f"{body['serial']} revoked {body['revocation_reason']}")
+
+
+def cmd_simple_post(path: str, render: Callable[[Any], str],
+                    payload: Callable[[argparse.Namespace], dict[str, Any]] = lambda a: {},
+                    ) -> Callable[[argparse.Namespace], None]:
+    def run(args: argparse.Namespace) -> None:
+        _, body = make_client(args).call("POST", path, payload(args))
+        emit(args, body, render(body))
+    return run
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from server.app import serve
+    from server.config import load_config
+    from server.web.requestlog import setup_logging
+
+    try:
+        config = load_config(Path(args.config) if args.config else None)
+    except ConfigError as exc:
+        raise Refused(f"configuration: {exc}") from None
+    if args.data_dir:
+        config = config.with_data_dir(Path(args.data_dir))
+    setup_logging(config.server.log_level, config.server.log_format)
+    try:
+        asyncio.run(serve(config))
+    except ConfigError as exc:
+        raise Refused(f"configuration: {exc}") from None
+
+
+# -------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="data directory (token and root.pem)")
+    common.add_argument("--url", help=f"server URL (default {DEFAULT_URL})")
+    common.add_argument("--token", help="bearer token (default: DATA_DIR/admin.token)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+
+    parser = argparse.ArgumentParser(prog="certforge", description="certforge CA server")
+    groups = parser.add_subparsers(dest="group", required=True)
+
+    serve = groups.add_parser("serve", help="run the server")
+    serve.add_argument("--config", help="TOML configuration file")
+    serve.add_argument("--data-dir", help="data directory (default ./certforge-data)")
+    serve.set_defaults(func=cmd_serve)
+
+    def group(name: str, help_text: str) -> argparse._SubParsersAction[Any]:
+        return groups.add_parser(name, help=help_text).add_subparsers(dest="cmd", required=True)
+
+    def leaf(sub: argparse._SubParsersAction[Any], name: str,
+             func: Callable[[argparse.Namespace], None], help_text: str
+             ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    req = group("request", "enrollment requests")
+    p = leaf(req, "submit", cmd_request_submit, "submit a PKCS#10 CSR (PEM or DER)")
+    p.add_argument("csr_file")
+    p.add_argument("--profile")
+    p = leaf(req, "get", cmd_request_get, "fetch the issued certificate and chain")
+    p.add_argument("id")
+    p.add_argument("--out")
+    p = leaf(req, "list", cmd_request_list, "list requests")
+    p.add_argument("--status", choices=("pending", "approved", "issued", "denied", "failed"))
+    leaf(req, "approve", cmd_request_decide("approve"), "approve a pending request"
+         ).add_argument("id")
+    p = leaf(req, "deny", cmd_request_decide("deny"), "deny a pending request")
+    p.add_argument("id")
+    p.add_argument("--reason")
+
+    cert = group("cert", "certificates")
+    p = leaf(cert, "list", cmd_cert_list, "list certificates")
+    p.add_argument("--status", choices=("valid", "revoked"))
+    p = leaf(cert, "revoke", cmd_cert_revoke, "revoke a certificate")
+    p.add_argument("serial")
+    p.add_argument("--reason", default="unspecified", choices=REVOCATION_REASONS)
+
+    crl = group("crl", "certificate revocation lists")
+    leaf(crl, "publish", cmd_simple_post("/api/v1/admin/crl/publish", lambda b: "published"),
+         "issue fresh CRLs now")
+
+    scep = group("scep", "SCEP")
+    leaf(scep, "challenge", cmd_simple_post("/api/v1/admin/scep/challenges",
+                                            lambda b: str(b["challenge"])),
+         "print a one-time challenge password")
+    est = group("est", "EST")
+    est_user = est.add_parser("user", help="EST users").add_subparsers(dest="sub", required=True)
+    leaf(est_user, "add", cmd_simple_post("/api/v1/admin/est/users",
+                                          lambda b: str(b["password"]),
+                                          lambda a: {"name": a.name}),
+         "add a user and print its password").add_argument("name")
+    acme = group("acme", "ACME")
+    eab = acme.add_parser("eab", help="External Account Binding").add_subparsers(
+        dest="sub", required=True)
+    leaf(eab, "create", cmd_simple_post("/api/v1/admin/acme/eab",
+                                        lambda b: f"{b['kid']} {b['hmac_key']}"),
+         "create EAB credentials, printed as KID HMAC_KEY")
+
+    token = group("token", "API tokens")
+    p = leaf(token, "create", cmd_simple_post(
+        "/api/v1/admin/tokens", lambda b: str(b["token"]),
+        lambda a: {"name": a.name, "roles": a.role or ["requester"]}),
+        "create a bearer token and print it")
+    p.add_argument("name")
+    p.add_argument("--role", action="append", choices=("requester", "auditor", "administrator"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except Refused as exc:
+        print(f"certforge: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 1
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

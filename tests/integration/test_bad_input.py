@@ -1,0 +1,150 @@
+"""Bad input to the REST and admin APIs: a clear 4xx problem document, never a 500, and
+nothing recorded half-way."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.integration.openssl import make_csr
+from tests.integration.server import CertforgeServer, run
+
+
+def post(server: CertforgeServer, path: str, data: bytes | str, *headers: str
+         ) -> tuple[int, dict[str, object], str]:
+    body_file = Path(server.data_dir.parent / "body.bin")
+    body_file.write_bytes(data if isinstance(data, bytes) else data.encode())
+    args = ["-X", "POST", "--data-binary", f"@{body_file}", "-D", "-", f"{server.url}{path}"]
+    for h in headers:
+        args[:0] = ["-H", h]
+    out = server.curl(*args).stdout.decode(errors="replace")
+    head, _, body = out.partition("\r\n\r\n")
+    while head.startswith("HTTP/1.1 100"):
+        head, _, body = body.partition("\r\n\r\n")
+    status = int(head.split()[1])
+    return status, json.loads(body) if body.startswith("{") else {}, head
+
+
+def request_count(server: CertforgeServer) -> int:
+    out = server.cli("request", "list", "--json", check=True).stdout
+    return len(json.loads(out)["requests"])
+
+
+PKCS10 = "Content-Type: application/pkcs10"
+
+
+@pytest.fixture
+def good_csr(work: Path) -> bytes:
+    return make_csr(work, "good")[1].read_bytes()
+
+
+@pytest.mark.parametrize(("body", "kind"), [
+    pytest.param(b"garbage", "bad_csr", id="bad_csr/garbage"),
+    pytest.param(b"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----",
+                 "bad_csr", id="bad_csr/truncated_pem"),
+    pytest.param(b"\x30\x82\x01\x00\x30", "bad_csr", id="bad_csr/truncated_der"),
+])
+def test_malformed_csr(server: CertforgeServer, body: bytes, kind: str) -> None:
+    before = request_count(server)
+    status, problem, head = post(server, "/api/v1/requests", body, PKCS10)
+    assert status == 400
+    assert problem["type"] == f"urn:certforge:problem:{kind}"
+    assert "application/problem+json" in head
+    assert request_count(server) == before
+
+
+def test_bad_signature_is_refused(server: CertforgeServer, work: Path) -> None:
+    _, csr = make_csr(work, "sig")
+    run("openssl", "req", "-in", str(csr), "-outform", "DER", "-out", str(work / "sig.der"))
+    der = bytearray((work / "sig.der").read_bytes())
+    der[-5] ^= 0x01  # flip a bit inside the signature
+    status, problem, _ = post(server, "/api/v1/requests", bytes(der), PKCS10)
+    assert status == 400
+    assert problem["type"] == "urn:certforge:problem:bad_csr"
+
+
+def test_weak_key_is_refused(server: CertforgeServer, work: Path) -> None:
+    _, csr = make_csr(work, "weak", key="rsa1024")
+    before = request_count(server)
+    status, problem, _ = post(server, "/api/v1/requests", csr.read_bytes(), PKCS10)
+    assert status == 400
+    assert problem["type"] == "urn:certforge:problem:bad_public_key"
+    assert request_count(server) == before
+
+
+def test_unknown_profile(server: CertforgeServer, good_csr: bytes) -> None:
+    body = json.dumps({"csr": good_csr.decode(), "profile": "nope"})
+    status, problem, _ = post(server, "/api/v1/requests", body, "Content-Type: application/json")
+    assert status == 400
+    assert problem["type"] == "urn:certforge:problem:unknown_profile"
+
+
+def test_oversized_body(server: CertforgeServer) -> None:
+    status, problem, _ = post(server, "/api/v1/requests", b"0" * 200_000, PKCS10)
+    assert status == 413
+    assert problem["status"] == 413
+
+
+def test_wrong_content_type(server: CertforgeServer, good_csr: bytes) -> None:
+    status, problem, _ = post(server, "/api/v1/requests", good_csr, "Content-Type: text/plain")
+    assert status == 415
+    assert problem["type"] == "urn:certforge:problem:unsupported_media_type"
+
+
+@pytest.mark.parametrize("body", [
+    pytest.param("{", id="malformed/not_json"),
+    pytest.param("[]", id="malformed/not_object"),
+    pytest.param('{"csr": 5}', id="malformed/csr_not_string"),
+    pytest.param('{"csr": "x", "profile": 3}', id="malformed/profile_not_string"),
+])
+def test_bad_json(server: CertforgeServer, body: str) -> None:
+    status, problem, _ = post(server, "/api/v1/requests", body, "Content-Type: application/json")
+    assert status == 400
+    assert str(problem["type"]).startswith("urn:certforge:problem:")
+
+
+def test_bad_token(server: CertforgeServer, good_csr: bytes) -> None:
+    status, problem, head = post(server, "/api/v1/requests", good_csr, PKCS10,
+                                 "Authorization: Bearer nope")
+    assert status == 401
+    assert problem["type"] == "urn:certforge:problem:unauthorized"
+    assert "WWW-Authenticate: Bearer" in head
+
+
+def test_admin_needs_a_token(server: CertforgeServer) -> None:
+    result = server.curl("-o", "/dev/null", "-w", "%{http_code}",
+                         f"{server.url}/api/v1/admin/requests")
+    assert result.stdout == b"401"
+
+
+def test_wrong_role(server: CertforgeServer, good_csr: bytes) -> None:
+    auditor = server.cli("token", "create", "auditor", "--role", "auditor",
+                         check=True).stdout.strip()
+    assert server.cli("request", "list", token=auditor).returncode == 0
+    submitted = server.curl("-X", "POST", "-H", PKCS10, "--data-binary", good_csr.decode(),
+                            f"{server.url}/api/v1/requests")
+    rid = json.loads(submitted.stdout)["id"]
+    refused = server.cli("request", "approve", rid, token=auditor)
+    assert refused.returncode == 1
+    assert "administrator" in refused.stderr
+    status, problem, _ = post(server, f"/api/v1/admin/requests/{rid}/approve", b"{}",
+                              f"Authorization: Bearer {auditor}")
+    assert status == 403
+    assert problem["type"] == "urn:certforge:problem:forbidden"
+
+
+def test_unknown_request_and_serial(server: CertforgeServer) -> None:
+    got = server.cli("request", "get", "0" * 32)
+    assert got.returncode == 1
+    assert "HTTP 404" in got.stderr
+    revoke = server.cli("cert", "revoke", "de:ad:be:ef")
+    assert revoke.returncode == 1
+    bad = server.cli("cert", "revoke", "not-hex")
+    assert bad.returncode == 1
+
+
+def test_usage_errors_exit_2(server: CertforgeServer) -> None:
+    assert server.cli("request").returncode == 2
+    assert server.cli("cert", "revoke", "01", "--reason", "whim").returncode == 2
