@@ -180,6 +180,8 @@ class ExitOptions:
         """A file system path; a relative one is taken inside the data directory, so that an
         exit's output sits next to the store whatever the server's working directory."""
         text = self.optional_string(key)
+        if text == "":
+            raise self.error(key, "is empty; leave it out for the default")
         return None if text is None else self._path(text, config)
 
     def required_path(self, key: str, config: Config) -> Path:

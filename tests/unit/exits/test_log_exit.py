@@ -97,6 +97,7 @@ async def test_events_filter(caplog: pytest.LogCaptureFixture) -> None:
     [
         pytest.param({"level": "loud"}, "level", id="bad_level/unknown"),
         pytest.param({"path": 3}, "path", id="bad_path/type"),
+        pytest.param({"path": ""}, "path", id="bad_path/empty"),
         pytest.param({"include_pem": "yes"}, "include_pem", id="bad_include_pem/type"),
         pytest.param({"format": "text"}, "format", id="unknown_key"),
     ],
