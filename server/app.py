@@ -12,13 +12,13 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator
-from contextlib import suppress
 
 from aiohttp import web
 
 from server.ca.issuers import load_or_create, load_passphrase
 from server.config import Config
 from server.engine import Engine, EngineDeps
+from server.exits.base import close_exit_modules
 from server.exits.dispatcher import Dispatcher
 from server.frontend import load_frontends
 from server.keys import CAS, CONFIG, ENGINE, METRICS, STORE, TOKENS
@@ -86,11 +86,7 @@ async def core(app: web.Application) -> AsyncIterator[None]:
             for task in background:
                 task.cancel()
     finally:
-        for module in exits.values():
-            close = getattr(module, "close", None)
-            if close is not None:
-                with suppress(Exception):
-                    await close()
+        await close_exit_modules(exits.values())
         await store.close()
 
 

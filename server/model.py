@@ -121,7 +121,9 @@ class Identifier:
                 return cls(IdentifierType.EMAIL, name.value)
             case x509.UniformResourceIdentifier():
                 return cls(IdentifierType.URI, name.value)
-        raise Malformed(f"unsupported subject alternative name type {type(name).__name__}")
+            case _:
+                raise Malformed(
+                    f"unsupported subject alternative name type {type(name).__name__}")
 
     def to_general_name(self) -> x509.GeneralName:
         match self.type:
