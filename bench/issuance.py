@@ -29,13 +29,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from server.store.sqlite import SQLiteStore
 
 from policies.profiles import ProfilePolicy
 from server.ca.issuers import load_or_create
 from server.config import Config
 from server.engine import Engine, EngineDeps
 from server.model import AuthMethod, EnrollmentRequest, Issued, Requester, Role
-from server.store.sqlite import SQLiteStore
 from tests.integration.server import CertforgeServer
 
 REQUESTER = Requester(AuthMethod.TOKEN, "bench", frozenset({Role.REQUESTER}))
@@ -46,11 +46,13 @@ def make_csrs(n: int) -> list[bytes]:
     for i in range(n):
         key = ec.generate_private_key(ec.SECP256R1())
         name = f"host{i}.bench.test"
-        csrs.append(x509.CertificateSigningRequestBuilder()
-                    .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-                    .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]),
-                                   critical=False)
-                    .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+        csrs.append(
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256())
+            .public_bytes(serialization.Encoding.DER)
+        )
     return csrs
 
 
@@ -65,36 +67,72 @@ def bare_rate(seconds: float) -> float:
     count, deadline = 0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         now = datetime.now(UTC)
-        (x509.CertificateBuilder().subject_name(name).issuer_name(ca_name)
-         .public_key(leaf_key).serial_number(x509.random_serial_number())
-         .not_valid_before(now).not_valid_after(now + timedelta(days=90))
-         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-         .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False,
-                                      False), critical=True)
-         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                        critical=False)
-         .add_extension(x509.SubjectAlternativeName([x509.DNSName("host.bench.test")]),
-                        critical=False)
-         .add_extension(ski, critical=False).add_extension(aki, critical=False)
-         .add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
-             [x509.UniformResourceIdentifier("http://127.0.0.1:8080/crl/default.crl")],
-             None, None, None)]), critical=False)
-         .add_extension(x509.AuthorityInformationAccess([
-             x509.AccessDescription(x509.AuthorityInformationAccessOID.OCSP,
-                                    x509.UniformResourceIdentifier("http://127.0.0.1:8080/ocsp")),
-             x509.AccessDescription(x509.AuthorityInformationAccessOID.CA_ISSUERS,
-                                    x509.UniformResourceIdentifier(
-                                        "http://127.0.0.1:8080/ca/default.cer"))]),
-             critical=False)
-         .add_extension(x509.CertificatePolicies([x509.PolicyInformation(
-             x509.ObjectIdentifier("2.23.140.1.2.1"), None)]), critical=False)
-         .sign(ca_key, hashes.SHA256()))
+        (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(ca_name)
+            .public_key(leaf_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(now + timedelta(days=90))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+                critical=True,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(
+                x509.SubjectAlternativeName([x509.DNSName("host.bench.test")]), critical=False
+            )
+            .add_extension(ski, critical=False)
+            .add_extension(aki, critical=False)
+            .add_extension(
+                x509.CRLDistributionPoints(
+                    [
+                        x509.DistributionPoint(
+                            [
+                                x509.UniformResourceIdentifier(
+                                    "http://127.0.0.1:8080/crl/default.crl"
+                                )
+                            ],
+                            None,
+                            None,
+                            None,
+                        )
+                    ]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.AuthorityInformationAccess(
+                    [
+                        x509.AccessDescription(
+                            x509.AuthorityInformationAccessOID.OCSP,
+                            x509.UniformResourceIdentifier("http://127.0.0.1:8080/ocsp"),
+                        ),
+                        x509.AccessDescription(
+                            x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                            x509.UniformResourceIdentifier("http://127.0.0.1:8080/ca/default.cer"),
+                        ),
+                    ]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.CertificatePolicies(
+                    [x509.PolicyInformation(x509.ObjectIdentifier("2.23.140.1.2.1"), None)]
+                ),
+                critical=False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
         count += 1
     return count / seconds
 
 
-async def run_workers(concurrency: int, seconds: float,
-                      one: Callable[[int], Awaitable[bool]]) -> float:
+async def run_workers(
+    concurrency: int, seconds: float, one: Callable[[int], Awaitable[bool]]
+) -> float:
     done = 0
     deadline = time.perf_counter() + seconds
 
@@ -117,9 +155,15 @@ async def engine_rate(seconds: float, csrs: list[bytes], concurrency: int = 64) 
         cas = load_or_create(config, passphrase=None, now=datetime.now(UTC))
         store = SQLiteStore(f"sqlite:///{tmp}/certforge.db", consumers=[])
         await store.open()
-        engine = Engine(EngineDeps(store=store, cas=cas, profiles=config.profiles,
-                                   default_profile="tls-server",
-                                   policies=[ProfilePolicy(config)]))
+        engine = Engine(
+            EngineDeps(
+                store=store,
+                cas=cas,
+                profiles=config.profiles,
+                default_profile="tls-server",
+                policies=[ProfilePolicy(config)],
+            )
+        )
 
         async def one(i: int) -> bool:
             req = EnrollmentRequest(csrs[i % len(csrs)], "bench", REQUESTER)
@@ -133,7 +177,7 @@ async def engine_rate(seconds: float, csrs: list[bytes], concurrency: int = 64) 
 
 async def rest_rate(seconds: float, csrs: list[bytes], concurrency: int = 32) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        server = CertforgeServer(Path(tmp) / "data", extra_config="log_level = \"warning\"")
+        server = CertforgeServer(Path(tmp) / "data", extra_config='log_level = "warning"')
         server.start()
         try:
             token = server.cli("token", "create", "bench", check=True).stdout.strip()
@@ -144,8 +188,7 @@ async def rest_rate(seconds: float, csrs: list[bytes], concurrency: int = 32) ->
                 url = f"{server.url}/api/v1/requests"
 
                 async def one(i: int) -> bool:
-                    async with session.post(url, data=csrs[i % len(csrs)],
-                                            headers=headers) as resp:
+                    async with session.post(url, data=csrs[i % len(csrs)], headers=headers) as resp:
                         await resp.read()
                         return resp.status == 201
 
@@ -163,10 +206,14 @@ def main() -> None:
     bare = bare_rate(args.seconds)
     engine = asyncio.run(engine_rate(args.seconds, csrs))
     rest = asyncio.run(rest_rate(args.seconds, csrs))
-    result = {"bare_per_s": round(bare), "engine_per_s": round(engine),
-              "rest_per_s": round(rest), "engine_ratio": round(engine / bare, 3),
-              "rest_ratio": round(rest / bare, 3),
-              "targets": {"engine_ratio": 0.5, "rest_ratio": 0.15}}
+    result = {
+        "bare_per_s": round(bare),
+        "engine_per_s": round(engine),
+        "rest_per_s": round(rest),
+        "engine_ratio": round(engine / bare, 3),
+        "rest_ratio": round(rest / bare, 3),
+        "targets": {"engine_ratio": 0.5, "rest_ratio": 0.15},
+    }
     print(json.dumps(result, indent=2))
 
 

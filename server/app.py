@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from server.ca.issuers import load_or_create, load_passphrase
+from server.ca.issuers import load_or_create
+from server.ca.keystore import load_passphrase
 from server.config import Config
 from server.engine import Engine, EngineDeps
 from server.exits.base import close_exit_modules
@@ -56,8 +57,9 @@ async def core(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     clock = SystemClock()
     config.server.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    cas = await asyncio.to_thread(load_or_create, config,
-                                  passphrase=load_passphrase(config.ca), now=clock.now())
+    cas = await asyncio.to_thread(
+        load_or_create, config, passphrase=load_passphrase(config.ca), now=clock.now()
+    )
     policies = load_policy_modules(config)
     exits = load_exit_modules(config)
     store = open_store(config.store_url, consumers=list(exits))
@@ -65,10 +67,18 @@ async def core(app: web.Application) -> AsyncIterator[None]:
     try:
         metrics = Metrics()
         dispatcher = Dispatcher(store, exits)
-        engine = Engine(EngineDeps(
-            store=store, cas=cas, profiles=config.profiles,
-            default_profile=config.policy.default_profile, policies=policies, clock=clock,
-            observer=metrics, notify=dispatcher.notify))
+        engine = Engine(
+            EngineDeps(
+                store=store,
+                cas=cas,
+                profiles=config.profiles,
+                default_profile=config.policy.default_profile,
+                policies=policies,
+                clock=clock,
+                observer=metrics,
+                notify=dispatcher.notify,
+            )
+        )
         tokens = TokenService(store, clock)
         await tokens.bootstrap(config.server.data_dir)
         if resumed := await engine.resume_approved():
@@ -80,8 +90,10 @@ async def core(app: web.Application) -> AsyncIterator[None]:
             target[TOKENS], target[METRICS] = tokens, metrics
         app[TLS_KEY] = tls
         async with asyncio.TaskGroup() as tasks:
-            background = [tasks.create_task(dispatcher.run()),
-                          tasks.create_task(tls.renew_forever())]
+            background = [
+                tasks.create_task(dispatcher.run()),
+                tasks.create_task(tls.renew_forever()),
+            ]
             yield
             for task in background:
                 task.cancel()
@@ -94,20 +106,27 @@ async def serve(config: Config) -> None:
     """Start both listeners, run until SIGTERM or SIGINT, then drain and stop."""
     https_app, http_app = build_apps(config)
     timeout = config.server.shutdown_timeout
-    https_runner = web.AppRunner(https_app, shutdown_timeout=timeout, handle_signals=False,
-                                 access_log=None)
-    http_runner = web.AppRunner(http_app, shutdown_timeout=timeout, handle_signals=False,
-                                access_log=None)
+    https_runner = web.AppRunner(
+        https_app, shutdown_timeout=timeout, handle_signals=False, access_log=None
+    )
+    http_runner = web.AppRunner(
+        http_app, shutdown_timeout=timeout, handle_signals=False, access_log=None
+    )
     await https_runner.setup()
     try:
         await http_runner.setup()
         s = config.server
-        await web.TCPSite(https_runner, s.https_listen.host, s.https_listen.port,
-                          ssl_context=https_app[TLS_KEY].context, backlog=1024).start()
-        await web.TCPSite(http_runner, s.http_listen.host, s.http_listen.port,
-                          backlog=1024).start()
-        log.info("certforge is ready", extra={"https": str(s.https_listen),
-                                              "http": str(s.http_listen)})
+        await web.TCPSite(
+            https_runner,
+            s.https_listen.host,
+            s.https_listen.port,
+            ssl_context=https_app[TLS_KEY].context,
+            backlog=1024,
+        ).start()
+        await web.TCPSite(http_runner, s.http_listen.host, s.http_listen.port, backlog=1024).start()
+        log.info(
+            "certforge is ready", extra={"https": str(s.https_listen), "http": str(s.http_listen)}
+        )
         await _wait_for_stop_signal()
         log.info("stopping: finishing requests in flight")
     finally:

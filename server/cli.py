@@ -24,9 +24,17 @@ from server.errors import ConfigError
 
 DEFAULT_URL = "https://127.0.0.1:8443"
 DEFAULT_DATA_DIR = Path("certforge-data")
-REVOCATION_REASONS = ("unspecified", "keyCompromise", "cACompromise", "affiliationChanged",
-                      "superseded", "cessationOfOperation", "certificateHold",
-                      "privilegeWithdrawn", "aACompromise")
+REVOCATION_REASONS = (
+    "unspecified",
+    "keyCompromise",
+    "cACompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+    "certificateHold",
+    "privilegeWithdrawn",
+    "aACompromise",
+)
 
 
 class Refused(Exception):
@@ -39,10 +47,15 @@ class Client:
     token: str | None
     context: ssl.SSLContext
 
-    def call(self, method: str, path: str, body: dict[str, Any] | bytes | None = None,
-             content_type: str = "application/json") -> tuple[int, Any]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | bytes | None = None,
+        content_type: str = "application/json",
+    ) -> tuple[int, Any]:
         data = json.dumps(body).encode() if isinstance(body, dict) else body
-        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req = urllib.request.Request(self.url + path, data=data, method=method)  # noqa: S310 - https URL given by the operator
         if data is not None:
             req.add_header("Content-Type", content_type)
         if self.token:
@@ -76,8 +89,9 @@ def make_client(args: argparse.Namespace, *, admin: bool = True) -> Client:
         try:
             token = token_file.read_text(encoding="utf-8").strip()
         except OSError:
-            raise Refused(f"no token: pass --token or --data-dir (cannot read {token_file})"
-                          ) from None
+            raise Refused(
+                f"no token: pass --token or --data-dir (cannot read {token_file})"
+            ) from None
     context = ssl.create_default_context()
     root = data_dir / "root.pem"
     if root.exists():
@@ -120,8 +134,9 @@ def cmd_request_get(args: argparse.Namespace) -> None:
 def cmd_request_list(args: argparse.Namespace) -> None:
     query = urllib.parse.urlencode({k: v for k, v in (("status", args.status),) if v})
     _, body = make_client(args).call("GET", f"/api/v1/admin/requests?{query}")
-    lines = [f"{r['id']} {r['status']} {r['profile']} {r['subject'] or '-'}"
-             for r in body["requests"]]
+    lines = [
+        f"{r['id']} {r['status']} {r['profile']} {r['subject'] or '-'}" for r in body["requests"]
+    ]
     emit(args, body, "\n".join(lines))
 
 
@@ -129,32 +144,40 @@ def cmd_request_decide(action: str) -> Callable[[argparse.Namespace], None]:
     def run(args: argparse.Namespace) -> None:
         payload = {"reason": args.reason} if getattr(args, "reason", None) else {}
         _, body = make_client(args).call(
-            "POST", f"/api/v1/admin/requests/{urllib.parse.quote(args.id)}/{action}", payload)
+            "POST", f"/api/v1/admin/requests/{urllib.parse.quote(args.id)}/{action}", payload
+        )
         emit(args, body, f"{body['id']} {body['status']}")
+
     return run
 
 
 def cmd_cert_list(args: argparse.Namespace) -> None:
     query = urllib.parse.urlencode({k: v for k, v in (("status", args.status),) if v})
     _, body = make_client(args).call("GET", f"/api/v1/admin/certificates?{query}")
-    lines = [f"{c['serial']} {c['status']} {c['not_after']} {c['subject'] or '-'}"
-             for c in body["certificates"]]
+    lines = [
+        f"{c['serial']} {c['status']} {c['not_after']} {c['subject'] or '-'}"
+        for c in body["certificates"]
+    ]
     emit(args, body, "\n".join(lines))
 
 
 def cmd_cert_revoke(args: argparse.Namespace) -> None:
     serial = urllib.parse.quote(args.serial.replace(":", ""))
-    _, body = make_client(args).call("POST", f"/api/v1/admin/certificates/{serial}/revoke",
-                                     {"reason": args.reason})
+    _, body = make_client(args).call(
+        "POST", f"/api/v1/admin/certificates/{serial}/revoke", {"reason": args.reason}
+    )
     emit(args, body, f"{body['serial']} revoked {body['revocation_reason']}")
 
 
-def cmd_simple_post(path: str, render: Callable[[Any], str],
-                    payload: Callable[[argparse.Namespace], dict[str, Any]] = lambda a: {},
-                    ) -> Callable[[argparse.Namespace], None]:
+def cmd_simple_post(
+    path: str,
+    render: Callable[[Any], str],
+    payload: Callable[[argparse.Namespace], dict[str, Any]] = lambda a: {},
+) -> Callable[[argparse.Namespace], None]:
     def run(args: argparse.Namespace) -> None:
         _, body = make_client(args).call("POST", path, payload(args))
         emit(args, body, render(body))
+
     return run
 
 
@@ -195,9 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     def group(name: str, help_text: str) -> argparse._SubParsersAction[Any]:
         return groups.add_parser(name, help=help_text).add_subparsers(dest="cmd", required=True)
 
-    def leaf(sub: argparse._SubParsersAction[Any], name: str,
-             func: Callable[[argparse.Namespace], None], help_text: str
-             ) -> argparse.ArgumentParser:
+    def leaf(
+        sub: argparse._SubParsersAction[Any],
+        name: str,
+        func: Callable[[argparse.Namespace], None],
+        help_text: str,
+    ) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help_text)
         p.set_defaults(func=func)
         return p
@@ -211,8 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out")
     p = leaf(req, "list", cmd_request_list, "list requests")
     p.add_argument("--status", choices=("pending", "approved", "issued", "denied", "failed"))
-    leaf(req, "approve", cmd_request_decide("approve"), "approve a pending request"
-         ).add_argument("id")
+    leaf(req, "approve", cmd_request_decide("approve"), "approve a pending request").add_argument(
+        "id"
+    )
     p = leaf(req, "deny", cmd_request_decide("deny"), "deny a pending request")
     p.add_argument("id")
     p.add_argument("--reason")
@@ -225,31 +252,52 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="unspecified", choices=REVOCATION_REASONS)
 
     crl = group("crl", "certificate revocation lists")
-    leaf(crl, "publish", cmd_simple_post("/api/v1/admin/crl/publish", lambda b: "published"),
-         "issue fresh CRLs now")
+    leaf(
+        crl,
+        "publish",
+        cmd_simple_post("/api/v1/admin/crl/publish", lambda b: "published"),
+        "issue fresh CRLs now",
+    )
 
     scep = group("scep", "SCEP")
-    leaf(scep, "challenge", cmd_simple_post("/api/v1/admin/scep/challenges",
-                                            lambda b: str(b["challenge"])),
-         "print a one-time challenge password")
+    leaf(
+        scep,
+        "challenge",
+        cmd_simple_post("/api/v1/admin/scep/challenges", lambda b: str(b["challenge"])),
+        "print a one-time challenge password",
+    )
     est = group("est", "EST")
     est_user = est.add_parser("user", help="EST users").add_subparsers(dest="sub", required=True)
-    leaf(est_user, "add", cmd_simple_post("/api/v1/admin/est/users",
-                                          lambda b: str(b["password"]),
-                                          lambda a: {"name": a.name}),
-         "add a user and print its password").add_argument("name")
+    leaf(
+        est_user,
+        "add",
+        cmd_simple_post(
+            "/api/v1/admin/est/users", lambda b: str(b["password"]), lambda a: {"name": a.name}
+        ),
+        "add a user and print its password",
+    ).add_argument("name")
     acme = group("acme", "ACME")
     eab = acme.add_parser("eab", help="External Account Binding").add_subparsers(
-        dest="sub", required=True)
-    leaf(eab, "create", cmd_simple_post("/api/v1/admin/acme/eab",
-                                        lambda b: f"{b['kid']} {b['hmac_key']}"),
-         "create EAB credentials, printed as KID HMAC_KEY")
+        dest="sub", required=True
+    )
+    leaf(
+        eab,
+        "create",
+        cmd_simple_post("/api/v1/admin/acme/eab", lambda b: f"{b['kid']} {b['hmac_key']}"),
+        "create EAB credentials, printed as KID HMAC_KEY",
+    )
 
     token = group("token", "API tokens")
-    p = leaf(token, "create", cmd_simple_post(
-        "/api/v1/admin/tokens", lambda b: str(b["token"]),
-        lambda a: {"name": a.name, "roles": a.role or ["requester"]}),
-        "create a bearer token and print it")
+    p = leaf(
+        token,
+        "create",
+        cmd_simple_post(
+            "/api/v1/admin/tokens",
+            lambda b: str(b["token"]),
+            lambda a: {"name": a.name, "roles": a.role or ["requester"]},
+        ),
+        "create a bearer token and print it",
+    )
     p.add_argument("name")
     p.add_argument("--role", action="append", choices=("requester", "auditor", "administrator"))
     return parser

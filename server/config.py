@@ -22,20 +22,37 @@ T = TypeVar("T")
 
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 CSR_KEY_TYPES = ("ec-p256", "ec-p384", "ec-p521", "rsa", "ed25519")
-KEY_USAGES = ("digitalSignature", "nonRepudiation", "keyEncipherment", "dataEncipherment",
-              "keyAgreement", "keyCertSign", "cRLSign")
+KEY_USAGES = (
+    "digitalSignature",
+    "nonRepudiation",
+    "keyEncipherment",
+    "dataEncipherment",
+    "keyAgreement",
+    "keyCertSign",
+    "cRLSign",
+)
 EKU_NAMES = {
-    "serverAuth": "1.3.6.1.5.5.7.3.1", "clientAuth": "1.3.6.1.5.5.7.3.2",
-    "codeSigning": "1.3.6.1.5.5.7.3.3", "emailProtection": "1.3.6.1.5.5.7.3.4",
-    "timeStamping": "1.3.6.1.5.5.7.3.8", "OCSPSigning": "1.3.6.1.5.5.7.3.9",
+    "serverAuth": "1.3.6.1.5.5.7.3.1",
+    "clientAuth": "1.3.6.1.5.5.7.3.2",
+    "codeSigning": "1.3.6.1.5.5.7.3.3",
+    "emailProtection": "1.3.6.1.5.5.7.3.4",
+    "timeStamping": "1.3.6.1.5.5.7.3.8",
+    "OCSPSigning": "1.3.6.1.5.5.7.3.9",
     "ipsecIKE": "1.3.6.1.5.5.7.3.17",
 }
 SAN_TYPES = ("dns", "ip", "email", "uri")
 PROTOCOLS = ("rest", "acme", "scep", "est")
 SUBJECT_ATTRIBUTES = {
-    "CN": "2.5.4.3", "O": "2.5.4.10", "OU": "2.5.4.11", "C": "2.5.4.6", "ST": "2.5.4.8",
-    "L": "2.5.4.7", "serialNumber": "2.5.4.5", "emailAddress": "1.2.840.113549.1.9.1",
-    "DC": "0.9.2342.19200300.100.1.25", "UID": "0.9.2342.19200300.100.1.1",
+    "CN": "2.5.4.3",
+    "O": "2.5.4.10",
+    "OU": "2.5.4.11",
+    "C": "2.5.4.6",
+    "ST": "2.5.4.8",
+    "L": "2.5.4.7",
+    "serialNumber": "2.5.4.5",
+    "emailAddress": "1.2.840.113549.1.9.1",
+    "DC": "0.9.2342.19200300.100.1.25",
+    "UID": "0.9.2342.19200300.100.1.1",
 }
 
 
@@ -115,35 +132,58 @@ class ProfileConfig:
     dns_suffixes: tuple[str, ...] = ()  # empty: any name
     ip_ranges: tuple[str, ...] = ()  # empty: any address
     approval: str = "auto"  # "auto" or "manual"
-    auto_approve: tuple[str, ...] = ("token", "client_cert", "challenge_password",
-                                     "acme_account", "est_basic")
+    auto_approve: tuple[str, ...] = (
+        "token",
+        "client_cert",
+        "challenge_password",
+        "acme_account",
+        "est_basic",
+    )
     auth: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # protocol -> methods
 
 
 def _default_auth() -> dict[str, tuple[str, ...]]:
-    return {"rest": ("anonymous", "token"), "acme": ("acme_account",),
-            "scep": ("challenge_password", "client_cert"),
-            "est": ("est_basic", "client_cert", "challenge_password")}
+    return {
+        "rest": ("anonymous", "token"),
+        "acme": ("acme_account",),
+        "scep": ("challenge_password", "client_cert"),
+        "est": ("est_basic", "client_cert", "challenge_password"),
+    }
 
 
 DEFAULT_PROFILES: dict[str, ProfileConfig] = {
     "tls-server": ProfileConfig(
-        name="tls-server", validity_days=90,
-        key_usage=("digitalSignature", "keyEncipherment"), extended_key_usage=(EKU_NAMES["serverAuth"],),
-        certificate_policies=("2.23.140.1.2.1",), auth=_default_auth()),
+        name="tls-server",
+        validity_days=90,
+        key_usage=("digitalSignature", "keyEncipherment"),
+        extended_key_usage=(EKU_NAMES["serverAuth"],),
+        certificate_policies=("2.23.140.1.2.1",),
+        auth=_default_auth(),
+    ),
     "tls-client": ProfileConfig(
-        name="tls-client", validity_days=365,
-        key_usage=("digitalSignature",), extended_key_usage=(EKU_NAMES["clientAuth"],),
+        name="tls-client",
+        validity_days=365,
+        key_usage=("digitalSignature",),
+        extended_key_usage=(EKU_NAMES["clientAuth"],),
         key_types=("ec-p256", "ec-p384", "rsa", "ed25519"),
-        subject_attributes=("CN", "O", "OU", "emailAddress", "UID"), cn_in_sans=False,
-        require_san=False, san_types=("dns", "email", "uri"), auth=_default_auth()),
+        subject_attributes=("CN", "O", "OU", "emailAddress", "UID"),
+        cn_in_sans=False,
+        require_san=False,
+        san_types=("dns", "email", "uri"),
+        auth=_default_auth(),
+    ),
     "device": ProfileConfig(
-        name="device", validity_days=730,
+        name="device",
+        validity_days=730,
         key_usage=("digitalSignature", "keyEncipherment"),
         extended_key_usage=(EKU_NAMES["clientAuth"], EKU_NAMES["serverAuth"]),
         key_types=("ec-p256", "ec-p384", "rsa", "ed25519"),
-        subject_attributes=("CN", "O", "OU", "serialNumber"), cn_in_sans=False,
-        require_san=False, san_types=("dns", "ip", "uri"), auth=_default_auth()),
+        subject_attributes=("CN", "O", "OU", "serialNumber"),
+        cn_in_sans=False,
+        require_san=False,
+        san_types=("dns", "ip", "uri"),
+        auth=_default_auth(),
+    ),
 }
 
 
@@ -201,8 +241,9 @@ class _Table:
             raise ConfigError(f"{self.name(key)}: expected {kind.__name__}, got {value!r}")
         return value
 
-    def strings(self, key: str, default: tuple[str, ...], choices: tuple[str, ...] | None = None
-                ) -> tuple[str, ...]:
+    def strings(
+        self, key: str, default: tuple[str, ...], choices: tuple[str, ...] | None = None
+    ) -> tuple[str, ...]:
         values = self.get(key, list, list(default))
         for v in values:
             if not isinstance(v, str):
@@ -231,7 +272,9 @@ class _Table:
 
     def table(self, key: str) -> _Table:
         inner = self.where.strip("[]")
-        return _Table(self.get(key, dict, {}), f"[{inner}.{key}]" if inner != "config" else f"[{key}]")
+        return _Table(
+            self.get(key, dict, {}), f"[{inner}.{key}]" if inner != "config" else f"[{key}]"
+        )
 
     def done(self) -> None:
         unknown = sorted(set(self.raw) - self.used)
@@ -258,10 +301,12 @@ def _server(t: _Table) -> ServerConfig:
     d = ServerConfig()
     cfg = ServerConfig(
         data_dir=Path(t.get("data_dir", str, str(d.data_dir))),
-        https_listen=parse_host_port(t.get("https_listen", str, str(d.https_listen)),
-                                     t.name("https_listen")),
-        http_listen=parse_host_port(t.get("http_listen", str, str(d.http_listen)),
-                                    t.name("http_listen")),
+        https_listen=parse_host_port(
+            t.get("https_listen", str, str(d.https_listen)), t.name("https_listen")
+        ),
+        http_listen=parse_host_port(
+            t.get("http_listen", str, str(d.http_listen)), t.name("http_listen")
+        ),
         public_https_url=_url(t, "public_https_url", d.public_https_url, "https"),
         public_http_url=_url(t, "public_http_url", d.public_http_url, "http"),
         max_body_bytes=t.positive("max_body_bytes", d.max_body_bytes),
@@ -289,13 +334,18 @@ def _issuer(t: _Table, default_key: str) -> IssuerConfig:
     d = IssuerConfig()
     key_type = t.get("key_type", str, "") or default_key
     if key_type not in KEY_TYPES:
-        raise ConfigError(f"{t.name('key_type')}: {key_type!r} is not one of {', '.join(KEY_TYPES)}")
+        raise ConfigError(
+            f"{t.name('key_type')}: {key_type!r} is not one of {', '.join(KEY_TYPES)}"
+        )
     cfg = IssuerConfig(
-        name=t.get("name", str, d.name), key_type=key_type,
+        name=t.get("name", str, d.name),
+        key_type=key_type,
         validity_days=t.positive("validity_days", d.validity_days),
-        import_cert=t.get("import_cert", str, ""), import_key=t.get("import_key", str, ""),
+        import_cert=t.get("import_cert", str, ""),
+        import_key=t.get("import_key", str, ""),
         import_pkcs12=t.get("import_pkcs12", str, ""),
-        import_password_env=t.get("import_password_env", str, ""))
+        import_password_env=t.get("import_password_env", str, ""),
+    )
     if bool(cfg.import_cert) != bool(cfg.import_key):
         raise ConfigError(f"{t.name('import_cert')}: import_cert and import_key go together")
     if cfg.import_pkcs12 and cfg.import_cert:
@@ -308,16 +358,21 @@ def _ca(t: _Table) -> CAConfig:
     d = CAConfig()
     key_type = t.choice("key_type", d.key_type, KEY_TYPES)
     raw_issuers = t.get("issuers", list, [{}])
-    issuers = tuple(_issuer(_Table(raw, f"[[ca.issuers]] #{i + 1}"), key_type)
-                    for i, raw in enumerate(raw_issuers))
+    issuers = tuple(
+        _issuer(_Table(raw, f"[[ca.issuers]] #{i + 1}"), key_type)
+        for i, raw in enumerate(raw_issuers)
+    )
     names = [i.name for i in issuers]
     if not issuers or len(set(names)) != len(names):
         raise ConfigError("[ca] issuers: names must be present and unique")
     cfg = CAConfig(
-        name=t.get("name", str, d.name), key_type=key_type,
+        name=t.get("name", str, d.name),
+        key_type=key_type,
         root_validity_days=t.positive("root_validity_days", d.root_validity_days),
         passphrase_env=t.get("passphrase_env", str, ""),
-        passphrase_file=t.get("passphrase_file", str, ""), issuers=issuers)
+        passphrase_file=t.get("passphrase_file", str, ""),
+        issuers=issuers,
+    )
     t.done()
     return cfg
 
@@ -330,7 +385,9 @@ def _acme(t: _Table) -> ACMEConfig:
     cfg = ACMEConfig(
         http01_port=t.port("http01_port", d.http01_port),
         tlsalpn01_port=t.port("tlsalpn01_port", d.tlsalpn01_port),
-        resolvers=resolvers, eab_required=t.get("eab_required", bool, d.eab_required))
+        resolvers=resolvers,
+        eab_required=t.get("eab_required", bool, d.eab_required),
+    )
     t.done()
     return cfg
 
@@ -339,30 +396,38 @@ def _profile(name: str, t: _Table, issuers: set[str]) -> ProfileConfig:
     base = DEFAULT_PROFILES.get(name, ProfileConfig(name=name, auth=_default_auth()))
     methods = tuple(str(m) for m in AuthMethod)
     auth_t = t.table("auth")
-    auth = {p: auth_t.strings(p, base.auth.get(p, ()), methods)
-            for p in PROTOCOLS if p in auth_t.raw or p in base.auth}
+    auth = {
+        p: auth_t.strings(p, base.auth.get(p, ()), methods)
+        for p in PROTOCOLS
+        if p in auth_t.raw or p in base.auth
+    }
     auth_t.done()
     cfg = ProfileConfig(
-        name=name, issuer=t.get("issuer", str, base.issuer),
+        name=name,
+        issuer=t.get("issuer", str, base.issuer),
         validity_days=t.positive("validity_days", base.validity_days),
         key_usage=t.strings("key_usage", base.key_usage, KEY_USAGES),
-        extended_key_usage=tuple(EKU_NAMES.get(e, e) for e in t.strings(
-            "extended_key_usage", base.extended_key_usage)),
+        extended_key_usage=tuple(
+            EKU_NAMES.get(e, e) for e in t.strings("extended_key_usage", base.extended_key_usage)
+        ),
         certificate_policies=t.strings("certificate_policies", base.certificate_policies),
         key_types=t.strings("key_types", base.key_types, CSR_KEY_TYPES),
         rsa_min_bits=t.positive("rsa_min_bits", base.rsa_min_bits),
-        subject_attributes=t.strings("subject_attributes", base.subject_attributes,
-                                     tuple(SUBJECT_ATTRIBUTES)),
+        subject_attributes=t.strings(
+            "subject_attributes", base.subject_attributes, tuple(SUBJECT_ATTRIBUTES)
+        ),
         cn_in_sans=t.get("cn_in_sans", bool, base.cn_in_sans),
         require_san=t.get("require_san", bool, base.require_san),
         san_types=t.strings("san_types", base.san_types, SAN_TYPES),
         max_sans=t.positive("max_sans", base.max_sans),
-        dns_suffixes=tuple(s.lower().strip(".") for s in t.strings("dns_suffixes",
-                                                                   base.dns_suffixes)),
+        dns_suffixes=tuple(
+            s.lower().strip(".") for s in t.strings("dns_suffixes", base.dns_suffixes)
+        ),
         ip_ranges=t.strings("ip_ranges", base.ip_ranges),
         approval=t.choice("approval", base.approval, ("auto", "manual")),
         auto_approve=t.strings("auto_approve", base.auto_approve, methods),
-        auth=auth)
+        auth=auth,
+    )
     for r in cfg.ip_ranges:
         try:
             ipaddress.ip_network(r, strict=False)
@@ -383,8 +448,9 @@ def _policy(t: _Table, profiles: Mapping[str, ProfileConfig]) -> PolicyConfig:
     if default_profile not in profiles:
         raise ConfigError(f"{t.name('default_profile')}: no profile named {default_profile!r}")
     options = t.get("options", dict, {})
-    cfg = PolicyConfig(default_profile=default_profile,
-                       modules=t.strings("modules", d.modules), options=options)
+    cfg = PolicyConfig(
+        default_profile=default_profile, modules=t.strings("modules", d.modules), options=options
+    )
     t.done()
     return cfg
 
@@ -393,10 +459,11 @@ def _exits(raw: list[Any]) -> tuple[ExitConfig, ...]:
     exits = []
     for i, item in enumerate(raw):
         if not isinstance(item, dict) or not isinstance(item.get("type"), str):
-            raise ConfigError(f"[[exits]] #{i + 1}: needs type = \"webhook\", \"files\", ...")
+            raise ConfigError(f'[[exits]] #{i + 1}: needs type = "webhook", "files", ...')
         options = {k: v for k, v in item.items() if k not in ("type", "name")}
-        exits.append(ExitConfig(name=str(item.get("name", item["type"])), type=item["type"],
-                                options=options))
+        exits.append(
+            ExitConfig(name=str(item.get("name", item["type"])), type=item["type"], options=options)
+        )
     if len({e.name for e in exits}) != len(exits):
         raise ConfigError("[[exits]]: names must be unique (set name = ...)")
     return tuple(exits)
@@ -419,8 +486,9 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     policy = _policy(top.table("policy"), profiles)
     exits = _exits(top.get("exits", list, []))
     top.done()
-    return Config(server=server, store=store, ca=ca, acme=acme, profiles=profiles,
-                  policy=policy, exits=exits)
+    return Config(
+        server=server, store=store, ca=ca, acme=acme, profiles=profiles, policy=policy, exits=exits
+    )
 
 
 def load_config(path: Path | None) -> Config:

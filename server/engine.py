@@ -32,7 +32,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, assert_never
 
@@ -48,8 +48,8 @@ from server.model import (
     CertificateDraft,
     CertificateRecord,
     Clock,
-    Deny,
     Denied,
+    Deny,
     EnrollmentRequest,
     Event,
     EventKind,
@@ -59,9 +59,9 @@ from server.model import (
     Outcome,
     Pending,
     PolicyModule,
+    Requester,
     RequestQuery,
     RequestRecord,
-    Requester,
     RevocationReason,
     Status,
     SystemClock,
@@ -88,8 +88,8 @@ class EngineDeps:
     profiles: Mapping[str, ProfileConfig]
     default_profile: str
     policies: Sequence[PolicyModule]
-    clock: Clock = SystemClock()
-    observer: Observer = Observer()
+    clock: Clock = field(default_factory=SystemClock)
+    observer: Observer = field(default_factory=Observer)
     notify: Callable[[], None] = lambda: None  # wakes the exit dispatcher
 
 
@@ -118,8 +118,9 @@ class Engine:
                 outcome = await self._record_undecided(req, csr, None, Status.DENIED, reason)
             case _:
                 assert_never(decision)
-        self._d.observer.outcome(req.protocol, _outcome_name(outcome),
-                                 time.perf_counter() - started)
+        self._d.observer.outcome(
+            req.protocol, _outcome_name(outcome), time.perf_counter() - started
+        )
         return outcome
 
     async def issue_internal(self, req: EnrollmentRequest, draft: CertificateDraft) -> Issued:
@@ -143,20 +144,41 @@ class Engine:
             draft = decision.draft
         return decision
 
-    def _new_record(self, req: EnrollmentRequest, csr: ParsedCSR, *, status: Status,
-                    draft: CertificateDraft | None, reason: str | None) -> RequestRecord:
+    def _new_record(
+        self,
+        req: EnrollmentRequest,
+        csr: ParsedCSR,
+        *,
+        status: Status,
+        draft: CertificateDraft | None,
+        reason: str | None,
+    ) -> RequestRecord:
         now = self._d.clock.now()
         return RequestRecord(
-            id=uuid.uuid4().hex, status=status, created_at=now, updated_at=now,
-            protocol=req.protocol, requester=req.requester,
+            id=uuid.uuid4().hex,
+            status=status,
+            created_at=now,
+            updated_at=now,
+            protocol=req.protocol,
+            requester=req.requester,
             profile=draft.profile if draft else self.profile(req.profile).name,
-            csr_der=req.csr_der, subject=csr.csr.subject.rfc4514_string(),
-            sans=tuple(str(s) for s in csr.sans), transaction_id=req.transaction_id,
-            vouched=req.vouched, draft=draft, reason=reason)
+            csr_der=req.csr_der,
+            subject=csr.csr.subject.rfc4514_string(),
+            sans=tuple(str(s) for s in csr.sans),
+            transaction_id=req.transaction_id,
+            vouched=req.vouched,
+            draft=draft,
+            reason=reason,
+        )
 
-    async def _record_undecided(self, req: EnrollmentRequest, csr: ParsedCSR,
-                                draft: CertificateDraft | None, status: Status,
-                                reason: str) -> Outcome:
+    async def _record_undecided(
+        self,
+        req: EnrollmentRequest,
+        csr: ParsedCSR,
+        draft: CertificateDraft | None,
+        status: Status,
+        reason: str,
+    ) -> Outcome:
         record = self._new_record(req, csr, status=status, draft=draft, reason=reason)
         kind = EventKind.PENDING if status is Status.PENDING else EventKind.DENIED
         await self.store.add_request(record, event=self._request_event(kind, record, reason))
@@ -165,15 +187,17 @@ class Engine:
             return Pending(record.id, reason)
         return Denied(record.id, reason)
 
-    async def _issue_new(self, req: EnrollmentRequest, csr: ParsedCSR,
-                         draft: CertificateDraft) -> Issued:
+    async def _issue_new(
+        self, req: EnrollmentRequest, csr: ParsedCSR, draft: CertificateDraft
+    ) -> Issued:
         for attempt in range(SERIAL_ATTEMPTS):
             record = self._new_record(req, csr, status=Status.ISSUED, draft=draft, reason=None)
             cert = self._sign(record, csr, draft)
             record = _with_serial(record, cert.serial)
             try:
-                await self.store.add_request(record, certificate=cert,
-                                             event=self._issued_event(record, cert))
+                await self.store.add_request(
+                    record, certificate=cert, event=self._issued_event(record, cert)
+                )
             except Conflict:
                 # Only a serial collision can conflict here (request ids are fresh UUIDs).
                 log.warning("serial collision, retrying", extra={"attempt": attempt})
@@ -182,26 +206,45 @@ class Engine:
             return Issued(record.id, cert, self.chain(cert.issuer))
         raise Conflict("could not allocate a unique serial number")
 
-    def _sign(self, record: RequestRecord, csr: ParsedCSR,
-              draft: CertificateDraft) -> CertificateRecord:
+    def _sign(
+        self, record: RequestRecord, csr: ParsedCSR, draft: CertificateDraft
+    ) -> CertificateRecord:
         issuer = self.cas.issuer(draft.issuer)
-        cert = build_certificate(draft, public_key=csr.public_key, issuer=issuer,
-                                 serial=new_serial(), now=self._d.clock.now())
+        cert = build_certificate(
+            draft,
+            public_key=csr.public_key,
+            issuer=issuer,
+            serial=new_serial(),
+            now=self._d.clock.now(),
+        )
         return CertificateRecord(
-            serial=cert.serial_number, request_id=record.id, issuer=issuer.name,
-            profile=draft.profile, subject=cert.subject.rfc4514_string(),
+            serial=cert.serial_number,
+            request_id=record.id,
+            issuer=issuer.name,
+            profile=draft.profile,
+            subject=cert.subject.rfc4514_string(),
             sans=tuple(str(s) for s in draft.sans),
-            not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
-            der=cert.public_bytes(Encoding.DER), requester=record.requester.label(),
-            key_sha256=csr.key_sha256)
+            not_before=cert.not_valid_before_utc,
+            not_after=cert.not_valid_after_utc,
+            der=cert.public_bytes(Encoding.DER),
+            requester=record.requester.label(),
+            key_sha256=csr.key_sha256,
+        )
 
     # ------------------------------------------------------- approve and deny
     async def approve(self, request_id: str, *, by: Requester) -> Outcome:
         # Step 1: PENDING -> APPROVED; of two concurrent approvals exactly one gets here.
         record = await self.store.transition(
-            request_id, expect=Status.PENDING, to=Status.APPROVED,
-            event=Event(EventKind.APPROVED, self._d.clock.now(), request_id=request_id,
-                        data={"by": by.label()}))
+            request_id,
+            expect=Status.PENDING,
+            to=Status.APPROVED,
+            event=Event(
+                EventKind.APPROVED,
+                self._d.clock.now(),
+                request_id=request_id,
+                data={"by": by.label()},
+            ),
+        )
         # Step 2: Sign the stored draft and record APPROVED -> ISSUED.
         return await self._finish_approved(record)
 
@@ -215,13 +258,22 @@ class Engine:
             log.exception("signing approved request %s failed", record.id)
             reason = "the certificate could not be issued"
             await self.store.transition(
-                record.id, expect=Status.APPROVED, to=Status.FAILED, reason=reason,
-                event=self._request_event(EventKind.FAILED, record, reason))
+                record.id,
+                expect=Status.APPROVED,
+                to=Status.FAILED,
+                reason=reason,
+                event=self._request_event(EventKind.FAILED, record, reason),
+            )
             self._d.notify()
             return Denied(record.id, reason)
         issued = _with_serial(record, cert.serial)
-        await self.store.transition(record.id, expect=Status.APPROVED, to=Status.ISSUED,
-                                    certificate=cert, event=self._issued_event(issued, cert))
+        await self.store.transition(
+            record.id,
+            expect=Status.APPROVED,
+            to=Status.ISSUED,
+            certificate=cert,
+            event=self._issued_event(issued, cert),
+        )
         self._d.notify()
         self._d.observer.outcome(record.protocol, "issued", 0.0)
         return Issued(record.id, cert, self.chain(cert.issuer))
@@ -230,16 +282,21 @@ class Engine:
         record = await self.store.get_request(request_id)
         reason = reason or "denied by an administrator"
         await self.store.transition(
-            request_id, expect=Status.PENDING, to=Status.DENIED, reason=reason,
-            event=self._request_event(EventKind.DENIED, record, reason, by=by))
+            request_id,
+            expect=Status.PENDING,
+            to=Status.DENIED,
+            reason=reason,
+            event=self._request_event(EventKind.DENIED, record, reason, by=by),
+        )
         self._d.notify()
         return Denied(request_id, reason)
 
     async def resume_approved(self) -> int:
         """Finish requests a crash left APPROVED (signed nowhere yet). Run once at start."""
         done = 0
-        while batch := await self.store.find_requests(RequestQuery(status=Status.APPROVED,
-                                                                   limit=100)):
+        while batch := await self.store.find_requests(
+            RequestQuery(status=Status.APPROVED, limit=100)
+        ):
             for record in batch:
                 try:
                     await self._finish_approved(record)
@@ -270,17 +327,36 @@ class Engine:
         return self.cas.issuer(issuer).chain_der
 
     # ----------------------------------------------------------------- revoke
-    async def revoke(self, serial: int, *, reason: RevocationReason, by: Requester,
-                     invalidity_date: datetime | None = None) -> CertificateRecord:
+    async def revoke(
+        self,
+        serial: int,
+        *,
+        reason: RevocationReason,
+        by: Requester,
+        invalidity_date: datetime | None = None,
+    ) -> CertificateRecord:
         if reason is RevocationReason.REMOVE_FROM_CRL:
             raise Malformed("removeFromCRL is not a revocation reason; release the hold instead")
         now = self._d.clock.now()
         cert = await self.store.get_certificate(serial)
         record = await self.store.revoke(
-            serial, reason=reason, at=now, invalidity_date=invalidity_date,
-            event=Event(EventKind.REVOKED, now, request_id=cert.request_id, serial=serial,
-                        data={"serial": format(serial, "x"), "issuer": cert.issuer,
-                              "reason": str(reason), "by": by.label()}))
+            serial,
+            reason=reason,
+            at=now,
+            invalidity_date=invalidity_date,
+            event=Event(
+                EventKind.REVOKED,
+                now,
+                request_id=cert.request_id,
+                serial=serial,
+                data={
+                    "serial": format(serial, "x"),
+                    "issuer": cert.issuer,
+                    "reason": str(reason),
+                    "by": by.label(),
+                },
+            ),
+        )
         self._d.notify()
         return record
 
@@ -290,33 +366,58 @@ class Engine:
         if cert.revocation_reason is not RevocationReason.CERTIFICATE_HOLD:
             raise Forbidden("only a certificate on hold (certificateHold) can be released")
         record = await self.store.unrevoke(
-            serial, event=Event(EventKind.UNREVOKED, now, request_id=cert.request_id,
-                                serial=serial,
-                                data={"serial": format(serial, "x"), "issuer": cert.issuer,
-                                      "reason": str(RevocationReason.REMOVE_FROM_CRL),
-                                      "by": by.label()}))
+            serial,
+            event=Event(
+                EventKind.UNREVOKED,
+                now,
+                request_id=cert.request_id,
+                serial=serial,
+                data={
+                    "serial": format(serial, "x"),
+                    "issuer": cert.issuer,
+                    "reason": str(RevocationReason.REMOVE_FROM_CRL),
+                    "by": by.label(),
+                },
+            ),
+        )
         self._d.notify()
         return record
 
     # ----------------------------------------------------------------- events
-    def _request_event(self, kind: EventKind, record: RequestRecord, reason: str,
-                       by: Requester | None = None) -> Event:
-        data: dict[str, Any] = {"profile": record.profile, "subject": record.subject,
-                                "sans": list(record.sans), "requester": record.requester.label(),
-                                "protocol": record.protocol, "reason": reason}
+    def _request_event(
+        self, kind: EventKind, record: RequestRecord, reason: str, by: Requester | None = None
+    ) -> Event:
+        data: dict[str, Any] = {
+            "profile": record.profile,
+            "subject": record.subject,
+            "sans": list(record.sans),
+            "requester": record.requester.label(),
+            "protocol": record.protocol,
+            "reason": reason,
+        }
         if by is not None:
             data["by"] = by.label()
         return Event(kind, self._d.clock.now(), request_id=record.id, data=data)
 
     def _issued_event(self, record: RequestRecord, cert: CertificateRecord) -> Event:
         pem = ssl.DER_cert_to_PEM_cert(cert.der)
-        return Event(EventKind.ISSUED, self._d.clock.now(), request_id=record.id,
-                     serial=cert.serial,
-                     data={"profile": cert.profile, "subject": cert.subject,
-                           "sans": list(cert.sans), "serial": format(cert.serial, "x"),
-                           "issuer": cert.issuer, "not_after": cert.not_after.isoformat(),
-                           "requester": cert.requester, "protocol": record.protocol,
-                           "certificate_pem": pem})
+        return Event(
+            EventKind.ISSUED,
+            self._d.clock.now(),
+            request_id=record.id,
+            serial=cert.serial,
+            data={
+                "profile": cert.profile,
+                "subject": cert.subject,
+                "sans": list(cert.sans),
+                "serial": format(cert.serial, "x"),
+                "issuer": cert.issuer,
+                "not_after": cert.not_after.isoformat(),
+                "requester": cert.requester,
+                "protocol": record.protocol,
+                "certificate_pem": pem,
+            },
+        )
 
 
 def _with_serial(record: RequestRecord, serial: int) -> RequestRecord:
@@ -333,4 +434,3 @@ def _outcome_name(outcome: Outcome) -> str:
             return "denied"
         case _:
             assert_never(outcome)
-

@@ -43,9 +43,9 @@ class AuthMethod(StrEnum):
     """How the requester's identity was established by the front end."""
 
     ANONYMOUS = "anonymous"
-    TOKEN = "token"  # a bearer token of certforge's (REST, admin)
+    TOKEN = "token"  # noqa: S105 - a bearer token of certforge's (REST, admin)
     CLIENT_CERT = "client_cert"  # possession of a certificate (TLS client cert, SCEP signer)
-    CHALLENGE_PASSWORD = "challenge_password"  # one-time or static challenge (SCEP, EST)
+    CHALLENGE_PASSWORD = "challenge_password"  # noqa: S105 - one-time or static (SCEP, EST)
     ACME_ACCOUNT = "acme_account"
     EST_BASIC = "est_basic"  # HTTP Basic with an EST user's password
 
@@ -66,13 +66,19 @@ class Requester:
         return f"{self.method}:{self.identity}" if self.identity else str(self.method)
 
     def to_json(self) -> dict[str, Any]:
-        return {"method": str(self.method), "identity": self.identity,
-                "roles": sorted(str(r) for r in self.roles)}
+        return {
+            "method": str(self.method),
+            "identity": self.identity,
+            "roles": sorted(str(r) for r in self.roles),
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Requester:
-        return cls(AuthMethod(d["method"]), d.get("identity", ""),
-                   frozenset(Role(r) for r in d.get("roles", ())))
+        return cls(
+            AuthMethod(d["method"]),
+            d.get("identity", ""),
+            frozenset(Role(r) for r in d.get("roles", ())),
+        )
 
 
 ANONYMOUS = Requester(AuthMethod.ANONYMOUS)
@@ -122,8 +128,7 @@ class Identifier:
             case x509.UniformResourceIdentifier():
                 return cls(IdentifierType.URI, name.value)
             case _:
-                raise Malformed(
-                    f"unsupported subject alternative name type {type(name).__name__}")
+                raise Malformed(f"unsupported subject alternative name type {type(name).__name__}")
 
     def to_general_name(self) -> x509.GeneralName:
         match self.type:
@@ -146,13 +151,19 @@ class Vouched:
     attributes: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"identifiers": sorted(str(i) for i in self.identifiers),
-                "renewal_of": self.renewal_of, "attributes": [list(a) for a in self.attributes]}
+        return {
+            "identifiers": sorted(str(i) for i in self.identifiers),
+            "renewal_of": self.renewal_of,
+            "attributes": [list(a) for a in self.attributes],
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Vouched:
-        return cls(frozenset(Identifier.parse(i) for i in d.get("identifiers", ())),
-                   d.get("renewal_of"), tuple((k, v) for k, v in d.get("attributes", ())))
+        return cls(
+            frozenset(Identifier.parse(i) for i in d.get("identifiers", ())),
+            d.get("renewal_of"),
+            tuple((k, v) for k, v in d.get("attributes", ())),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,27 +219,37 @@ class CertificateDraft:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "profile": self.profile, "issuer": self.issuer,
-            "subject": [list(a) for a in self.subject], "sans": [str(s) for s in self.sans],
-            "validity_seconds": int(self.validity.total_seconds()), "key_type": self.key_type,
-            "key_usage": sorted(self.key_usage), "extended_key_usage": list(self.extended_key_usage),
+            "profile": self.profile,
+            "issuer": self.issuer,
+            "subject": [list(a) for a in self.subject],
+            "sans": [str(s) for s in self.sans],
+            "validity_seconds": int(self.validity.total_seconds()),
+            "key_type": self.key_type,
+            "key_usage": sorted(self.key_usage),
+            "extended_key_usage": list(self.extended_key_usage),
             "certificate_policies": list(self.certificate_policies),
-            "extensions": [{"oid": e.oid, "critical": e.critical, "value": e.value_der.hex()}
-                           for e in self.extensions],
+            "extensions": [
+                {"oid": e.oid, "critical": e.critical, "value": e.value_der.hex()}
+                for e in self.extensions
+            ],
         }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> CertificateDraft:
         return cls(
-            profile=d["profile"], issuer=d["issuer"],
+            profile=d["profile"],
+            issuer=d["issuer"],
             subject=tuple((oid, v) for oid, v in d["subject"]),
             sans=tuple(Identifier.parse(s) for s in d["sans"]),
-            validity=timedelta(seconds=d["validity_seconds"]), key_type=d["key_type"],
+            validity=timedelta(seconds=d["validity_seconds"]),
+            key_type=d["key_type"],
             key_usage=frozenset(d.get("key_usage", ())),
             extended_key_usage=tuple(d.get("extended_key_usage", ())),
             certificate_policies=tuple(d.get("certificate_policies", ())),
-            extensions=tuple(ExtraExtension(e["oid"], e["critical"], bytes.fromhex(e["value"]))
-                             for e in d.get("extensions", ())),
+            extensions=tuple(
+                ExtraExtension(e["oid"], e["critical"], bytes.fromhex(e["value"]))
+                for e in d.get("extensions", ())
+            ),
         )
 
 
@@ -358,17 +379,25 @@ class Event:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": str(self.kind), "at": self.at.isoformat(),
-                "request_id": self.request_id,
-                "serial": None if self.serial is None else format(self.serial, "x"),
-                "data": dict(self.data)}
+        return {
+            "id": self.id,
+            "kind": str(self.kind),
+            "at": self.at.isoformat(),
+            "request_id": self.request_id,
+            "serial": None if self.serial is None else format(self.serial, "x"),
+            "data": dict(self.data),
+        }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Event:
-        return cls(kind=EventKind(d["kind"]), at=datetime.fromisoformat(d["at"]),
-                   request_id=d.get("request_id"),
-                   serial=None if d.get("serial") is None else int(d["serial"], 16),
-                   data=d.get("data") or {}, id=d["id"])
+        return cls(
+            kind=EventKind(d["kind"]),
+            at=datetime.fromisoformat(d["at"]),
+            request_id=d.get("request_id"),
+            serial=None if d.get("serial") is None else int(d["serial"], 16),
+            data=d.get("data") or {},
+            id=d["id"],
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,8 +45,10 @@ def server_names(config: Config) -> tuple[Identifier, ...]:
         if not host:
             continue
         if host in ("0.0.0.0", "::"):  # noqa: S104 - a wildcard listener, not a bind here
-            names += [Identifier(IdentifierType.DNS, "localhost"),
-                      Identifier(IdentifierType.IP, "127.0.0.1")]
+            names += [
+                Identifier(IdentifierType.DNS, "localhost"),
+                Identifier(IdentifierType.IP, "127.0.0.1"),
+            ]
             continue
         try:
             names.append(Identifier(IdentifierType.IP, str(ipaddress.ip_address(host))))
@@ -73,7 +75,8 @@ class ServerTLS:
         if chain[-1].issuer != self._engine.cas.root.subject:  # the CA changed: re-issue
             return True
         renew_at = leaf.not_valid_after_utc - timedelta(
-            days=self._config.server.tls_renew_before_days)
+            days=self._config.server.tls_renew_before_days
+        )
         return self._engine.clock.now() >= renew_at
 
     async def ensure(self) -> None:
@@ -85,29 +88,42 @@ class ServerTLS:
     async def _issue(self) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
         names = server_names(self._config)
-        csr = (x509.CertificateSigningRequestBuilder()
-               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
-                                                           names[0].value)]))
-               .add_extension(x509.SubjectAlternativeName(
-                   [n.to_general_name() for n in names]), critical=False)
-               .sign(key, hashes.SHA256()))
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0].value)]))
+            .add_extension(
+                x509.SubjectAlternativeName([n.to_general_name() for n in names]), critical=False
+            )
+            .sign(key, hashes.SHA256())
+        )
         draft = CertificateDraft(
-            profile="internal-tls", issuer=self._config.ca.issuers[0].name,
-            subject=(("2.5.4.3", names[0].value),), sans=names,
-            validity=timedelta(days=self._config.server.tls_cert_days), key_type="ec-p256",
+            profile="internal-tls",
+            issuer=self._config.ca.issuers[0].name,
+            subject=(("2.5.4.3", names[0].value),),
+            sans=names,
+            validity=timedelta(days=self._config.server.tls_cert_days),
+            key_type="ec-p256",
             key_usage=frozenset({"digitalSignature"}),
-            extended_key_usage=(EKU_NAMES["serverAuth"],))
+            extended_key_usage=(EKU_NAMES["serverAuth"],),
+        )
         req = EnrollmentRequest(csr.public_bytes(serialization.Encoding.DER), "internal", SERVER)
         issued = await self._engine.issue_internal(req, draft)
         chain = [issued.certificate.der, *issued.chain]
         pem = "".join(ssl.DER_cert_to_PEM_cert(der) for der in chain)
         self._dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.key_path, key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
+        _write_atomic(
+            self.key_path,
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+        )
         _write_atomic(self.cert_path, pem.encode())
-        log.info("issued the server's TLS certificate",
-                 extra={"serial": format(issued.certificate.serial, "x")})
+        log.info(
+            "issued the server's TLS certificate",
+            extra={"serial": format(issued.certificate.serial, "x")},
+        )
 
     async def renew_forever(self, interval: float = 3600.0) -> None:
         while True:

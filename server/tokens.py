@@ -12,13 +12,14 @@ import hashlib
 import os
 import secrets
 import time
+from contextlib import suppress
 from pathlib import Path
 
 from server.errors import Conflict, Malformed, NotFound, Unauthorized
 from server.model import AuthMethod, Clock, Document, Requester, Role
 from server.store.base import Store
 
-TOKEN_KIND = "token"
+TOKEN_KIND = "token"  # noqa: S105 - the document kind, not a secret
 CACHE_SECONDS = 30.0
 
 
@@ -42,10 +43,18 @@ class TokenService:
         return token
 
     async def _register(self, token: str, name: str, roles: frozenset[Role]) -> None:
-        await self._store.put_doc(Document(
-            TOKEN_KIND, _digest(token), lookup=name,
-            data={"name": name, "roles": sorted(str(r) for r in roles),
-                  "created_at": self._clock.now().isoformat()}))
+        await self._store.put_doc(
+            Document(
+                TOKEN_KIND,
+                _digest(token),
+                lookup=name,
+                data={
+                    "name": name,
+                    "roles": sorted(str(r) for r in roles),
+                    "created_at": self._clock.now().isoformat(),
+                },
+            )
+        )
 
     async def authenticate(self, token: str) -> Requester:
         """The requester a bearer token stands for; ``Unauthorized`` if it is unknown."""
@@ -57,8 +66,9 @@ class TokenService:
             doc = await self._store.get_doc(TOKEN_KIND, digest)
         except NotFound:
             raise Unauthorized("the bearer token is not valid") from None
-        requester = Requester(AuthMethod.TOKEN, str(doc.data["name"]),
-                              frozenset(Role(r) for r in doc.data["roles"]))
+        requester = Requester(
+            AuthMethod.TOKEN, str(doc.data["name"]), frozenset(Role(r) for r in doc.data["roles"])
+        )
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[digest] = (time.monotonic() + CACHE_SECONDS, requester)
@@ -81,7 +91,6 @@ class TokenService:
         try:
             await self._store.get_doc(TOKEN_KIND, _digest(token))
         except NotFound:
-            try:
+            # Another server sharing the store may have registered it first.
+            with suppress(Conflict):
                 await self._register(token, "bootstrap-admin", frozenset({Role.ADMINISTRATOR}))
-            except Conflict:
-                pass  # another server sharing the store registered it first

@@ -12,8 +12,9 @@ from server.keys import FRONTEND
 
 
 def frontend(config: Config) -> list[Mount]:
-    app = web.Application(middlewares=[problem_middleware],
-                          client_max_size=config.server.max_body_bytes)
+    app = web.Application(
+        middlewares=[problem_middleware], client_max_size=config.server.max_body_bytes
+    )
     app[FRONTEND] = "admin"
     add_routes(app)
     return [Mount("https", "/api/v1/admin/", app)]

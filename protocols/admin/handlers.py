@@ -83,10 +83,17 @@ async def list_requests(request: web.Request) -> web.Response:
     await require_role(request, Role.AUDITOR)
     q = request.query
     limit, offset = _page(request)
-    records = await request.config_dict[STORE].find_requests(RequestQuery(
-        status=_enum(Status, q.get("status"), "status"), requester=q.get("requester"),
-        profile=q.get("profile"), subject=q.get("subject"), san=q.get("san"),
-        limit=limit, offset=offset))
+    records = await request.config_dict[STORE].find_requests(
+        RequestQuery(
+            status=_enum(Status, q.get("status"), "status"),
+            requester=q.get("requester"),
+            profile=q.get("profile"),
+            subject=q.get("subject"),
+            san=q.get("san"),
+            limit=limit,
+            offset=offset,
+        )
+    )
     return web.json_response({"requests": [request_json(r) for r in records]})
 
 
@@ -95,8 +102,9 @@ async def get_request(request: web.Request) -> web.Response:
     store = request.config_dict[STORE]
     record = await store.get_request(request.match_info["request_id"])
     events = await store.list_events(request_id=record.id)
-    return web.json_response(request_json(record, full=True)
-                             | {"events": [event_json(e) for e in events]})
+    return web.json_response(
+        request_json(record, full=True) | {"events": [event_json(e) for e in events]}
+    )
 
 
 async def approve(request: web.Request) -> web.Response:
@@ -123,13 +131,20 @@ async def list_certificates(request: web.Request) -> web.Response:
     await require_role(request, Role.AUDITOR)
     q = request.query
     limit, offset = _page(request)
-    records = await request.config_dict[STORE].find_certificates(CertificateQuery(
-        status=_enum(CertStatus, q.get("status"), "status"), issuer=q.get("issuer"),
-        requester=q.get("requester"), subject=q.get("subject"), san=q.get("san"),
-        key_sha256=q.get("key_sha256"),
-        expires_before=_time(q.get("expires_before"), "expires_before"),
-        expires_after=_time(q.get("expires_after"), "expires_after"),
-        limit=limit, offset=offset))
+    records = await request.config_dict[STORE].find_certificates(
+        CertificateQuery(
+            status=_enum(CertStatus, q.get("status"), "status"),
+            issuer=q.get("issuer"),
+            requester=q.get("requester"),
+            subject=q.get("subject"),
+            san=q.get("san"),
+            key_sha256=q.get("key_sha256"),
+            expires_before=_time(q.get("expires_before"), "expires_before"),
+            expires_after=_time(q.get("expires_after"), "expires_after"),
+            limit=limit,
+            offset=offset,
+        )
+    )
     return web.json_response({"certificates": [certificate_json(c) for c in records]})
 
 
@@ -139,8 +154,9 @@ async def get_certificate(request: web.Request) -> web.Response:
     serial = parse_serial(request.match_info["serial"])
     cert = await store.get_certificate(serial)
     events = await store.list_events(serial=serial)
-    return web.json_response(certificate_json(cert, full=True)
-                             | {"events": [event_json(e) for e in events]})
+    return web.json_response(
+        certificate_json(cert, full=True) | {"events": [event_json(e) for e in events]}
+    )
 
 
 async def revoke(request: web.Request) -> web.Response:
@@ -151,15 +167,19 @@ async def revoke(request: web.Request) -> web.Response:
         raise Malformed("reason must be an RFC 5280 reason name")
     invalidity = body.get("invalidity_date")
     cert = await request.config_dict[ENGINE].revoke(
-        parse_serial(request.match_info["serial"]), reason=RevocationReason.parse(reason),
-        by=by, invalidity_date=_time(invalidity, "invalidity_date") if invalidity else None)
+        parse_serial(request.match_info["serial"]),
+        reason=RevocationReason.parse(reason),
+        by=by,
+        invalidity_date=_time(invalidity, "invalidity_date") if invalidity else None,
+    )
     return web.json_response(certificate_json(cert))
 
 
 async def unrevoke(request: web.Request) -> web.Response:
     by = await require_role(request, Role.ADMINISTRATOR)
     cert = await request.config_dict[ENGINE].unrevoke(
-        parse_serial(request.match_info["serial"]), by=by)
+        parse_serial(request.match_info["serial"]), by=by
+    )
     return web.json_response(certificate_json(cert))
 
 
@@ -169,7 +189,8 @@ async def list_events(request: web.Request) -> web.Response:
     limit, _ = _page(request)
     serial = parse_serial(q["serial"]) if "serial" in q else None
     events = await request.config_dict[STORE].list_events(
-        request_id=q.get("request_id"), serial=serial, limit=limit)
+        request_id=q.get("request_id"), serial=serial, limit=limit
+    )
     return web.json_response({"events": [event_json(e) for e in events]})
 
 
@@ -181,8 +202,7 @@ async def create_token(request: web.Request) -> web.Response:
         raise Malformed('send {"name": "...", "roles": ["requester"|"auditor"|"administrator"]}')
     parsed = frozenset(_enum(Role, r, "roles") for r in roles)
     token = await request.config_dict[TOKENS].create(name, parsed)
-    return web.json_response({"name": name, "roles": sorted(parsed), "token": token},
-                             status=201)
+    return web.json_response({"name": name, "roles": sorted(parsed), "token": token}, status=201)
 
 
 async def not_yet(request: web.Request) -> web.Response:

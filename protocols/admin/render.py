@@ -14,10 +14,17 @@ def serial_hex(serial: int) -> str:
 
 def request_json(r: RequestRecord, *, full: bool = False) -> dict[str, Any]:
     d: dict[str, Any] = {
-        "id": r.id, "status": str(r.status), "profile": r.profile, "protocol": r.protocol,
-        "requester": r.requester.label(), "subject": r.subject, "sans": list(r.sans),
-        "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat(),
-        "reason": r.reason, "serial": None if r.serial is None else serial_hex(r.serial),
+        "id": r.id,
+        "status": str(r.status),
+        "profile": r.profile,
+        "protocol": r.protocol,
+        "requester": r.requester.label(),
+        "subject": r.subject,
+        "sans": list(r.sans),
+        "created_at": r.created_at.isoformat(),
+        "updated_at": r.updated_at.isoformat(),
+        "reason": r.reason,
+        "serial": None if r.serial is None else serial_hex(r.serial),
         "transaction_id": r.transaction_id,
     }
     if full:
@@ -29,10 +36,17 @@ def request_json(r: RequestRecord, *, full: bool = False) -> dict[str, Any]:
 
 def certificate_json(c: CertificateRecord, *, full: bool = False) -> dict[str, Any]:
     d: dict[str, Any] = {
-        "serial": serial_hex(c.serial), "request_id": c.request_id, "issuer": c.issuer,
-        "profile": c.profile, "subject": c.subject, "sans": list(c.sans),
-        "not_before": c.not_before.isoformat(), "not_after": c.not_after.isoformat(),
-        "status": str(c.status), "requester": c.requester, "key_sha256": c.key_sha256,
+        "serial": serial_hex(c.serial),
+        "request_id": c.request_id,
+        "issuer": c.issuer,
+        "profile": c.profile,
+        "subject": c.subject,
+        "sans": list(c.sans),
+        "not_before": c.not_before.isoformat(),
+        "not_after": c.not_after.isoformat(),
+        "status": str(c.status),
+        "requester": c.requester,
+        "key_sha256": c.key_sha256,
         "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None,
         "revocation_reason": str(c.revocation_reason) if c.revocation_reason else None,
     }

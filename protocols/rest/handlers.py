@@ -52,8 +52,7 @@ async def _read_submission(request: web.Request) -> tuple[bytes, str | None]:
         return _csr_bytes(body["csr"].encode()), profile
     if ctype in ("application/pkcs10", "application/octet-stream"):
         return _csr_bytes(await request.read()), request.query.get("profile")
-    raise UnsupportedMediaType(
-        text="send application/json {\"csr\": ...} or application/pkcs10")
+    raise UnsupportedMediaType(text='send application/json {"csr": ...} or application/pkcs10')
 
 
 def _csr_bytes(data: bytes) -> bytes:
@@ -71,22 +70,29 @@ async def submit(request: web.Request) -> web.Response:
     csr_der, profile = await _read_submission(request)
     requester = await requester_of(request, required=False)
     outcome = await request.config_dict[ENGINE].submit(
-        EnrollmentRequest(csr_der=csr_der, protocol="rest", requester=requester,
-                          profile=profile or None))
+        EnrollmentRequest(
+            csr_der=csr_der, protocol="rest", requester=requester, profile=profile or None
+        )
+    )
     return render(request, outcome)
 
 
-def render(request: web.Request, outcome: Outcome, record: RequestRecord | None = None
-           ) -> web.Response:
+def render(
+    request: web.Request, outcome: Outcome, record: RequestRecord | None = None
+) -> web.Response:
     location = str(request.app.router["request"].url_for(request_id=outcome.request_id))
     body: dict[str, Any] = {"id": outcome.request_id}
     if record is not None:
         body["profile"] = record.profile
     match outcome:
         case Issued(certificate=cert, chain=chain):
-            body |= {"status": "issued", "serial": format(cert.serial, "x"),
-                     "not_after": cert.not_after.isoformat(),
-                     "certificate": _pem(cert.der), "chain": [_pem(c) for c in chain]}
+            body |= {
+                "status": "issued",
+                "serial": format(cert.serial, "x"),
+                "not_after": cert.not_after.isoformat(),
+                "certificate": _pem(cert.der),
+                "chain": [_pem(c) for c in chain],
+            }
             status = 201 if record is None else 200
         case Pending(reason=reason):
             body |= {"status": "pending", "reason": reason}
@@ -105,8 +111,14 @@ def render(request: web.Request, outcome: Outcome, record: RequestRecord | None 
 async def get_request(request: web.Request) -> web.Response:
     record, outcome = await request.config_dict[ENGINE].retrieve(request.match_info["request_id"])
     if record.status == "failed":
-        return web.json_response({"id": record.id, "status": "failed", "profile": record.profile,
-                                  "reason": record.reason})
+        return web.json_response(
+            {
+                "id": record.id,
+                "status": "failed",
+                "profile": record.profile,
+                "reason": record.reason,
+            }
+        )
     return render(request, outcome, record)
 
 
@@ -121,12 +133,20 @@ async def get_certificate(request: web.Request) -> web.Response:
 async def list_cas(request: web.Request) -> web.Response:
     cas = request.config_dict[CAS]
     root_pem = cas.root.public_bytes(Encoding.PEM).decode()
-    return web.json_response({
-        "root": root_pem,
-        "issuers": [{"name": ca.name, "subject": ca.certificate.subject.rfc4514_string(),
-                     "not_after": ca.certificate.not_valid_after_utc.isoformat(),
-                     "certificate": ca.certificate.public_bytes(Encoding.PEM).decode()}
-                    for ca in cas.issuers.values()]})
+    return web.json_response(
+        {
+            "root": root_pem,
+            "issuers": [
+                {
+                    "name": ca.name,
+                    "subject": ca.certificate.subject.rfc4514_string(),
+                    "not_after": ca.certificate.not_valid_after_utc.isoformat(),
+                    "certificate": ca.certificate.public_bytes(Encoding.PEM).decode(),
+                }
+                for ca in cas.issuers.values()
+            ],
+        }
+    )
 
 
 async def ca_chain(request: web.Request) -> web.Response:
@@ -135,8 +155,9 @@ async def ca_chain(request: web.Request) -> web.Response:
     if name not in cas.issuers:
         raise NotFound(f"no issuing CA named {name!r}")
     certs = [*cas.issuers[name].chain, cas.root]
-    return web.Response(text="".join(c.public_bytes(Encoding.PEM).decode() for c in certs),
-                        content_type=PEM_CHAIN)
+    return web.Response(
+        text="".join(c.public_bytes(Encoding.PEM).decode() for c in certs), content_type=PEM_CHAIN
+    )
 
 
 def add_routes(app: web.Application) -> None:

@@ -36,13 +36,22 @@ PROBLEMS: dict[ErrorKind, HTTPStatus] = {
 }
 
 # aiohttp's own HTTP errors (no route, wrong method, body too large...) as problem types.
-_HTTP_KINDS = {404: "not_found", 405: "method_not_allowed", 413: "too_large",
-               415: "unsupported_media_type"}
+_HTTP_KINDS = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
 
 
 def problem(status: int, kind: str, detail: str, **extra: object) -> web.Response:
-    body = {"type": TYPE_BASE + kind, "title": HTTPStatus(status).phrase, "status": status,
-            "detail": detail, **extra}
+    body = {
+        "type": TYPE_BASE + kind,
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
     return web.Response(status=status, text=json.dumps(body), content_type=PROBLEM_TYPE)
 
 
@@ -67,8 +76,11 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if exc.status < 400:
             raise
         kind = _HTTP_KINDS.get(exc.status, "http_error")
-        detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else \
-            HTTPStatus(exc.status).description
+        detail = (
+            exc.text
+            if exc.text and not exc.text.startswith(f"{exc.status}:")
+            else HTTPStatus(exc.status).description
+        )
         return problem(exc.status, kind, detail.strip())
     except Exception as exc:
         rid = record_internal_error(request, exc)

@@ -73,7 +73,10 @@ class Store(StoreReader, Protocol):
     async def close(self) -> None: ...
 
     async def add_request(
-        self, record: RequestRecord, *, certificate: CertificateRecord | None = None,
+        self,
+        record: RequestRecord,
+        *,
+        certificate: CertificateRecord | None = None,
         event: Event,
     ) -> None:
         """Insert a new request (and, when it was issued at once, its certificate) with its
@@ -81,8 +84,14 @@ class Store(StoreReader, Protocol):
         ...
 
     async def transition(
-        self, request_id: str, *, expect: Status, to: Status, reason: str | None = None,
-        certificate: CertificateRecord | None = None, event: Event,
+        self,
+        request_id: str,
+        *,
+        expect: Status,
+        to: Status,
+        reason: str | None = None,
+        certificate: CertificateRecord | None = None,
+        event: Event,
     ) -> RequestRecord:
         """Move a request from ``expect`` to ``to`` (setting ``reason``; with a certificate,
         inserting it and setting the request's serial), with its event, atomically.
@@ -91,8 +100,13 @@ class Store(StoreReader, Protocol):
         ...
 
     async def revoke(
-        self, serial: int, *, reason: RevocationReason, at: datetime,
-        invalidity_date: datetime | None = None, event: Event,
+        self,
+        serial: int,
+        *,
+        reason: RevocationReason,
+        at: datetime,
+        invalidity_date: datetime | None = None,
+        event: Event,
     ) -> CertificateRecord:
         """VALID -> REVOKED, or a held certificate (reason certificateHold) to another
         reason. Raises ``NotFound``, or ``Conflict`` if already revoked otherwise."""

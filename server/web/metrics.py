@@ -18,15 +18,24 @@ class Metrics(Observer):
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.http_requests = Counter(
-            "certforge_http_requests", "HTTP requests by front end and status class",
-            ["frontend", "status"], registry=self.registry)
+            "certforge_http_requests",
+            "HTTP requests by front end and status class",
+            ["frontend", "status"],
+            registry=self.registry,
+        )
         self.enrollments = Counter(
-            "certforge_enrollments", "Enrollment outcomes by protocol",
-            ["protocol", "outcome"], registry=self.registry)
+            "certforge_enrollments",
+            "Enrollment outcomes by protocol",
+            ["protocol", "outcome"],
+            registry=self.registry,
+        )
         self.issuance_seconds = Histogram(
-            "certforge_issuance_seconds", "Time from receiving a CSR to its recorded outcome",
-            ["protocol"], registry=self.registry,
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
+            "certforge_issuance_seconds",
+            "Time from receiving a CSR to its recorded outcome",
+            ["protocol"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
 
     def outcome(self, protocol: str, outcome: str, seconds: float) -> None:
         self.enrollments.labels(protocol, outcome).inc()

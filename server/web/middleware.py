@@ -30,8 +30,9 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         status = exc.status
         raise
     finally:
-        entry.frontend = request.match_info.apps[-1].get(FRONTEND, "-") if \
-            request.match_info.apps else "-"
+        entry.frontend = (
+            request.match_info.apps[-1].get(FRONTEND, "-") if request.match_info.apps else "-"
+        )
         log.info("request", extra=entry.as_dict(status))
         metrics = request.config_dict.get(METRICS)
         if metrics is not None:
@@ -54,8 +55,7 @@ async def last_resort(request: web.Request, handler: Handler) -> web.StreamRespo
 def record_internal_error(request: web.Request, exc: BaseException) -> str:
     """Attach an internal error to the request's log line; return the request id to show."""
     entry = request.get(REQUEST_LOG)
-    log.error("internal error", exc_info=exc,
-              extra={"request_id": entry.id if entry else "-"})
+    log.error("internal error", exc_info=exc, extra={"request_id": entry.id if entry else "-"})
     if entry is None:
         return "-"
     entry.internal_error = f"{type(exc).__name__}: {exc}"

@@ -29,9 +29,15 @@ class RequestLog:
     internal_error: str | None = None
 
     def as_dict(self, status: int) -> dict[str, Any]:
-        d: dict[str, Any] = {"request_id": self.id, "method": self.method, "path": self.path,
-                             "status": status, "frontend": self.frontend, "remote": self.remote,
-                             "ms": round((time.perf_counter() - self.started) * 1000, 2)}
+        d: dict[str, Any] = {
+            "request_id": self.id,
+            "method": self.method,
+            "path": self.path,
+            "status": status,
+            "frontend": self.frontend,
+            "remote": self.remote,
+            "ms": round((time.perf_counter() - self.started) * 1000, 2),
+        }
         d.update(self.extra)
         if self.internal_error:
             d["internal_error"] = self.internal_error
@@ -46,7 +52,8 @@ class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         d: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(), "logger": record.name,
+            "level": record.levelname.lower(),
+            "logger": record.name,
             "msg": record.getMessage(),
         }
         d.update({k: v for k, v in record.__dict__.items() if k not in self._skip})
@@ -57,8 +64,11 @@ class JSONFormatter(logging.Formatter):
 
 def setup_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JSONFormatter() if fmt == "json" else logging.Formatter(
-        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JSONFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -28,9 +28,10 @@ async def ca_certificate(request: web.Request) -> web.Response:
         cert = cas.issuers[name].certificate
     else:
         raise web.HTTPNotFound(text="no such CA certificate\n")
-    return web.Response(body=cert.public_bytes(Encoding.DER),
-                        headers={"Content-Type": "application/pkix-cert",
-                                 "Cache-Control": "public, max-age=3600"})
+    return web.Response(
+        body=cert.public_bytes(Encoding.DER),
+        headers={"Content-Type": "application/pkix-cert", "Cache-Control": "public, max-age=3600"},
+    )
 
 
 def add_https_routes(app: web.Application) -> None:

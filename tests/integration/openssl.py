@@ -7,20 +7,46 @@ from pathlib import Path
 from tests.integration.server import run
 
 
-def make_csr(work: Path, name: str, *, subject: str | None = None, sans: str | None = None,
-             key: str = "ec") -> tuple[Path, Path]:
+def make_csr(
+    work: Path, name: str, *, subject: str | None = None, sans: str | None = None, key: str = "ec"
+) -> tuple[Path, Path]:
     key_path, csr_path = work / f"{name}.key", work / f"{name}.csr"
     if key == "ec":
-        run("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-out", str(key_path))
+        run(
+            "openssl",
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            str(key_path),
+        )
     elif key.startswith("rsa"):
         bits = key.removeprefix("rsa") or "2048"
-        run("openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", f"rsa_keygen_bits:{bits}",
-            "-out", str(key_path))
+        run(
+            "openssl",
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            f"rsa_keygen_bits:{bits}",
+            "-out",
+            str(key_path),
+        )
     else:
         run("openssl", "genpkey", "-algorithm", key, "-out", str(key_path))
-    cmd = ["openssl", "req", "-new", "-key", str(key_path), "-out", str(csr_path),
-           "-subj", subject if subject is not None else f"/CN={name}.example.test"]
+    cmd = [
+        "openssl",
+        "req",
+        "-new",
+        "-key",
+        str(key_path),
+        "-out",
+        str(csr_path),
+        "-subj",
+        subject if subject is not None else f"/CN={name}.example.test",
+    ]
     if sans is None:
         sans = f"DNS:{name}.example.test"
     if sans:

@@ -69,8 +69,9 @@ shutdown_timeout = 5.0
         config.write_text(self.config_text())
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([CERTFORGE, "serve", "--config", str(config)],
-                                     stdout=log, stderr=log)
+        self.proc = subprocess.Popen(
+            [CERTFORGE, "serve", "--config", str(config)], stdout=log, stderr=log
+        )
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float) -> None:
@@ -78,12 +79,16 @@ shutdown_timeout = 5.0
         while time.monotonic() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
-                raise RuntimeError(f"certforge exited with {self.proc.returncode}:\n"
-                                   + self.log_tail())
+                raise RuntimeError(
+                    f"certforge exited with {self.proc.returncode}:\n" + self.log_tail()
+                )
             if self.root.exists():
                 try:
-                    with urllib.request.urlopen(f"{self.url}/healthz", timeout=2,  # noqa: S310
-                                                context=self.ssl_context()) as resp:
+                    with urllib.request.urlopen(
+                        f"{self.url}/healthz",
+                        timeout=2,
+                        context=self.ssl_context(),
+                    ) as resp:
                         if resp.status == 200:
                             return
                 except OSError:
@@ -114,22 +119,33 @@ shutdown_timeout = 5.0
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def cli(self, *args: str, token: str | None = None, admin: bool = True,
-            check: bool = False, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self,
+        *args: str,
+        token: str | None = None,
+        admin: bool = True,
+        check: bool = False,
+        cwd: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """Run the ``certforge`` command line against this server."""
         cmd = [CERTFORGE, *args, "--data-dir", str(self.data_dir), "--url", self.url]
         if token is not None:
             cmd += ["--token", token]
         env = dict(os.environ)
-        result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60,
-                                check=False, cwd=cwd)
+        result = subprocess.run(
+            cmd, capture_output=True, text=True, env=env, timeout=60, check=False, cwd=cwd
+        )
         if check and result.returncode != 0:
             raise AssertionError(f"{cmd} -> {result.returncode}: {result.stderr}")
         return result
 
     def curl(self, *args: str) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(["curl", "-sS", "--cacert", str(self.root), *args],
-                              capture_output=True, timeout=60, check=False)
+        return subprocess.run(
+            ["curl", "-sS", "--cacert", str(self.root), *args],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
 
 
 def run(*cmd: str, **kw: Any) -> subprocess.CompletedProcess[str]:

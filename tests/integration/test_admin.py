@@ -21,28 +21,29 @@ def issue(server: CertforgeServer, work: Path, name: str) -> str:
 
 def test_revoke_then_revoke_again_is_refused(server: CertforgeServer, work: Path) -> None:
     serial = issue(server, work, "revokee")
-    colons = ":".join(serial.upper().zfill(len(serial) + len(serial) % 2)[i:i + 2]
-                      for i in range(0, len(serial) + len(serial) % 2, 2))
+    colons = ":".join(
+        serial.upper().zfill(len(serial) + len(serial) % 2)[i : i + 2]
+        for i in range(0, len(serial) + len(serial) % 2, 2)
+    )
     out = server.cli("cert", "revoke", colons, "--reason", "keyCompromise", check=True)
     assert out.stdout.split() == [serial, "revoked", "keyCompromise"]
     again = server.cli("cert", "revoke", serial)
     assert again.returncode == 1
     assert "revoked" in again.stderr
-    listed = json.loads(server.cli("cert", "list", "--status", "revoked", "--json",
-                                   check=True).stdout)
+    listed = json.loads(
+        server.cli("cert", "list", "--status", "revoked", "--json", check=True).stdout
+    )
     assert serial in {c["serial"] for c in listed["certificates"]}
 
 
 def test_every_contract_command_speaks_json(server: CertforgeServer, work: Path) -> None:
     serial = issue(server, work, "jsonny")
     _, csr = make_csr(work, "jsonsubmit")
-    submitted = json.loads(server.cli("request", "submit", str(csr), "--json",
-                                      check=True).stdout)
+    submitted = json.loads(server.cli("request", "submit", str(csr), "--json", check=True).stdout)
     assert submitted["status"] == "pending"
     listed = json.loads(server.cli("request", "list", "--json", check=True).stdout)
     assert submitted["id"] in {r["id"] for r in listed["requests"]}
-    denied = json.loads(server.cli("request", "deny", submitted["id"], "--json",
-                                   check=True).stdout)
+    denied = json.loads(server.cli("request", "deny", submitted["id"], "--json", check=True).stdout)
     assert denied["status"] == "denied"
     certs = json.loads(server.cli("cert", "list", "--json", check=True).stdout)
     assert serial in {c["serial"] for c in certs["certificates"]}
@@ -51,8 +52,12 @@ def test_every_contract_command_speaks_json(server: CertforgeServer, work: Path)
 
 
 def test_not_yet_available_commands_fail_cleanly(server: CertforgeServer) -> None:
-    for args in (("scep", "challenge"), ("est", "user", "add", "bob"), ("acme", "eab", "create"),
-                 ("crl", "publish")):
+    for args in (
+        ("scep", "challenge"),
+        ("est", "user", "add", "bob"),
+        ("acme", "eab", "create"),
+        ("crl", "publish"),
+    ):
         result = server.cli(*args)
         assert result.returncode == 1, args
         assert "not available yet" in result.stderr
@@ -60,8 +65,20 @@ def test_not_yet_available_commands_fail_cleanly(server: CertforgeServer) -> Non
 
 
 def test_unreachable_server_is_one_line(server: CertforgeServer) -> None:
-    result = subprocess.run([CERTFORGE, "request", "list", "--url", "https://127.0.0.1:1",
-                             "--data-dir", str(server.data_dir)],
-                            capture_output=True, text=True, check=False, timeout=60)
+    result = subprocess.run(
+        [
+            CERTFORGE,
+            "request",
+            "list",
+            "--url",
+            "https://127.0.0.1:1",
+            "--data-dir",
+            str(server.data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1

@@ -12,8 +12,9 @@ from tests.integration.openssl import make_csr
 from tests.integration.server import CertforgeServer, run
 
 
-def post(server: CertforgeServer, path: str, data: bytes | str, *headers: str
-         ) -> tuple[int, dict[str, object], str]:
+def post(
+    server: CertforgeServer, path: str, data: bytes | str, *headers: str
+) -> tuple[int, dict[str, object], str]:
     body_file = Path(server.data_dir.parent / "body.bin")
     body_file.write_bytes(data if isinstance(data, bytes) else data.encode())
     args = ["-X", "POST", "--data-binary", f"@{body_file}", "-D", "-", f"{server.url}{path}"]
@@ -40,12 +41,18 @@ def good_csr(work: Path) -> bytes:
     return make_csr(work, "good")[1].read_bytes()
 
 
-@pytest.mark.parametrize(("body", "kind"), [
-    pytest.param(b"garbage", "bad_csr", id="bad_csr/garbage"),
-    pytest.param(b"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----",
-                 "bad_csr", id="bad_csr/truncated_pem"),
-    pytest.param(b"\x30\x82\x01\x00\x30", "bad_csr", id="bad_csr/truncated_der"),
-])
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        pytest.param(b"garbage", "bad_csr", id="bad_csr/garbage"),
+        pytest.param(
+            b"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----",
+            "bad_csr",
+            id="bad_csr/truncated_pem",
+        ),
+        pytest.param(b"\x30\x82\x01\x00\x30", "bad_csr", id="bad_csr/truncated_der"),
+    ],
+)
 def test_malformed_csr(server: CertforgeServer, body: bytes, kind: str) -> None:
     before = request_count(server)
     status, problem, head = post(server, "/api/v1/requests", body, PKCS10)
@@ -93,12 +100,15 @@ def test_wrong_content_type(server: CertforgeServer, good_csr: bytes) -> None:
     assert problem["type"] == "urn:certforge:problem:unsupported_media_type"
 
 
-@pytest.mark.parametrize("body", [
-    pytest.param("{", id="malformed/not_json"),
-    pytest.param("[]", id="malformed/not_object"),
-    pytest.param('{"csr": 5}', id="malformed/csr_not_string"),
-    pytest.param('{"csr": "x", "profile": 3}', id="malformed/profile_not_string"),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param("{", id="malformed/not_json"),
+        pytest.param("[]", id="malformed/not_object"),
+        pytest.param('{"csr": 5}', id="malformed/csr_not_string"),
+        pytest.param('{"csr": "x", "profile": 3}', id="malformed/profile_not_string"),
+    ],
+)
 def test_bad_json(server: CertforgeServer, body: str) -> None:
     status, problem, _ = post(server, "/api/v1/requests", body, "Content-Type: application/json")
     assert status == 400
@@ -106,31 +116,42 @@ def test_bad_json(server: CertforgeServer, body: str) -> None:
 
 
 def test_bad_token(server: CertforgeServer, good_csr: bytes) -> None:
-    status, problem, head = post(server, "/api/v1/requests", good_csr, PKCS10,
-                                 "Authorization: Bearer nope")
+    status, problem, head = post(
+        server, "/api/v1/requests", good_csr, PKCS10, "Authorization: Bearer nope"
+    )
     assert status == 401
     assert problem["type"] == "urn:certforge:problem:unauthorized"
     assert "WWW-Authenticate: Bearer" in head
 
 
 def test_admin_needs_a_token(server: CertforgeServer) -> None:
-    result = server.curl("-o", "/dev/null", "-w", "%{http_code}",
-                         f"{server.url}/api/v1/admin/requests")
+    result = server.curl(
+        "-o", "/dev/null", "-w", "%{http_code}", f"{server.url}/api/v1/admin/requests"
+    )
     assert result.stdout == b"401"
 
 
 def test_wrong_role(server: CertforgeServer, good_csr: bytes) -> None:
-    auditor = server.cli("token", "create", "auditor", "--role", "auditor",
-                         check=True).stdout.strip()
+    auditor = server.cli(
+        "token", "create", "auditor", "--role", "auditor", check=True
+    ).stdout.strip()
     assert server.cli("request", "list", token=auditor).returncode == 0
-    submitted = server.curl("-X", "POST", "-H", PKCS10, "--data-binary", good_csr.decode(),
-                            f"{server.url}/api/v1/requests")
+    submitted = server.curl(
+        "-X",
+        "POST",
+        "-H",
+        PKCS10,
+        "--data-binary",
+        good_csr.decode(),
+        f"{server.url}/api/v1/requests",
+    )
     rid = json.loads(submitted.stdout)["id"]
     refused = server.cli("request", "approve", rid, token=auditor)
     assert refused.returncode == 1
     assert "administrator" in refused.stderr
-    status, problem, _ = post(server, f"/api/v1/admin/requests/{rid}/approve", b"{}",
-                              f"Authorization: Bearer {auditor}")
+    status, problem, _ = post(
+        server, f"/api/v1/admin/requests/{rid}/approve", b"{}", f"Authorization: Bearer {auditor}"
+    )
     assert status == 403
     assert problem["type"] == "urn:certforge:problem:forbidden"
 

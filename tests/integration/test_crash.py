@@ -25,11 +25,13 @@ def make_csrs(n: int) -> list[bytes]:
     csrs = []
     for i in range(n):
         name = f"crash{i}.example.test"
-        csrs.append(x509.CertificateSigningRequestBuilder()
-                    .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-                    .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]),
-                                   critical=False)
-                    .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER))
+        csrs.append(
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256())
+            .public_bytes(serialization.Encoding.DER)
+        )
     return csrs
 
 
@@ -46,9 +48,15 @@ async def hammer(server: CertforgeServer, token: str, csrs: list[bytes]) -> list
         while not killed.is_set() and not queue.empty():
             csr = queue.get_nowait()
             try:
-                async with session.post(f"{server.url}/api/v1/requests", data=csr, headers={
+                async with session.post(
+                    f"{server.url}/api/v1/requests",
+                    data=csr,
+                    headers={
                         "Content-Type": "application/pkcs10",
-                        "Authorization": f"Bearer {token}"}, ssl=ctx) as resp:
+                        "Authorization": f"Bearer {token}",
+                    },
+                    ssl=ctx,
+                ) as resp:
                     if resp.status == 201:
                         received.append(await resp.json())
             except aiohttp.ClientError:
@@ -75,17 +83,24 @@ def test_sigkill_loses_no_issued_certificate(tmp_path: Path) -> None:
         serials = [r["serial"] for r in received]
         assert len(set(serials)) == len(serials)
         for answer in received:
-            out = server.curl("-H", f"Authorization: Bearer {server.token}",
-                              f"{server.url}/api/v1/admin/certificates/{answer['serial']}")
+            out = server.curl(
+                "-H",
+                f"Authorization: Bearer {server.token}",
+                f"{server.url}/api/v1/admin/certificates/{answer['serial']}",
+            )
             stored = json.loads(out.stdout)
             assert stored["certificate"] == answer["certificate"], answer["serial"]
             assert stored["request_id"] == answer["id"]
         all_serials = []
         offset = 0
         while True:
-            page = json.loads(server.curl(
-                "-H", f"Authorization: Bearer {server.token}",
-                f"{server.url}/api/v1/admin/certificates?limit=1000&offset={offset}").stdout)
+            page = json.loads(
+                server.curl(
+                    "-H",
+                    f"Authorization: Bearer {server.token}",
+                    f"{server.url}/api/v1/admin/certificates?limit=1000&offset={offset}",
+                ).stdout
+            )
             all_serials += [c["serial"] for c in page["certificates"]]
             if len(page["certificates"]) < 1000:
                 break

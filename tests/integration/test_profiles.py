@@ -16,36 +16,80 @@ from tests.integration.server import CertforgeServer
 BIN = Path(sys.executable).parent
 
 CASES = [
-    pytest.param("tls-server", "ec", "/CN=www.lint.test", "DNS:www.lint.test,IP:192.0.2.7",
-                 "sslserver", id="tls-server/ec-p256"),
-    pytest.param("tls-server", "rsa2048", "/CN=rsa.lint.test", "DNS:rsa.lint.test",
-                 "sslserver", id="tls-server/rsa-2048"),
-    pytest.param("tls-client", "ec", "/CN=alice/O=Example", "email:alice@lint.test",
-                 "sslclient", id="tls-client/ec-p256"),
+    pytest.param(
+        "tls-server",
+        "ec",
+        "/CN=www.lint.test",
+        "DNS:www.lint.test,IP:192.0.2.7",
+        "sslserver",
+        id="tls-server/ec-p256",
+    ),
+    pytest.param(
+        "tls-server",
+        "rsa2048",
+        "/CN=rsa.lint.test",
+        "DNS:rsa.lint.test",
+        "sslserver",
+        id="tls-server/rsa-2048",
+    ),
+    pytest.param(
+        "tls-client",
+        "ec",
+        "/CN=alice/O=Example",
+        "email:alice@lint.test",
+        "sslclient",
+        id="tls-client/ec-p256",
+    ),
     pytest.param("tls-client", "ED25519", "/CN=bob", "", "sslclient", id="tls-client/ed25519"),
     pytest.param("tls-client", "rsa3072", "/CN=carol", "", "sslclient", id="tls-client/rsa"),
-    pytest.param("device", "ec", "/CN=router-7/serialNumber=A1234", "DNS:router-7.lint.test",
-                 "sslclient", id="device/ec-p256"),
+    pytest.param(
+        "device",
+        "ec",
+        "/CN=router-7/serialNumber=A1234",
+        "DNS:router-7.lint.test",
+        "sslclient",
+        id="device/ec-p256",
+    ),
     pytest.param("device", "rsa2048", "/CN=switch-3", "", "sslclient", id="device/rsa-2048"),
 ]
 
 
 def pkilint(tool: str, pem: Path, *args: str) -> list[str]:
-    result = subprocess.run([str(BIN / tool), "lint", *args, "-s", "ERROR", str(pem)],
-                            capture_output=True, text=True, check=False, timeout=120)
+    result = subprocess.run(
+        [str(BIN / tool), "lint", *args, "-s", "ERROR", str(pem)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     findings = [line for line in result.stdout.splitlines() if line.strip()]
     assert result.returncode in (0, 1), result.stderr
     return findings
 
 
 @pytest.mark.parametrize(("profile", "key", "subject", "sans", "purpose"), CASES)
-def test_profile_certificate_lints_clean(server: CertforgeServer, work: Path, profile: str,
-                                         key: str, subject: str, sans: str,
-                                         purpose: str) -> None:
+def test_profile_certificate_lints_clean(
+    server: CertforgeServer,
+    work: Path,
+    profile: str,
+    key: str,
+    subject: str,
+    sans: str,
+    purpose: str,
+) -> None:
     token = server.cli("token", "create", f"lint-{profile}", check=True).stdout.strip()
     _, csr = make_csr(work, "leaf", subject=subject, sans=sans, key=key)
-    out = server.cli("request", "submit", str(csr), "--profile", profile, "--json",
-                     token=token, admin=False, check=True)
+    out = server.cli(
+        "request",
+        "submit",
+        str(csr),
+        "--profile",
+        profile,
+        "--json",
+        token=token,
+        admin=False,
+        check=True,
+    )
     body = json.loads(out.stdout)
     assert body["status"] == "issued", body
     chain = work / "chain.pem"

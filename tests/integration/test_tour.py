@@ -10,8 +10,9 @@ from tests.integration.openssl import make_csr, verify
 from tests.integration.server import CertforgeServer, run
 
 
-def test_tour_anonymous_submit_is_pending_then_approved(server: CertforgeServer,
-                                                        work: Path) -> None:
+def test_tour_anonymous_submit_is_pending_then_approved(
+    server: CertforgeServer, work: Path
+) -> None:
     _, csr = make_csr(work, "tour")
     submitted = server.cli("request", "submit", str(csr), admin=False)
     assert submitted.returncode == 0, submitted.stderr
@@ -44,15 +45,26 @@ def test_denied_request_reports_denied(server: CertforgeServer, work: Path) -> N
     assert again.returncode == 1  # a decided request cannot be approved
 
 
-def test_token_with_requester_role_gets_immediate_issuance(server: CertforgeServer,
-                                                           work: Path) -> None:
-    token = server.cli("token", "create", "enroller", "--role", "requester",
-                       check=True).stdout.strip()
+def test_token_with_requester_role_gets_immediate_issuance(
+    server: CertforgeServer, work: Path
+) -> None:
+    token = server.cli(
+        "token", "create", "enroller", "--role", "requester", check=True
+    ).stdout.strip()
     _, csr = make_csr(work, "fast", sans="DNS:fast.example.test,DNS:www.fast.example.test")
-    result = server.curl("-X", "POST", "-H", f"Authorization: Bearer {token}",
-                         "-H", "Content-Type: application/pkcs10",
-                         "--data-binary", f"@{csr}", f"{server.url}/api/v1/requests",
-                         "-w", "\n%{http_code}")
+    result = server.curl(
+        "-X",
+        "POST",
+        "-H",
+        f"Authorization: Bearer {token}",
+        "-H",
+        "Content-Type: application/pkcs10",
+        "--data-binary",
+        f"@{csr}",
+        f"{server.url}/api/v1/requests",
+        "-w",
+        "\n%{http_code}",
+    )
     body, code = result.stdout.decode().rsplit("\n", 1)
     assert code == "201", body
     issued = json.loads(body)
@@ -74,8 +86,16 @@ def test_token_with_requester_role_gets_immediate_issuance(server: CertforgeServ
 def test_cli_submit_with_token_and_profile(server: CertforgeServer, work: Path) -> None:
     token = server.cli("token", "create", "clients", check=True).stdout.strip()
     _, csr = make_csr(work, "alice", subject="/CN=alice/O=Example", sans="")
-    out = server.cli("request", "submit", str(csr), "--profile", "tls-client",
-                     token=token, admin=False, check=True)
+    out = server.cli(
+        "request",
+        "submit",
+        str(csr),
+        "--profile",
+        "tls-client",
+        token=token,
+        admin=False,
+        check=True,
+    )
     request_id, status = out.stdout.split()
     assert status == "issued"
     pem = server.cli("request", "get", request_id, check=True).stdout
@@ -85,8 +105,16 @@ def test_cli_submit_with_token_and_profile(server: CertforgeServer, work: Path) 
 
 
 def test_https_listener_presents_full_chain(server: CertforgeServer) -> None:
-    result = run("openssl", "s_client", "-connect", f"127.0.0.1:{server.https_port}",
-                 "-CAfile", str(server.root), "-showcerts", input="")
+    result = run(
+        "openssl",
+        "s_client",
+        "-connect",
+        f"127.0.0.1:{server.https_port}",
+        "-CAfile",
+        str(server.root),
+        "-showcerts",
+        input="",
+    )
     assert "Verify return code: 0 (ok)" in result.stdout
     assert result.stdout.count("-----BEGIN CERTIFICATE-----") == 2
 

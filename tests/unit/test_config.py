@@ -31,9 +31,16 @@ def test_example_config_loads() -> None:
     assert config.profiles["tls-server"].extended_key_usage == ("1.3.6.1.5.5.7.3.1",)
 
 
-@pytest.mark.parametrize(("section", "cls"), [
-    ("server", ServerConfig), ("store", StoreConfig), ("ca", CAConfig), ("acme", ACMEConfig),
-    ("policy", PolicyConfig)])
+@pytest.mark.parametrize(
+    ("section", "cls"),
+    [
+        ("server", ServerConfig),
+        ("store", StoreConfig),
+        ("ca", CAConfig),
+        ("acme", ACMEConfig),
+        ("policy", PolicyConfig),
+    ],
+)
 def test_example_documents_every_key(section: str, cls: type) -> None:
     raw = tomllib.loads(EXAMPLE.read_text())
     assert {f.name for f in dataclasses.fields(cls)} == set(raw[section])
@@ -47,7 +54,8 @@ def test_example_documents_every_issuer_and_profile_key() -> None:
 
 
 def test_contract_keys_exist() -> None:
-    config = parse_config(tomllib.loads("""
+    config = parse_config(
+        tomllib.loads("""
 [server]
 data_dir = "d"
 https_listen = "127.0.0.1:9443"
@@ -61,7 +69,8 @@ http01_port = 5002
 tlsalpn01_port = 5001
 resolvers = ["127.0.0.1:8053"]
 eab_required = true
-"""))
+""")
+    )
     assert config.acme.eab_required
     assert config.store_url.startswith("mongodb://")
     assert str(config.server.http_listen) == "127.0.0.1:9080"
@@ -72,25 +81,28 @@ def test_default_store_follows_data_dir() -> None:
     assert config.store_url == "sqlite:////tmp/x/certforge.db"
 
 
-@pytest.mark.parametrize(("text", "named"), [
-    pytest.param("bogus = 1", "bogus", id="unknown/top_level"),
-    pytest.param("[server]\nfoo = 1", "[server]", id="unknown/server_key"),
-    pytest.param('[server]\nhttps_listen = "nohost"', "https_listen", id="bad/listen"),
-    pytest.param('[server]\npublic_http_url = "ftp://x"', "public_http_url", id="bad/url"),
-    pytest.param('[acme]\nhttp01_port = "80"', "http01_port", id="bad/port_type"),
-    pytest.param("[acme]\nhttp01_port = 70000", "http01_port", id="bad/port_range"),
-    pytest.param('[acme]\nresolvers = ["1.1.1.1"]', "resolvers", id="bad/resolver"),
-    pytest.param('[store]\nurl = "postgres://x"', "url", id="bad/store_url"),
-    pytest.param('[ca]\nkey_type = "dsa"', "key_type", id="bad/ca_key_type"),
-    pytest.param('[[ca.issuers]]\nname = "a"\nx = 1', "ca.issuers", id="unknown/issuer_key"),
-    pytest.param('[profiles.p]\nissuer = "nope"', "issuer", id="bad/profile_issuer"),
-    pytest.param('[profiles.p]\nkey_usage = ["x"]', "key_usage", id="bad/key_usage"),
-    pytest.param('[profiles.p]\napproval = "maybe"', "approval", id="bad/approval"),
-    pytest.param('[profiles.p.auth]\nsmtp = []', "smtp", id="unknown/auth_protocol"),
-    pytest.param('[profiles.p]\nip_ranges = ["x"]', "ip_ranges", id="bad/ip_range"),
-    pytest.param('[policy]\ndefault_profile = "nope"', "default_profile", id="bad/default"),
-    pytest.param('[[exits]]\nurl = "x"', "exits", id="bad/exit_without_type"),
-])
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        pytest.param("bogus = 1", "bogus", id="unknown/top_level"),
+        pytest.param("[server]\nfoo = 1", "[server]", id="unknown/server_key"),
+        pytest.param('[server]\nhttps_listen = "nohost"', "https_listen", id="bad/listen"),
+        pytest.param('[server]\npublic_http_url = "ftp://x"', "public_http_url", id="bad/url"),
+        pytest.param('[acme]\nhttp01_port = "80"', "http01_port", id="bad/port_type"),
+        pytest.param("[acme]\nhttp01_port = 70000", "http01_port", id="bad/port_range"),
+        pytest.param('[acme]\nresolvers = ["1.1.1.1"]', "resolvers", id="bad/resolver"),
+        pytest.param('[store]\nurl = "postgres://x"', "url", id="bad/store_url"),
+        pytest.param('[ca]\nkey_type = "dsa"', "key_type", id="bad/ca_key_type"),
+        pytest.param('[[ca.issuers]]\nname = "a"\nx = 1', "ca.issuers", id="unknown/issuer_key"),
+        pytest.param('[profiles.p]\nissuer = "nope"', "issuer", id="bad/profile_issuer"),
+        pytest.param('[profiles.p]\nkey_usage = ["x"]', "key_usage", id="bad/key_usage"),
+        pytest.param('[profiles.p]\napproval = "maybe"', "approval", id="bad/approval"),
+        pytest.param("[profiles.p.auth]\nsmtp = []", "smtp", id="unknown/auth_protocol"),
+        pytest.param('[profiles.p]\nip_ranges = ["x"]', "ip_ranges", id="bad/ip_range"),
+        pytest.param('[policy]\ndefault_profile = "nope"', "default_profile", id="bad/default"),
+        pytest.param('[[exits]]\nurl = "x"', "exits", id="bad/exit_without_type"),
+    ],
+)
 def test_bad_config_names_the_key(text: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace(".", r"\.")):
         parse_config(tomllib.loads(text))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
+from server.store.sqlite import SQLiteStore
 
 from server.engine import Engine
 from server.errors import BadCSR, BadPublicKey, Conflict, Forbidden, NotFound, UnknownProfile
@@ -29,21 +30,21 @@ from server.model import (
     Issue,
     Issued,
     Pending,
-    RequestQuery,
     Requester,
+    RequestQuery,
     RevocationReason,
     Role,
     Status,
 )
-from server.store.sqlite import SQLiteStore
 from tests.unit.factories import FakeClock, RecordingPolicy, make_csr, make_engine
 
 ADMIN = Requester(AuthMethod.TOKEN, "admin", frozenset({Role.ADMINISTRATOR}))
 ENROLLER = Requester(AuthMethod.TOKEN, "script", frozenset({Role.REQUESTER}))
 
 
-def rest(csr: bytes, requester: Requester = ENROLLER, profile: str | None = None
-         ) -> EnrollmentRequest:
+def rest(
+    csr: bytes, requester: Requester = ENROLLER, profile: str | None = None
+) -> EnrollmentRequest:
     return EnrollmentRequest(csr_der=csr, protocol="rest", requester=requester, profile=profile)
 
 
@@ -86,8 +87,9 @@ async def test_anonymous_is_pending_then_approved(engine: tuple[Engine, SQLiteSt
 async def test_concurrent_approvals_issue_once(engine: tuple[Engine, SQLiteStore]) -> None:
     eng, store = engine
     pending = await eng.submit(rest(make_csr(), ANONYMOUS))
-    results = await asyncio.gather(*(eng.approve(pending.request_id, by=ADMIN)
-                                     for _ in range(10)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(eng.approve(pending.request_id, by=ADMIN) for _ in range(10)), return_exceptions=True
+    )
     assert sum(isinstance(r, Issued) for r in results) == 1
     assert all(isinstance(r, Conflict) for r in results if not isinstance(r, Issued))
     assert len(await store.find_certificates(CertificateQuery())) == 1
@@ -104,10 +106,13 @@ async def test_deny_then_approve_conflicts(engine: tuple[Engine, SQLiteStore]) -
     assert isinstance(polled, Denied)
 
 
-@pytest.mark.parametrize("csr", [
-    pytest.param(b"garbage", id="bad_csr/garbage"),
-    pytest.param(make_csr()[:-10], id="bad_csr/truncated"),
-])
+@pytest.mark.parametrize(
+    "csr",
+    [
+        pytest.param(b"garbage", id="bad_csr/garbage"),
+        pytest.param(make_csr()[:-10], id="bad_csr/truncated"),
+    ],
+)
 async def test_bad_csr_records_nothing(engine: tuple[Engine, SQLiteStore], csr: bytes) -> None:
     eng, store = engine
     with pytest.raises(BadCSR):
@@ -186,9 +191,12 @@ async def test_resume_finishes_a_request_left_approved(tmp_path: Path) -> None:
     try:
         pending = await eng.submit(rest(make_csr(), ANONYMOUS))
         # A crash right after Step 1 of approve: the request is APPROVED, nothing signed.
-        await store.transition(pending.request_id, expect=Status.PENDING, to=Status.APPROVED,
-                               event=Event(EventKind.APPROVED, FakeClock().now(),
-                                           request_id=pending.request_id))
+        await store.transition(
+            pending.request_id,
+            expect=Status.PENDING,
+            to=Status.APPROVED,
+            event=Event(EventKind.APPROVED, FakeClock().now(), request_id=pending.request_id),
+        )
         assert await eng.resume_approved() == 1
         _, polled = await eng.retrieve(pending.request_id)
         assert isinstance(polled, Issued)
