@@ -20,7 +20,8 @@ import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, assert_never
+from urllib.parse import urlsplit
 
 from server.config import SUBJECT_ATTRIBUTES, Config, ProfileConfig
 from server.errors import ConfigError
@@ -40,6 +41,13 @@ from server.model import (
 
 CN = SUBJECT_ATTRIBUTES["CN"]
 _VOUCHABLE = (IdentifierType.DNS, IdentifierType.IP)
+_SAN_WORDS = {
+    IdentifierType.DNS: "DNS name",
+    IdentifierType.IP: "IP address",
+    IdentifierType.EMAIL: "email address",
+    IdentifierType.URI: "absolute URI",
+}
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[!-~]+\Z")  # scheme ":" printable ASCII, no spaces
 _LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -170,14 +178,32 @@ def normalize_sans(profile: ProfileConfig, sans: Sequence[Identifier]) -> tuple[
                 f"profile {profile.name} does not allow {san.type} names "
                 f"(allowed: {', '.join(profile.san_types)})"
             )
-        if san.type is IdentifierType.DNS:
-            san = Identifier(IdentifierType.DNS, san.value.lower())
-            if not is_dns_name(san.value):
-                raise _Refused(f"{san.value!r} is not a valid DNS name")
+        san = _checked_san(san)
         normalized[san] = None
     if len(normalized) > profile.max_sans:
-        raise _Refused(f"profile {profile.name} allows at most {profile.max_sans} names")
+        raise _Refused(
+            f"profile {profile.name} allows at most {profile.max_sans} subject alternative names"
+        )
     return tuple(normalized)
+
+
+def _checked_san(san: Identifier) -> Identifier:
+    """Refuse a SAN whose syntax RFC 5280 §4.2.1.6 forbids; DNS names come back lowercased."""
+    match san.type:
+        case IdentifierType.DNS:
+            san = Identifier(IdentifierType.DNS, san.value.lower())
+            is_valid = is_dns_name(san.value)
+        case IdentifierType.EMAIL:
+            is_valid = is_email_address(san.value)
+        case IdentifierType.URI:
+            is_valid = is_absolute_uri(san.value)
+        case IdentifierType.IP:
+            is_valid = True  # parsed into an address by the CSR reader already
+        case _:
+            assert_never(san.type)
+    if not is_valid:
+        raise _Refused(f"{san.value!r} is not a valid {_SAN_WORDS[san.type]}")
+    return san
 
 
 def is_dns_name(name: str) -> bool:
@@ -197,6 +223,35 @@ def is_dns_name(name: str) -> bool:
         and all(_LDH_LABEL.match(label) for label in labels)
         and not labels[-1].isdigit()
     )
+
+
+def is_email_address(value: str) -> bool:
+    """An ASCII addr-spec with a valid domain (RFC 5280 §4.2.1.6, rfc822Name; no SMTPUTF8)."""
+    local, _, domain = value.partition("@")
+    return (
+        value.count("@") == 1
+        and bool(local)
+        and value.isascii()
+        and value.isprintable()
+        and " " not in value
+        and is_dns_name(domain.lower())
+    )
+
+
+def is_absolute_uri(value: str) -> bool:
+    """RFC 5280 §4.2.1.6: a URI "MUST include both a scheme ... and a scheme-specific-part",
+    and "URIs that include an authority ... MUST include a fully qualified domain name or IP
+    address as the host"."""
+    if not _URI.match(value):
+        return False
+    try:
+        parts = urlsplit(value)
+        host, _ = parts.hostname, parts.port  # the port is parsed to check its range
+    except ValueError:
+        return False
+    if not value.partition(":")[2].startswith("//"):
+        return True  # no authority: urn:, mailto:...
+    return host is not None and identifier_for_cn(host) is not None
 
 
 def check_namespaces(

@@ -17,9 +17,9 @@ configuration later is created on the next start, signed by the existing root. A
 when no root exists yet, the self-signed top of the imported chain becomes ``root.pem``. Every
 later start loads what exists, and checks that each issuer still chains to ``root.pem``.
 
-The CA certificates follow RFC 5280 §4.2.1.9 (basicConstraints cA, critical, pathLenConstraint
-0 for issuing CAs) and §4.2.1.3 (keyCertSign and cRLSign). Deliberately not done: CA rollover and
-cross-signing; an expired issuing CA is reported in the log, and must be replaced by hand.
+What the created CA certificates contain is ``server.ca.cacerts``; keys at rest are
+``server.ca.keystore``. Deliberately not done: CA rollover and cross-signing; an expired
+issuing CA is reported in the log, and must be replaced by hand.
 """
 
 from __future__ import annotations
@@ -29,16 +29,23 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID
 
+from server.ca.cacerts import (
+    ROOT,
+    ca_issuers_url,
+    crl_url,
+    issuing_certificate,
+    root_certificate,
+    ski_of,
+)
 from server.ca.imports import check_key_matches, is_issued_by, is_self_signed, read_import
 from server.ca.keystore import (
     CAKey,
@@ -50,7 +57,6 @@ from server.ca.keystore import (
     write_atomic,
     write_key,
 )
-from server.ca.serials import new_serial
 from server.config import CAConfig, Config, IssuerConfig
 from server.errors import ConfigError, Internal
 
@@ -65,18 +71,8 @@ __all__ = [
 
 log = logging.getLogger("certforge.ca")
 
-ROOT = "root"  # the root's name in file names and URLs, so no issuer may take it
 _ISSUER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _LeafExtensions = tuple[x509.Extension[x509.ExtensionType], ...]
-
-
-def crl_url(base_url: str, name: str) -> str:
-    return f"{base_url}/crl/{name}.crl"
-
-
-def ca_issuers_url(base_url: str, name: str) -> str:
-    """Where the CA certificate is published, DER-encoded (RFC 5280 §4.2.2.1)."""
-    return f"{base_url}/ca/{name}.cer"
 
 
 @dataclass(frozen=True)
@@ -114,7 +110,7 @@ class IssuingCA:
             crl_url=crl_url(base_url, name),
             ocsp_url=f"{base_url}/ocsp",
             ca_issuers_url=ca_issuers_url(base_url, name),
-            ski=_ski_of(chain[0]),
+            ski=ski_of(chain[0]),
         )
 
     @cached_property
@@ -304,7 +300,15 @@ class _Loader:
                 "import the issuing CA too (import_cert or import_pkcs12)"
             )
         key = generate_key(cfg.key_type or self.ca_config.key_type)
-        cert = _issuing_certificate(self, cfg, key, (self.root, self.root_key))
+        cert = issuing_certificate(
+            ca_name=self.ca_config.name,
+            issuer_name=cfg.name,
+            key=key,
+            root=(self.root, self.root_key),
+            base_url=self.base_url,
+            now=self.now,
+            validity_days=cfg.validity_days,
+        )
         cert_path, key_path = self.paths(cfg.name)
         write_key(key_path, key, self.passphrase)  # the key first: a cert without it is useless
         write_atomic(cert_path, _pem(cert), mode=0o644)
@@ -313,25 +317,16 @@ class _Loader:
 
     def _create_root(self) -> None:
         key = generate_key(self.ca_config.key_type)
-        name = _ca_name(self.ca_config.name, f"{self.ca_config.name} Root CA")
-        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-        cert = _sign_ca(
-            subject=name,
-            issuer=name,
-            public_key=key.public_key(),
-            signer=key,
-            not_before=self.now,
-            not_after=self.now + timedelta(days=self.ca_config.root_validity_days),
-            extensions=[
-                (x509.BasicConstraints(ca=True, path_length=None), True),
-                (_ca_key_usage(digital_signature=False), True),
-                (ski, False),
-            ],
+        cert = root_certificate(
+            ca_name=self.ca_config.name,
+            key=key,
+            now=self.now,
+            validity_days=self.ca_config.root_validity_days,
         )
         write_key(self.paths(ROOT)[1], key, self.passphrase)
         write_atomic(self.root_path, _pem(cert), mode=0o644)
         self.root, self.root_key = cert, key
-        log.info("created the root CA", extra={"subject": name.rfc4514_string()})
+        log.info("created the root CA", extra={"subject": cert.subject.rfc4514_string()})
 
     def _check_chains_to_root(
         self, name: str, chain: tuple[x509.Certificate, ...]
@@ -341,105 +336,6 @@ class _Loader:
         if root is None or not linked or not (chain[-1] == root or is_issued_by(chain[-1], root)):
             raise ConfigError(f"issuing CA {name!r} does not chain to the root in root.pem")
         return root
-
-
-def _issuing_certificate(
-    loader: _Loader, cfg: IssuerConfig, key: CAKey, root: tuple[x509.Certificate, CAKey]
-) -> x509.Certificate:
-    """Sign an issuing CA: pathLenConstraint 0, since it signs only end-entity certificates."""
-    root_cert, root_key = root
-    ca_name = loader.ca_config.name
-    aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(
-        x509.SubjectKeyIdentifier(_ski_of(root_cert))
-    )
-    cdp = x509.CRLDistributionPoints(
-        [
-            x509.DistributionPoint(
-                [x509.UniformResourceIdentifier(crl_url(loader.base_url, ROOT))], None, None, None
-            )
-        ]
-    )
-    aia = x509.AuthorityInformationAccess(
-        [
-            x509.AccessDescription(
-                AuthorityInformationAccessOID.CA_ISSUERS,
-                x509.UniformResourceIdentifier(ca_issuers_url(loader.base_url, ROOT)),
-            )
-        ]
-    )
-    return _sign_ca(
-        subject=_ca_name(ca_name, f"{ca_name} {cfg.name} Issuing CA"),
-        issuer=root_cert.subject,
-        public_key=key.public_key(),
-        signer=root_key,
-        not_before=loader.now,
-        not_after=min(
-            loader.now + timedelta(days=cfg.validity_days), root_cert.not_valid_after_utc
-        ),
-        extensions=[
-            (x509.BasicConstraints(ca=True, path_length=0), True),
-            (_ca_key_usage(digital_signature=True), True),
-            (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
-            (aki, False),
-            (cdp, False),
-            (aia, False),
-        ],
-    )
-
-
-def _sign_ca(
-    *,
-    subject: x509.Name,
-    issuer: x509.Name,
-    public_key: CertificatePublicKeyTypes,
-    signer: CAKey,
-    not_before: datetime,
-    not_after: datetime,
-    extensions: list[tuple[x509.ExtensionType, bool]],
-) -> x509.Certificate:
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(new_serial())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-    )
-    for extension, critical in extensions:
-        builder = builder.add_extension(extension, critical=critical)
-    return builder.sign(signer, signing_hash(signer))
-
-
-def _ca_key_usage(*, digital_signature: bool) -> x509.KeyUsage:
-    """keyCertSign and cRLSign; issuing CAs also digitalSignature, to sign OCSP responses."""
-    return x509.KeyUsage(
-        digital_signature=digital_signature,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _ca_name(organization: str, common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
-def _ski_of(cert: x509.Certificate) -> bytes:
-    try:
-        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    except x509.ExtensionNotFound:
-        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest
 
 
 def _check_issuer_names(ca: CAConfig) -> None:
