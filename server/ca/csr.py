@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -177,8 +178,15 @@ def _sans(csr: x509.CertificateSigningRequest) -> tuple[Identifier, ...]:
         raise BadCSR("the certificate request repeats an extension") from exc
     except (ValueError, x509.UnsupportedGeneralNameType) as exc:
         raise BadCSR("the certificate request's extensions are malformed") from exc
-    try:
-        identifiers = [Identifier.from_general_name(name) for name in extension.value]
-    except (Malformed, ValueError) as exc:
-        raise BadCSR(getattr(exc, "detail", "a subject alternative name is malformed")) from exc
+    identifiers: list[Identifier] = []
+    for name in extension.value:
+        if isinstance(name, x509.IPAddress) and not isinstance(
+            name.value, ipaddress.IPv4Address | ipaddress.IPv6Address
+        ):
+            # An address range (8 or 32 octets) belongs in name constraints, not in a SAN.
+            raise BadCSR("an IP address subject alternative name holds a range")
+        try:
+            identifiers.append(Identifier.from_general_name(name))
+        except Malformed as exc:
+            raise BadCSR(exc.detail) from exc
     return tuple(dict.fromkeys(identifiers))

@@ -92,6 +92,11 @@ BAD_REQUESTS: list[object] = [
         BadCSR,
         id="bad_csr/san_other_name",
     ),
+    pytest.param(
+        lambda: make_csr(sans=[x509.IPAddress(ipaddress.ip_network("10.0.0.0/8"))]),
+        BadCSR,
+        id="bad_csr/san_ip_range",
+    ),
     pytest.param(malformed_san_request, BadCSR, id="bad_csr/san_not_der"),
     pytest.param(duplicated_san_request, BadCSR, id="bad_csr/duplicate_extension"),
     pytest.param(
