@@ -29,7 +29,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -189,7 +189,8 @@ class _Loader:
         self.base_url = config.server.public_http_url.rstrip("/")
         self.data_dir = config.server.data_dir
         self.passphrase = passphrase
-        self.now = now.replace(microsecond=0)
+        aware = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+        self.now = aware.astimezone(UTC).replace(microsecond=0)
         self.root: x509.Certificate | None = None
         self.root_key: CAKey | None = None
 

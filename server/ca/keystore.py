@@ -110,6 +110,8 @@ def write_key(path: Path, key: CAKey, passphrase: bytes | None) -> None:
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
+    # The directory too is private: key file names and their churn are nobody else's business.
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_atomic(path, pem, mode=0o600)
 
 

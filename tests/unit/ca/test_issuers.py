@@ -63,6 +63,7 @@ def test_first_start_creates_root_and_issuer_files(tmp_path: Path) -> None:
     for key_file in ("root.key.pem", "default.key.pem"):
         mode = stat.S_IMODE(os.stat(tmp_path / "ca" / key_file).st_mode)
         assert mode == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "ca").st_mode) == 0o700
     assert not list(tmp_path.rglob("*.tmp"))
 
 
