@@ -110,11 +110,12 @@ def check_authentication(profile: ProfileConfig, req: EnrollmentRequest) -> None
 
 # b. ---------------------------------------------------------------------- key type
 def check_key_type(profile: ProfileConfig, key_type: str) -> None:
-    """ "rsa" allows any RSA key of at least ``rsa_min_bits``; other types must be listed."""
+    """The entry "rsa" allows RSA keys of ``rsa_min_bits`` or more; others must be listed."""
     if key_type in profile.key_types:
         return
-    if key_type.startswith("rsa-") and "rsa" in profile.key_types:
-        bits = int(key_type.removeprefix("rsa-"))
+    size = key_type.removeprefix("rsa-")
+    if key_type.startswith("rsa-") and size.isdigit() and "rsa" in profile.key_types:
+        bits = int(size)
         if bits >= profile.rsa_min_bits:
             return
         raise _Refused(
