@@ -166,7 +166,7 @@ async def engine_rate(seconds: float, csrs: list[bytes], concurrency: int = 64) 
         )
 
         async def one(i: int) -> bool:
-            req = EnrollmentRequest(csrs[i % len(csrs)], "bench", REQUESTER)
+            req = EnrollmentRequest(csrs[i % len(csrs)], "rest", REQUESTER)
             return isinstance(await engine.submit(req), Issued)
 
         try:

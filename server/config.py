@@ -8,6 +8,7 @@ every key; ``tests/unit/test_config.py`` checks the two agree.
 from __future__ import annotations
 
 import ipaddress
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -332,13 +333,19 @@ def _store(t: _Table) -> StoreConfig:
 
 def _issuer(t: _Table, default_key: str) -> IssuerConfig:
     d = IssuerConfig()
+    name = t.get("name", str, d.name)
+    # The name becomes a file name (ca/<name>.pem) and a URL path (/crl/<name>.crl).
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}", name) or name == "root":
+        raise ConfigError(
+            f"{t.name('name')}: {name!r} must be letters, digits, - and _ (and not 'root')"
+        )
     key_type = t.get("key_type", str, "") or default_key
     if key_type not in KEY_TYPES:
         raise ConfigError(
             f"{t.name('key_type')}: {key_type!r} is not one of {', '.join(KEY_TYPES)}"
         )
     cfg = IssuerConfig(
-        name=t.get("name", str, d.name),
+        name=name,
         key_type=key_type,
         validity_days=t.positive("validity_days", d.validity_days),
         import_cert=t.get("import_cert", str, ""),
@@ -374,6 +381,8 @@ def _ca(t: _Table) -> CAConfig:
         issuers=issuers,
     )
     t.done()
+    if cfg.passphrase_env and cfg.passphrase_file:
+        raise ConfigError("[ca] passphrase_env: give passphrase_env or passphrase_file, not both")
     return cfg
 
 

@@ -111,7 +111,10 @@ class Identifier:
         except ValueError:
             raise Malformed(f"unknown identifier type {kind!r}") from None
         if ident_type is IdentifierType.IP:
-            value = str(ipaddress.ip_address(value))
+            try:
+                value = str(ipaddress.ip_address(value))
+            except ValueError:
+                raise Malformed(f"{value!r} is not an IP address") from None
         elif ident_type is IdentifierType.DNS:
             value = value.lower().rstrip(".")
         return cls(ident_type, value)
@@ -122,6 +125,8 @@ class Identifier:
             case x509.DNSName():
                 return cls(IdentifierType.DNS, name.value.lower().rstrip("."))
             case x509.IPAddress():
+                if not isinstance(name.value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+                    raise Malformed("an IP address SAN must be one address, not a range")
                 return cls(IdentifierType.IP, str(name.value))
             case x509.RFC822Name():
                 return cls(IdentifierType.EMAIL, name.value)

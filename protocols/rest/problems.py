@@ -11,7 +11,7 @@ import json
 from http import HTTPStatus
 
 from aiohttp import web
-from aiohttp.typing import Handler
+from aiohttp.typedefs import Handler
 
 from server.errors import CertforgeError, ErrorKind, RateLimited
 from server.web.middleware import record_internal_error

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from aiohttp.typing import Handler
+from aiohttp.typedefs import Handler
 
 from server.keys import FRONTEND, METRICS, REQUEST_LOG
 from server.web.requestlog import RequestLog

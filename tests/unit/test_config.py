@@ -106,3 +106,14 @@ def test_default_store_follows_data_dir() -> None:
 def test_bad_config_names_the_key(text: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace(".", r"\.")):
         parse_config(tomllib.loads(text))
+
+
+@pytest.mark.parametrize(("text", "named"), [
+    pytest.param('[[ca.issuers]]\nname = "../x"', "name", id="bad/issuer_name_path"),
+    pytest.param('[[ca.issuers]]\nname = "root"', "name", id="bad/issuer_name_root"),
+    pytest.param('[ca]\npassphrase_env = "A"\npassphrase_file = "f"', "passphrase_env",
+                 id="bad/two_passphrase_sources"),
+])
+def test_bad_ca_config(text: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        parse_config(tomllib.loads(text))
