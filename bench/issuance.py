@@ -28,7 +28,7 @@ import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 from server.store.sqlite import SQLiteStore
 
 from policies.profiles import ProfilePolicy
@@ -107,11 +107,11 @@ def bare_rate(seconds: float) -> float:
                 x509.AuthorityInformationAccess(
                     [
                         x509.AccessDescription(
-                            x509.AuthorityInformationAccessOID.OCSP,
+                            AuthorityInformationAccessOID.OCSP,
                             x509.UniformResourceIdentifier("http://127.0.0.1:8080/ocsp"),
                         ),
                         x509.AccessDescription(
-                            x509.AuthorityInformationAccessOID.CA_ISSUERS,
+                            AuthorityInformationAccessOID.CA_ISSUERS,
                             x509.UniformResourceIdentifier("http://127.0.0.1:8080/ca/default.cer"),
                         ),
                     ]

@@ -46,7 +46,7 @@ async def last_resort(request: web.Request, handler: Handler) -> web.StreamRespo
     except web.HTTPException:
         raise
     except Exception:
-        entry = request.get(REQUEST_LOG)
+        entry: RequestLog | None = request.get(REQUEST_LOG)
         rid = entry.id if entry else "-"
         log.exception("unhandled error", extra={"request_id": rid})
         return web.Response(status=500, text=f"internal error (request id {rid})\n")
@@ -54,7 +54,7 @@ async def last_resort(request: web.Request, handler: Handler) -> web.StreamRespo
 
 def record_internal_error(request: web.Request, exc: BaseException) -> str:
     """Attach an internal error to the request's log line; return the request id to show."""
-    entry = request.get(REQUEST_LOG)
+    entry: RequestLog | None = request.get(REQUEST_LOG)
     log.error("internal error", exc_info=exc, extra={"request_id": entry.id if entry else "-"})
     if entry is None:
         return "-"

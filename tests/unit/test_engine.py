@@ -61,7 +61,8 @@ async def test_token_requester_is_issued_at_once(engine: tuple[Engine, SQLiteSto
     assert isinstance(outcome, Issued)
     cert = x509.load_der_x509_certificate(outcome.certificate.der)
     assert cert.serial_number.bit_length() >= 64
-    assert cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
+    aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier == eng.cas.issuer("default").ski
     record = await store.get_request(outcome.request_id)
     assert record.status is Status.ISSUED and record.serial == cert.serial_number
     events = await store.list_events(request_id=outcome.request_id)
