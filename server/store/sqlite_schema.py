@@ -1,0 +1,53 @@
+"""The SQLite schema, with the indexes administrators search by: status, requester, subject,
+SAN, expiry, key, issuer."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id TEXT PRIMARY KEY, status TEXT NOT NULL, created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL, protocol TEXT NOT NULL, requester TEXT NOT NULL,
+    profile TEXT NOT NULL, subject TEXT NOT NULL, transaction_id TEXT, reason TEXT,
+    serial TEXT, csr BLOB NOT NULL, extra TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS requests_status ON requests (status, created_at);
+CREATE INDEX IF NOT EXISTS requests_requester ON requests (requester);
+CREATE INDEX IF NOT EXISTS requests_subject ON requests (subject);
+CREATE INDEX IF NOT EXISTS requests_created ON requests (created_at);
+CREATE INDEX IF NOT EXISTS requests_transaction ON requests (transaction_id);
+CREATE TABLE IF NOT EXISTS request_names (
+    request_id TEXT NOT NULL REFERENCES requests (id), full TEXT NOT NULL, bare TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS request_names_full ON request_names (full);
+CREATE INDEX IF NOT EXISTS request_names_bare ON request_names (bare);
+
+CREATE TABLE IF NOT EXISTS certificates (
+    serial TEXT PRIMARY KEY, request_id TEXT NOT NULL, issuer TEXT NOT NULL,
+    profile TEXT NOT NULL, subject TEXT NOT NULL, sans TEXT NOT NULL,
+    not_before TEXT NOT NULL, not_after TEXT NOT NULL, der BLOB NOT NULL,
+    requester TEXT NOT NULL, key_sha256 TEXT NOT NULL, status TEXT NOT NULL,
+    revoked_at TEXT, reason TEXT, invalidity_date TEXT);
+CREATE INDEX IF NOT EXISTS certificates_status ON certificates (status, not_after);
+CREATE INDEX IF NOT EXISTS certificates_not_after ON certificates (not_after);
+CREATE INDEX IF NOT EXISTS certificates_not_before ON certificates (not_before);
+CREATE INDEX IF NOT EXISTS certificates_subject ON certificates (subject);
+CREATE INDEX IF NOT EXISTS certificates_requester ON certificates (requester);
+CREATE INDEX IF NOT EXISTS certificates_key ON certificates (key_sha256);
+CREATE INDEX IF NOT EXISTS certificates_issuer ON certificates (issuer, status);
+CREATE INDEX IF NOT EXISTS certificates_request ON certificates (request_id);
+CREATE TABLE IF NOT EXISTS cert_names (
+    serial TEXT NOT NULL REFERENCES certificates (serial), full TEXT NOT NULL,
+    bare TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS cert_names_full ON cert_names (full);
+CREATE INDEX IF NOT EXISTS cert_names_bare ON cert_names (bare);
+
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, kind TEXT NOT NULL,
+    at TEXT NOT NULL, request_id TEXT, serial TEXT, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_request ON events (request_id);
+CREATE INDEX IF NOT EXISTS events_serial ON events (serial);
+CREATE TABLE IF NOT EXISTS outbox (
+    consumer TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (consumer, seq)) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS documents (
+    kind TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL, lookup TEXT,
+    expires_at TEXT, data TEXT NOT NULL, PRIMARY KEY (kind, id));
+CREATE INDEX IF NOT EXISTS documents_lookup ON documents (kind, lookup);
+CREATE INDEX IF NOT EXISTS documents_expiry ON documents (expires_at);
+"""
