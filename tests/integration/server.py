@@ -30,6 +30,7 @@ def free_port() -> int:
 class CertforgeServer:
     data_dir: Path
     extra_config: str = ""
+    public_http_url: str = ""  # default: this server's HTTP listener
     https_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -58,7 +59,7 @@ data_dir = "{self.data_dir}"
 https_listen = "127.0.0.1:{self.https_port}"
 http_listen = "127.0.0.1:{self.http_port}"
 public_https_url = "{self.url}"
-public_http_url = "{self.http_url}"
+public_http_url = "{self.public_http_url or self.http_url}"
 shutdown_timeout = 5.0
 {self.extra_config}
 """
@@ -68,10 +69,10 @@ shutdown_timeout = 5.0
         config = self.data_dir.parent / f"{self.data_dir.name}.toml"
         config.write_text(self.config_text())
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [CERTFORGE, "serve", "--config", str(config)], stdout=log, stderr=log
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [CERTFORGE, "serve", "--config", str(config)], stdout=log, stderr=log
+            )
         self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float) -> None:

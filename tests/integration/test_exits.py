@@ -57,6 +57,7 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.httpd.shutdown()
+    r.httpd.server_close()
 
 
 def wait_for(predicate: object, timeout: float = 20.0) -> None:
@@ -96,11 +97,11 @@ timeout_seconds = 2
     receiver.up = True
     server.start()
     try:
-        wait_for(lambda: "issued" in receiver.kinds())
-        issued = next(e for e in receiver.received if e["kind"] == "issued")
-        assert issued["request_id"] == rid
+        mine = lambda: [e["kind"] for e in receiver.received if e["request_id"] == rid]  # noqa: E731
+        wait_for(lambda: "issued" in mine())
+        assert mine() == ["pending", "approved", "issued"]
+        issued = next(e for e in receiver.received if e["request_id"] == rid
+                      and e["kind"] == "issued")
         assert issued["serial"] == serial
-        assert "pending" in receiver.kinds()
-        assert "approved" in receiver.kinds()
     finally:
         assert server.stop() == 0

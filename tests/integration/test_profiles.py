@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,16 +20,16 @@ CASES = [
     pytest.param(
         "tls-server",
         "ec",
-        "/CN=www.lint.test",
-        "DNS:www.lint.test,IP:192.0.2.7",
+        "/CN=www.example.com",
+        "DNS:www.example.com,IP:93.184.216.34",
         "sslserver",
         id="tls-server/ec-p256",
     ),
     pytest.param(
         "tls-server",
         "rsa2048",
-        "/CN=rsa.lint.test",
-        "DNS:rsa.lint.test",
+        "/CN=rsa.example.com",
+        "DNS:rsa.example.com",
         "sslserver",
         id="tls-server/rsa-2048",
     ),
@@ -36,7 +37,7 @@ CASES = [
         "tls-client",
         "ec",
         "/CN=alice/O=Example",
-        "email:alice@lint.test",
+        "email:alice@example.com",
         "sslclient",
         id="tls-client/ec-p256",
     ),
@@ -46,12 +47,23 @@ CASES = [
         "device",
         "ec",
         "/CN=router-7/serialNumber=A1234",
-        "DNS:router-7.lint.test",
+        "DNS:router-7.example.com",
         "sslclient",
         id="device/ec-p256",
     ),
     pytest.param("device", "rsa2048", "/CN=switch-3", "", "sslclient", id="device/rsa-2048"),
 ]
+
+
+@pytest.fixture(scope="module")
+def lint_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertforgeServer]:
+    """A server whose certificates name a public CRL/AIA base URL, as a deployment's would
+    (pkilint's CA/B Forum linter rightly refuses internal names such as 127.0.0.1)."""
+    srv = CertforgeServer(tmp_path_factory.mktemp("lint") / "data",
+                          public_http_url="http://pki.example.com")
+    srv.start()
+    yield srv
+    assert srv.stop() == 0
 
 
 def pkilint(tool: str, pem: Path, *args: str) -> list[str]:
@@ -69,7 +81,7 @@ def pkilint(tool: str, pem: Path, *args: str) -> list[str]:
 
 @pytest.mark.parametrize(("profile", "key", "subject", "sans", "purpose"), CASES)
 def test_profile_certificate_lints_clean(
-    server: CertforgeServer,
+    lint_server: CertforgeServer,
     work: Path,
     profile: str,
     key: str,
@@ -77,6 +89,7 @@ def test_profile_certificate_lints_clean(
     sans: str,
     purpose: str,
 ) -> None:
+    server = lint_server
     token = server.cli("token", "create", f"lint-{profile}", check=True).stdout.strip()
     _, csr = make_csr(work, "leaf", subject=subject, sans=sans, key=key)
     out = server.cli(
