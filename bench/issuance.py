@@ -29,13 +29,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
-from server.store.sqlite import SQLiteStore
 
 from policies.profiles import ProfilePolicy
 from server.ca.issuers import load_or_create
 from server.config import Config
 from server.engine import Engine, EngineDeps
 from server.model import AuthMethod, EnrollmentRequest, Issued, Requester, Role
+from server.store.sqlite import SQLiteStore
 from tests.integration.server import CertforgeServer
 
 REQUESTER = Requester(AuthMethod.TOKEN, "bench", frozenset({Role.REQUESTER}))

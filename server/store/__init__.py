@@ -16,5 +16,6 @@ def open_store(url: str, *, consumers: Sequence[str]) -> Store:
     if url.startswith(("mongodb://", "mongodb+srv://")):
         from server.store.mongo import MongoStore
 
-        return MongoStore(url, consumers=consumers)
+        store: Store = MongoStore(url, consumers=consumers)
+        return store
     raise ValueError(f"no store for {url!r}")

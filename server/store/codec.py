@@ -40,44 +40,75 @@ def san_values(sans: tuple[str, ...]) -> list[tuple[str, str]]:
 
 
 def request_extra(r: RequestRecord) -> dict[str, Any]:
-    return {"requester": r.requester.to_json(), "sans": list(r.sans),
-            "vouched": r.vouched.to_json(),
-            "draft": r.draft.to_json() if r.draft else None}
+    return {
+        "requester": r.requester.to_json(),
+        "sans": list(r.sans),
+        "vouched": r.vouched.to_json(),
+        "draft": r.draft.to_json() if r.draft else None,
+    }
 
 
 def request_from(row: dict[str, Any], extra: dict[str, Any]) -> RequestRecord:
     created = from_ts(row["created_at"])
     updated = from_ts(row["updated_at"])
-    assert created is not None and updated is not None  # noqa: S101 - NOT NULL columns
+    assert created is not None  # noqa: S101 - NOT NULL column
+    assert updated is not None  # noqa: S101 - NOT NULL column
     return RequestRecord(
-        id=row["id"], status=Status(row["status"]), created_at=created, updated_at=updated,
-        protocol=row["protocol"], requester=Requester.from_json(extra["requester"]),
-        profile=row["profile"], csr_der=bytes(row["csr"]), subject=row["subject"],
-        sans=tuple(extra["sans"]), transaction_id=row["transaction_id"],
+        id=row["id"],
+        status=Status(row["status"]),
+        created_at=created,
+        updated_at=updated,
+        protocol=row["protocol"],
+        requester=Requester.from_json(extra["requester"]),
+        profile=row["profile"],
+        csr_der=bytes(row["csr"]),
+        subject=row["subject"],
+        sans=tuple(extra["sans"]),
+        transaction_id=row["transaction_id"],
         vouched=Vouched.from_json(extra["vouched"]),
         draft=CertificateDraft.from_json(extra["draft"]) if extra.get("draft") else None,
-        reason=row["reason"], serial=None if row["serial"] is None else int(row["serial"], 16))
+        reason=row["reason"],
+        serial=None if row["serial"] is None else int(row["serial"], 16),
+    )
 
 
 def certificate_from(row: dict[str, Any]) -> CertificateRecord:
     not_before, not_after = from_ts(row["not_before"]), from_ts(row["not_after"])
-    assert not_before is not None and not_after is not None  # noqa: S101 - NOT NULL columns
+    assert not_before is not None  # noqa: S101 - NOT NULL column
+    assert not_after is not None  # noqa: S101 - NOT NULL column
     return CertificateRecord(
-        serial=int(row["serial"], 16), request_id=row["request_id"], issuer=row["issuer"],
-        profile=row["profile"], subject=row["subject"], sans=tuple(row["sans"]),
-        not_before=not_before, not_after=not_after, der=bytes(row["der"]),
-        requester=row["requester"], key_sha256=row["key_sha256"],
-        status=CertStatus(row["status"]), revoked_at=from_ts(row["revoked_at"]),
+        serial=int(row["serial"], 16),
+        request_id=row["request_id"],
+        issuer=row["issuer"],
+        profile=row["profile"],
+        subject=row["subject"],
+        sans=tuple(row["sans"]),
+        not_before=not_before,
+        not_after=not_after,
+        der=bytes(row["der"]),
+        requester=row["requester"],
+        key_sha256=row["key_sha256"],
+        status=CertStatus(row["status"]),
+        revoked_at=from_ts(row["revoked_at"]),
         revocation_reason=RevocationReason(row["reason"]) if row["reason"] else None,
-        invalidity_date=from_ts(row["invalidity_date"]))
+        invalidity_date=from_ts(row["invalidity_date"]),
+    )
 
 
 def certificate_row(c: CertificateRecord) -> dict[str, Any]:
     return {
-        "serial": serial_key(c.serial), "request_id": c.request_id, "issuer": c.issuer,
-        "profile": c.profile, "subject": c.subject, "sans": list(c.sans),
-        "not_before": ts(c.not_before), "not_after": ts(c.not_after), "der": c.der,
-        "requester": c.requester, "key_sha256": c.key_sha256, "status": str(c.status),
+        "serial": serial_key(c.serial),
+        "request_id": c.request_id,
+        "issuer": c.issuer,
+        "profile": c.profile,
+        "subject": c.subject,
+        "sans": list(c.sans),
+        "not_before": ts(c.not_before),
+        "not_after": ts(c.not_after),
+        "der": c.der,
+        "requester": c.requester,
+        "key_sha256": c.key_sha256,
+        "status": str(c.status),
         "revoked_at": ts(c.revoked_at) if c.revoked_at else None,
         "reason": str(c.revocation_reason) if c.revocation_reason else None,
         "invalidity_date": ts(c.invalidity_date) if c.invalidity_date else None,

@@ -81,16 +81,26 @@ class SQLiteStore:
         def run() -> list[sqlite3.Row]:
             assert self._reader is not None  # noqa: S101
             return self._reader.execute(sql, args).fetchall()
+
         return await self._read_raw(run)
 
     # ------------------------------------------------------------- events
     def _insert_event(self, c: sqlite3.Connection, e: Event) -> None:
         cur = c.execute(
             "INSERT INTO events (id, kind, at, request_id, serial, data) VALUES (?,?,?,?,?,?)",
-            (e.id, str(e.kind), codec.ts(e.at), e.request_id,
-             None if e.serial is None else codec.serial_key(e.serial), json.dumps(e.to_json())))
-        c.executemany("INSERT INTO outbox (consumer, seq) VALUES (?, ?)",
-                      [(name, cur.lastrowid) for name in self._consumers])
+            (
+                e.id,
+                str(e.kind),
+                codec.ts(e.at),
+                e.request_id,
+                None if e.serial is None else codec.serial_key(e.serial),
+                json.dumps(e.to_json()),
+            ),
+        )
+        c.executemany(
+            "INSERT INTO outbox (consumer, seq) VALUES (?, ?)",
+            [(name, cur.lastrowid) for name in self._consumers],
+        )
 
     async def add_event(self, event: Event) -> None:
         await self._write(lambda c: self._insert_event(c, event))
@@ -98,16 +108,24 @@ class SQLiteStore:
     async def pending_events(self, consumer: str, limit: int = 100) -> list[Event]:
         rows = await self._read(
             "SELECT e.data FROM outbox o JOIN events e ON e.seq = o.seq "
-            "WHERE o.consumer = ? ORDER BY o.seq LIMIT ?", (consumer, limit))
+            "WHERE o.consumer = ? ORDER BY o.seq LIMIT ?",
+            (consumer, limit),
+        )
         return [Event.from_json(json.loads(r["data"])) for r in rows]
 
     async def ack_event(self, consumer: str, event_id: str) -> None:
-        await self._write(lambda c: c.execute(
-            "DELETE FROM outbox WHERE consumer = ? AND seq = "
-            "(SELECT seq FROM events WHERE id = ?)", (consumer, event_id)) and None)
+        def write(c: sqlite3.Connection) -> None:
+            c.execute(
+                "DELETE FROM outbox WHERE consumer = ? AND seq = "
+                "(SELECT seq FROM events WHERE id = ?)",
+                (consumer, event_id),
+            )
 
-    async def list_events(self, *, request_id: str | None = None, serial: int | None = None,
-                          limit: int = 100) -> list[Event]:
+        await self._write(write)
+
+    async def list_events(
+        self, *, request_id: str | None = None, serial: int | None = None, limit: int = 100
+    ) -> list[Event]:
         where, args = [], []
         if request_id is not None:
             where.append("request_id = ?")
@@ -124,54 +142,82 @@ class SQLiteStore:
         row = codec.certificate_row(cert)
         row["sans"] = json.dumps(row["sans"])
         try:
-            c.execute(f"INSERT INTO certificates ({', '.join(row)}) "  # noqa: S608 - fixed keys
-                      f"VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+            c.execute(
+                f"INSERT INTO certificates ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                tuple(row.values()),
+            )
         except sqlite3.IntegrityError:
             raise Conflict(f"serial {cert.serial:x} exists") from None
-        c.executemany("INSERT INTO cert_names (serial, full, bare) VALUES (?,?,?)",
-                      [(row["serial"], f, b) for f, b in codec.san_values(cert.sans)])
+        c.executemany(
+            "INSERT INTO cert_names (serial, full, bare) VALUES (?,?,?)",
+            [(row["serial"], f, b) for f, b in codec.san_values(cert.sans)],
+        )
 
-    async def add_request(self, record: RequestRecord, *,
-                          certificate: CertificateRecord | None = None, event: Event) -> None:
+    async def add_request(
+        self, record: RequestRecord, *, certificate: CertificateRecord | None = None, event: Event
+    ) -> None:
         def write(c: sqlite3.Connection) -> None:
             try:
                 c.execute(
                     "INSERT INTO requests (id, status, created_at, updated_at, protocol, "
                     "requester, profile, subject, transaction_id, reason, serial, csr, extra) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (record.id, str(record.status), codec.ts(record.created_at),
-                     codec.ts(record.updated_at), record.protocol, record.requester.label(),
-                     record.profile, record.subject, record.transaction_id, record.reason,
-                     None if record.serial is None else codec.serial_key(record.serial),
-                     record.csr_der, json.dumps(codec.request_extra(record))))
+                    (
+                        record.id,
+                        str(record.status),
+                        codec.ts(record.created_at),
+                        codec.ts(record.updated_at),
+                        record.protocol,
+                        record.requester.label(),
+                        record.profile,
+                        record.subject,
+                        record.transaction_id,
+                        record.reason,
+                        None if record.serial is None else codec.serial_key(record.serial),
+                        record.csr_der,
+                        json.dumps(codec.request_extra(record)),
+                    ),
+                )
             except sqlite3.IntegrityError:
                 raise Conflict(f"request {record.id} exists") from None
-            c.executemany("INSERT INTO request_names (request_id, full, bare) VALUES (?,?,?)",
-                          [(record.id, f, b) for f, b in codec.san_values(record.sans)])
+            c.executemany(
+                "INSERT INTO request_names (request_id, full, bare) VALUES (?,?,?)",
+                [(record.id, f, b) for f, b in codec.san_values(record.sans)],
+            )
             if certificate is not None:
                 self._insert_certificate(c, certificate)
             self._insert_event(c, event)
+
         await self._write(write)
 
-    async def transition(self, request_id: str, *, expect: Status, to: Status,
-                         reason: str | None = None,
-                         certificate: CertificateRecord | None = None,
-                         event: Event) -> RequestRecord:
+    async def transition(
+        self,
+        request_id: str,
+        *,
+        expect: Status,
+        to: Status,
+        reason: str | None = None,
+        certificate: CertificateRecord | None = None,
+        event: Event,
+    ) -> RequestRecord:
         def write(c: sqlite3.Connection) -> None:
             serial = None if certificate is None else codec.serial_key(certificate.serial)
             cur = c.execute(
                 "UPDATE requests SET status = ?, updated_at = ?, reason = COALESCE(?, reason),"
                 " serial = COALESCE(?, serial) WHERE id = ? AND status = ?",
-                (str(to), codec.ts(event.at), reason, serial, request_id, str(expect)))
+                (str(to), codec.ts(event.at), reason, serial, request_id, str(expect)),
+            )
             if cur.rowcount != 1:
-                found = c.execute("SELECT status FROM requests WHERE id = ?",
-                                  (request_id,)).fetchone()
+                found = c.execute(
+                    "SELECT status FROM requests WHERE id = ?", (request_id,)
+                ).fetchone()
                 if found is None:
                     raise NotFound(f"no request {request_id}")
                 raise Conflict(f"request {request_id} is {found['status']}, not {expect}")
             if certificate is not None:
                 self._insert_certificate(c, certificate)
             self._insert_event(c, event)
+
         await self._write(write)
         return await self.get_request(request_id)
 
@@ -183,8 +229,11 @@ class SQLiteStore:
 
     async def find_requests(self, q: RequestQuery) -> list[RequestRecord]:
         where, args = ["1=1"], []
-        for column, value in (("status", q.status), ("requester", q.requester),
-                              ("profile", q.profile)):
+        for column, value in (
+            ("status", q.status),
+            ("requester", q.requester),
+            ("profile", q.profile),
+        ):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(str(value))
@@ -194,25 +243,31 @@ class SQLiteStore:
         if q.san:
             column = "full" if ":" in q.san else "bare"
             where.append(f"id IN (SELECT request_id FROM request_names WHERE {column} = ?)")
-            args.append(q.san.lower() if column == "bare" or q.san.startswith("dns:")
-                        else q.san)
+            args.append(q.san.lower() if column == "bare" or q.san.startswith("dns:") else q.san)
         rows = await self._read(
-            f"SELECT * FROM requests WHERE {' AND '.join(where)} "  # noqa: S608 - fixed columns
-            "ORDER BY created_at DESC, id LIMIT ? OFFSET ?", (*args, q.limit, q.offset))
+            f"SELECT * FROM requests WHERE {' AND '.join(where)} "
+            "ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+            (*args, q.limit, q.offset),
+        )
         return [codec.request_from(dict(r), json.loads(r["extra"])) for r in rows]
 
     # ------------------------------------------------------- certificates
     async def get_certificate(self, serial: int) -> CertificateRecord:
-        rows = await self._read("SELECT * FROM certificates WHERE serial = ?",
-                                (codec.serial_key(serial),))
+        rows = await self._read(
+            "SELECT * FROM certificates WHERE serial = ?", (codec.serial_key(serial),)
+        )
         if not rows:
             raise NotFound(f"no certificate with serial {serial:x}")
         return _cert(rows[0])
 
     async def find_certificates(self, q: CertificateQuery) -> list[CertificateRecord]:
         where, args = ["1=1"], []
-        for column, value in (("status", q.status), ("issuer", q.issuer),
-                              ("requester", q.requester), ("key_sha256", q.key_sha256)):
+        for column, value in (
+            ("status", q.status),
+            ("issuer", q.issuer),
+            ("requester", q.requester),
+            ("key_sha256", q.key_sha256),
+        ):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(str(value))
@@ -230,13 +285,21 @@ class SQLiteStore:
             where.append("not_after > ?")
             args.append(codec.ts(q.expires_after))
         rows = await self._read(
-            f"SELECT * FROM certificates WHERE {' AND '.join(where)} "  # noqa: S608
-            "ORDER BY not_before DESC, serial LIMIT ? OFFSET ?", (*args, q.limit, q.offset))
+            f"SELECT * FROM certificates WHERE {' AND '.join(where)} "
+            "ORDER BY not_before DESC, serial LIMIT ? OFFSET ?",
+            (*args, q.limit, q.offset),
+        )
         return [_cert(r) for r in rows]
 
-    async def revoke(self, serial: int, *, reason: RevocationReason, at: datetime,
-                     invalidity_date: datetime | None = None,
-                     event: Event) -> CertificateRecord:
+    async def revoke(
+        self,
+        serial: int,
+        *,
+        reason: RevocationReason,
+        at: datetime,
+        invalidity_date: datetime | None = None,
+        event: Event,
+    ) -> CertificateRecord:
         key = codec.serial_key(serial)
 
         def write(c: sqlite3.Connection) -> None:
@@ -245,10 +308,17 @@ class SQLiteStore:
                 "UPDATE certificates SET status = 'revoked', revoked_at = ?, reason = ?, "
                 "invalidity_date = ? WHERE serial = ? AND (status = 'valid' OR "
                 "(reason = 'certificateHold' AND ? != 'certificateHold'))",
-                (codec.ts(at), str(reason),
-                 codec.ts(invalidity_date) if invalidity_date else None, key, str(reason)))
+                (
+                    codec.ts(at),
+                    str(reason),
+                    codec.ts(invalidity_date) if invalidity_date else None,
+                    key,
+                    str(reason),
+                ),
+            )
             self._check_cert_update(c, cur, key, "is already revoked")
             self._insert_event(c, event)
+
         await self._write(write)
         return await self.get_certificate(serial)
 
@@ -259,15 +329,19 @@ class SQLiteStore:
             cur = c.execute(
                 "UPDATE certificates SET status = 'valid', revoked_at = NULL, reason = NULL, "
                 "invalidity_date = NULL WHERE serial = ? AND status = 'revoked' "
-                "AND reason = 'certificateHold'", (key,))
+                "AND reason = 'certificateHold'",
+                (key,),
+            )
             self._check_cert_update(c, cur, key, "is not on hold")
             self._insert_event(c, event)
+
         await self._write(write)
         return await self.get_certificate(serial)
 
     @staticmethod
-    def _check_cert_update(c: sqlite3.Connection, cur: sqlite3.Cursor, key: str,
-                           conflict: str) -> None:
+    def _check_cert_update(
+        c: sqlite3.Connection, cur: sqlite3.Cursor, key: str, conflict: str
+    ) -> None:
         if cur.rowcount == 1:
             return
         if c.execute("SELECT 1 FROM certificates WHERE serial = ?", (key,)).fetchone() is None:
@@ -279,31 +353,40 @@ class SQLiteStore:
         now = codec.ts(datetime.now(UTC))
 
         def write(c: sqlite3.Connection) -> None:
-            c.execute("DELETE FROM documents WHERE kind = ? AND id = ? AND expires_at <= ?",
-                      (doc.kind, doc.id, now))
+            c.execute(
+                "DELETE FROM documents WHERE kind = ? AND id = ? AND expires_at <= ?",
+                (doc.kind, doc.id, now),
+            )
             try:
-                c.execute("INSERT INTO documents (kind, id, version, lookup, expires_at, data)"
-                          " VALUES (?,?,?,?,?,?)", _doc_row(doc))
+                c.execute(
+                    "INSERT INTO documents (kind, id, version, lookup, expires_at, data)"
+                    " VALUES (?,?,?,?,?,?)",
+                    _doc_row(doc),
+                )
             except sqlite3.IntegrityError:
                 raise Conflict(f"{doc.kind} {doc.id} exists") from None
+
         await self._write(write)
         return doc
 
     async def update_doc(self, doc: Document, *, expect_version: int) -> Document:
-        new = Document(doc.kind, doc.id, doc.data, expect_version + 1, doc.lookup,
-                       doc.expires_at)
+        new = Document(doc.kind, doc.id, doc.data, expect_version + 1, doc.lookup, doc.expires_at)
 
         def write(c: sqlite3.Connection) -> None:
             row = _doc_row(new)
-            cur = c.execute("UPDATE documents SET version = ?, lookup = ?, expires_at = ?, "
-                            "data = ? WHERE kind = ? AND id = ? AND version = ?",
-                            (*row[2:], doc.kind, doc.id, expect_version))
+            cur = c.execute(
+                "UPDATE documents SET version = ?, lookup = ?, expires_at = ?, "
+                "data = ? WHERE kind = ? AND id = ? AND version = ?",
+                (*row[2:], doc.kind, doc.id, expect_version),
+            )
             if cur.rowcount != 1:
-                found = c.execute("SELECT 1 FROM documents WHERE kind = ? AND id = ?",
-                                  (doc.kind, doc.id)).fetchone()
+                found = c.execute(
+                    "SELECT 1 FROM documents WHERE kind = ? AND id = ?", (doc.kind, doc.id)
+                ).fetchone()
                 if found is None:
                     raise NotFound(f"no {doc.kind} {doc.id}")
                 raise Conflict(f"{doc.kind} {doc.id} changed meanwhile")
+
         await self._write(write)
         return new
 
@@ -311,33 +394,42 @@ class SQLiteStore:
         now = codec.ts(datetime.now(UTC))
 
         def write(c: sqlite3.Connection) -> Document:
-            row = c.execute("SELECT * FROM documents WHERE kind = ? AND id = ? AND "
-                            "(expires_at IS NULL OR expires_at > ?)",
-                            (kind, doc_id, now)).fetchone()
+            row = c.execute(
+                "SELECT * FROM documents WHERE kind = ? AND id = ? AND "
+                "(expires_at IS NULL OR expires_at > ?)",
+                (kind, doc_id, now),
+            ).fetchone()
             if row is None:
                 raise NotFound(f"no {kind} {doc_id}")
             c.execute("DELETE FROM documents WHERE kind = ? AND id = ?", (kind, doc_id))
             return _doc(row)
+
         return await self._write(write)
 
     async def get_doc(self, kind: str, doc_id: str) -> Document:
-        rows = await self._read("SELECT * FROM documents WHERE kind = ? AND id = ? AND "
-                                "(expires_at IS NULL OR expires_at > ?)",
-                                (kind, doc_id, codec.ts(datetime.now(UTC))))
+        rows = await self._read(
+            "SELECT * FROM documents WHERE kind = ? AND id = ? AND "
+            "(expires_at IS NULL OR expires_at > ?)",
+            (kind, doc_id, codec.ts(datetime.now(UTC))),
+        )
         if not rows:
             raise NotFound(f"no {kind} {doc_id}")
         return _doc(rows[0])
 
     async def find_docs(self, kind: str, *, lookup: str) -> list[Document]:
-        rows = await self._read("SELECT * FROM documents WHERE kind = ? AND lookup = ? AND "
-                                "(expires_at IS NULL OR expires_at > ?) ORDER BY id",
-                                (kind, lookup, codec.ts(datetime.now(UTC))))
+        rows = await self._read(
+            "SELECT * FROM documents WHERE kind = ? AND lookup = ? AND "
+            "(expires_at IS NULL OR expires_at > ?) ORDER BY id",
+            (kind, lookup, codec.ts(datetime.now(UTC))),
+        )
         return [_doc(r) for r in rows]
 
     async def purge_expired_docs(self, now: datetime) -> int:
         def write(c: sqlite3.Connection) -> int:
-            return c.execute("DELETE FROM documents WHERE expires_at <= ?",
-                             (codec.ts(now),)).rowcount
+            return c.execute(
+                "DELETE FROM documents WHERE expires_at <= ?", (codec.ts(now),)
+            ).rowcount
+
         return await self._write(write)
 
 
@@ -348,13 +440,25 @@ def _cert(row: sqlite3.Row) -> CertificateRecord:
 
 
 def _doc_row(doc: Document) -> tuple[Any, ...]:
-    return (doc.kind, doc.id, doc.version, doc.lookup,
-            codec.ts(doc.expires_at) if doc.expires_at else None, json.dumps(dict(doc.data)))
+    return (
+        doc.kind,
+        doc.id,
+        doc.version,
+        doc.lookup,
+        codec.ts(doc.expires_at) if doc.expires_at else None,
+        json.dumps(dict(doc.data)),
+    )
 
 
 def _doc(row: sqlite3.Row) -> Document:
-    return Document(row["kind"], row["id"], json.loads(row["data"]), row["version"],
-                    row["lookup"], codec.from_ts(row["expires_at"]))
+    return Document(
+        row["kind"],
+        row["id"],
+        json.loads(row["data"]),
+        row["version"],
+        row["lookup"],
+        codec.from_ts(row["expires_at"]),
+    )
 
 
 def _create_schema(path: str) -> None:

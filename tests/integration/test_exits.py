@@ -69,8 +69,9 @@ def wait_for(predicate: object, timeout: float = 20.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
-def test_events_reach_exits_at_least_once_across_sigkill(tmp_path: Path,
-                                                         receiver: Receiver) -> None:
+def test_events_reach_exits_at_least_once_across_sigkill(
+    tmp_path: Path, receiver: Receiver
+) -> None:
     published = tmp_path / "published"
     exits = f"""
 [[exits]]
@@ -97,11 +98,15 @@ timeout_seconds = 2
     receiver.up = True
     server.start()
     try:
-        mine = lambda: [e["kind"] for e in receiver.received if e["request_id"] == rid]  # noqa: E731
+
+        def mine() -> list[object]:
+            return [e["kind"] for e in receiver.received if e["request_id"] == rid]
+
         wait_for(lambda: "issued" in mine())
         assert mine() == ["pending", "approved", "issued"]
-        issued = next(e for e in receiver.received if e["request_id"] == rid
-                      and e["kind"] == "issued")
+        issued = next(
+            e for e in receiver.received if e["request_id"] == rid and e["kind"] == "issued"
+        )
         assert issued["serial"] == serial
     finally:
         assert server.stop() == 0

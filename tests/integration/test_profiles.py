@@ -59,8 +59,9 @@ CASES = [
 def lint_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertforgeServer]:
     """A server whose certificates name a public CRL/AIA base URL, as a deployment's would
     (pkilint's CA/B Forum linter rightly refuses internal names such as 127.0.0.1)."""
-    srv = CertforgeServer(tmp_path_factory.mktemp("lint") / "data",
-                          public_http_url="http://pki.example.com")
+    srv = CertforgeServer(
+        tmp_path_factory.mktemp("lint") / "data", public_http_url="http://pki.example.com"
+    )
     srv.start()
     yield srv
     assert srv.stop() == 0

@@ -11,13 +11,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
-from server.store.sqlite import SQLiteStore
 
 from policies.profiles import ProfilePolicy
 from server.ca.issuers import load_or_create
 from server.config import Config
 from server.engine import Engine, EngineDeps
 from server.model import CertificateDraft, Decision, EnrollmentRequest, Issue, PolicyModule
+from server.store.sqlite import SQLiteStore
 
 
 @dataclass

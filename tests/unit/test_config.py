@@ -108,12 +108,18 @@ def test_bad_config_names_the_key(text: str, named: str) -> None:
         parse_config(tomllib.loads(text))
 
 
-@pytest.mark.parametrize(("text", "named"), [
-    pytest.param('[[ca.issuers]]\nname = "../x"', "name", id="bad/issuer_name_path"),
-    pytest.param('[[ca.issuers]]\nname = "root"', "name", id="bad/issuer_name_root"),
-    pytest.param('[ca]\npassphrase_env = "A"\npassphrase_file = "f"', "passphrase_env",
-                 id="bad/two_passphrase_sources"),
-])
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        pytest.param('[[ca.issuers]]\nname = "../x"', "name", id="bad/issuer_name_path"),
+        pytest.param('[[ca.issuers]]\nname = "root"', "name", id="bad/issuer_name_root"),
+        pytest.param(
+            '[ca]\npassphrase_env = "A"\npassphrase_file = "f"',
+            "passphrase_env",
+            id="bad/two_passphrase_sources",
+        ),
+    ],
+)
 def test_bad_ca_config(text: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         parse_config(tomllib.loads(text))

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from server.store.sqlite import SQLiteStore
 
 from server.engine import Engine
 from server.errors import BadCSR, BadPublicKey, Conflict, Forbidden, NotFound, UnknownProfile
@@ -36,6 +35,7 @@ from server.model import (
     Role,
     Status,
 )
+from server.store.sqlite import SQLiteStore
 from tests.unit.factories import FakeClock, RecordingPolicy, make_csr, make_engine
 
 ADMIN = Requester(AuthMethod.TOKEN, "admin", frozenset({Role.ADMINISTRATOR}))
