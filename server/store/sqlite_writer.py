@@ -39,8 +39,9 @@ class Writer:
         self._loop = loop
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._conn = connect(path)
-        self._thread = threading.Thread(target=self._run, name="certforge-sqlite-writer",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="certforge-sqlite-writer", daemon=True
+        )
         self._thread.start()
 
     def submit(self, fn: WriteFn) -> asyncio.Future[Any]:
@@ -73,8 +74,9 @@ class Writer:
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[WriteFn, asyncio.Future[Any]]]
-                ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
+    def _commit(
+        self, batch: list[tuple[WriteFn, asyncio.Future[Any]]]
+    ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
         conn = self._conn
         try:
@@ -83,7 +85,7 @@ class Writer:
                 conn.execute("SAVEPOINT w")
                 try:
                     value = fn(conn)
-                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                except BaseException as exc:
                     conn.execute("ROLLBACK TO w")
                     conn.execute("RELEASE w")
                     results.append((future, False, exc))
