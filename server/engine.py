@@ -27,6 +27,7 @@ The engine knows no protocol: ``EnrollmentRequest.protocol`` is recorded, never 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -103,8 +104,9 @@ class Engine:
     # ----------------------------------------------------------------- submit
     async def submit(self, req: EnrollmentRequest) -> Outcome:
         started = time.perf_counter()
-        # Step 1: Verify the CSR and its key. Raises; nothing is recorded.
-        csr = verify_csr(req.csr_der)
+        # Step 1: Verify the CSR and its key. Raises; nothing is recorded. The signature check
+        # releases the GIL, so it runs on a worker thread while the loop signs other requests.
+        csr = await asyncio.to_thread(verify_csr, req.csr_der)
         # Step 2: The profile gives the draft; policy modules decide and shape it, in order.
         profile = self.profile(req.profile)
         decision = await self._decide(req, draft_for(profile, csr))

@@ -9,7 +9,6 @@ CREATE TABLE IF NOT EXISTS requests (
     serial TEXT, csr BLOB NOT NULL, extra TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS requests_status ON requests (status, created_at);
 CREATE INDEX IF NOT EXISTS requests_requester ON requests (requester);
-CREATE INDEX IF NOT EXISTS requests_subject ON requests (subject);
 CREATE INDEX IF NOT EXISTS requests_created ON requests (created_at);
 CREATE INDEX IF NOT EXISTS requests_transaction ON requests (transaction_id);
 CREATE TABLE IF NOT EXISTS request_names (
@@ -30,7 +29,6 @@ CREATE INDEX IF NOT EXISTS certificates_subject ON certificates (subject);
 CREATE INDEX IF NOT EXISTS certificates_requester ON certificates (requester);
 CREATE INDEX IF NOT EXISTS certificates_key ON certificates (key_sha256);
 CREATE INDEX IF NOT EXISTS certificates_issuer ON certificates (issuer, status);
-CREATE INDEX IF NOT EXISTS certificates_request ON certificates (request_id);
 CREATE TABLE IF NOT EXISTS cert_names (
     serial TEXT NOT NULL REFERENCES certificates (serial), full TEXT NOT NULL,
     bare TEXT NOT NULL);

@@ -77,6 +77,23 @@ class Writer:
     def _commit(
         self, batch: list[tuple[WriteFn, asyncio.Future[Any]]]
     ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
+        """Fast path: the whole batch in one transaction. A write that raises (a Conflict,
+        rarely) may have changed rows before it raised, so the batch is rolled back and
+        replayed with one SAVEPOINT per write; writes are pure functions of the connection."""
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            values = [fn(conn) for fn, _ in batch]
+            conn.execute("COMMIT")
+        except BaseException:  # noqa: BLE001 - replayed one by one below
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return self._commit_isolated(batch)
+        return [(future, True, value) for (_, future), value in zip(batch, values, strict=True)]
+
+    def _commit_isolated(
+        self, batch: list[tuple[WriteFn, asyncio.Future[Any]]]
+    ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
         conn = self._conn
         try:
@@ -85,7 +102,7 @@ class Writer:
                 conn.execute("SAVEPOINT w")
                 try:
                     value = fn(conn)
-                except BaseException as exc:
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller
                     conn.execute("ROLLBACK TO w")
                     conn.execute("RELEASE w")
                     results.append((future, False, exc))
