@@ -27,8 +27,8 @@ atomic write, as MongoDB documents them.
 from __future__ import annotations
 
 import re
-from contextlib import suppress
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 

@@ -85,7 +85,7 @@ class Writer:
             conn.execute("BEGIN IMMEDIATE")
             values = [fn(conn) for fn, _ in batch]
             conn.execute("COMMIT")
-        except BaseException:  # noqa: BLE001 - replayed one by one below
+        except BaseException:  # replayed one by one below
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             return self._commit_isolated(batch)
@@ -102,7 +102,7 @@ class Writer:
                 conn.execute("SAVEPOINT w")
                 try:
                     value = fn(conn)
-                except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                except BaseException as exc:  # handed to the caller
                     conn.execute("ROLLBACK TO w")
                     conn.execute("RELEASE w")
                     results.append((future, False, exc))
