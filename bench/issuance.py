@@ -26,7 +26,7 @@ from pathlib import Path
 
 import aiohttp
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
@@ -37,23 +37,9 @@ from server.engine import Engine, EngineDeps
 from server.model import AuthMethod, EnrollmentRequest, Issued, Requester, Role
 from server.store.sqlite import SQLiteStore
 from tests.integration.server import CertforgeServer
+from tests.unit.factories import make_csr
 
 REQUESTER = Requester(AuthMethod.TOKEN, "bench", frozenset({Role.REQUESTER}))
-
-
-def make_csrs(n: int) -> list[bytes]:
-    csrs = []
-    for i in range(n):
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = f"host{i}.bench.test"
-        csrs.append(
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(key, hashes.SHA256())
-            .public_bytes(serialization.Encoding.DER)
-        )
-    return csrs
 
 
 def bare_rate(seconds: float) -> float:
@@ -202,7 +188,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
-    csrs = make_csrs(200)
+    csrs = [make_csr(f"host{i}.bench.test") for i in range(200)]
     bare = bare_rate(args.seconds)
     engine = asyncio.run(engine_rate(args.seconds, csrs))
     rest = asyncio.run(rest_rate(args.seconds, csrs))

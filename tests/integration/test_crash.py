@@ -9,30 +9,12 @@ import ssl
 from pathlib import Path
 
 import aiohttp
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.integration.server import CertforgeServer
+from tests.unit.factories import make_csr
 
 CONCURRENCY = 16
 KILL_AFTER = 150
-
-
-def make_csrs(n: int) -> list[bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    csrs = []
-    for i in range(n):
-        name = f"crash{i}.example.test"
-        csrs.append(
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(key, hashes.SHA256())
-            .public_bytes(serialization.Encoding.DER)
-        )
-    return csrs
 
 
 async def hammer(server: CertforgeServer, token: str, csrs: list[bytes]) -> list[dict[str, str]]:
@@ -74,7 +56,9 @@ def test_sigkill_loses_no_issued_certificate(tmp_path: Path) -> None:
     server = CertforgeServer(tmp_path / "data")
     server.start()
     token = server.cli("token", "create", "crash", check=True).stdout.strip()
-    received = asyncio.run(hammer(server, token, make_csrs(2000)))
+    received = asyncio.run(
+        hammer(server, token, [make_csr(f"crash{i}.example.test") for i in range(2000)])
+    )
     assert server.proc is None, "the server was not killed mid-flight"
     assert len(received) >= KILL_AFTER
 
