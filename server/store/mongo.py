@@ -150,7 +150,7 @@ class MongoStore:
                     u.split("|", 1)[1] for u in doc["undelivered"] if u.startswith(consumer + "|")
                 }
                 wanted += [Event.from_json(e) for e in doc["events"] if e["id"] in owed]
-        wanted.sort(key=lambda e: (e.at, e.id))
+        wanted.sort(key=lambda e: e.at)  # stable: same-time events keep their order
         return wanted[:limit]
 
     async def ack_event(self, consumer: str, event_id: str) -> None:
@@ -189,7 +189,7 @@ class MongoStore:
             if (request_id is None or e.request_id == request_id)
             and (serial is None or e.serial == serial)
         ]
-        chosen.sort(key=lambda e: (e.at, e.id))
+        chosen.sort(key=lambda e: e.at)  # stable: same-time events keep their order
         return chosen[:limit]
 
     # ----------------------------------------------------------- requests
