@@ -180,8 +180,8 @@ class MongoStore:
             )
         if serial is not None:
             key = codec.serial_key(serial)
-            docs += await self._db["certificates"].find({"_id": key}, {"events": 1}).to_list(None)
             docs += await self._db["requests"].find({"serial": key}, {"events": 1}).to_list(None)
+            docs += await self._db["certificates"].find({"_id": key}, {"events": 1}).to_list(None)
         events = {e["id"]: Event.from_json(e) for doc in docs for e in doc.get("events", [])}
         chosen = [
             e
