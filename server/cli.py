@@ -197,6 +197,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         asyncio.run(serve(config))
     except ConfigError as exc:
         raise Refused(f"configuration: {exc}") from None
+    except OSError as exc:  # a listener's port in use, an unwritable data directory...
+        raise Refused(f"cannot start: {exc.strerror or exc}") from None
 
 
 # -------------------------------------------------------------------- parser
