@@ -1,5 +1,9 @@
-"""One serialization of records for both back-ends: JSON-able dicts, fixed-width serials and
-sortable UTC timestamps."""
+"""One serialization of records for both back-ends: JSON-able dicts, fixed-width serials,
+sortable UTC timestamps and the normalized SAN values both search by.
+
+Keeping it in one place is what makes the two back-ends answer the contract suite alike: a
+serial, a time or a SAN that one back-end wrote differently would sort or match differently.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,15 @@ from server.model import (
     CertificateDraft,
     CertificateRecord,
     CertStatus,
+    IdentifierType,
     Requester,
     RequestRecord,
     RevocationReason,
     Status,
     Vouched,
 )
+
+_SAN_TYPES = frozenset(t.value for t in IdentifierType)
 
 SERIAL_WIDTH = 40  # 160 bits of hex: certificate serials are at most 20 octets (RFC 5280)
 
@@ -26,7 +33,12 @@ def serial_key(serial: int) -> str:
 
 
 def ts(value: datetime) -> str:
-    """UTC, fixed width (isoformat drops zero microseconds, which would break ordering)."""
+    """UTC, fixed width (isoformat drops zero microseconds, which would break ordering).
+
+    A naive datetime is refused rather than guessed: read as local time it would silently move
+    an expiry or a revocation by the server's UTC offset."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: the store keeps timezone-aware UTC times")
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
@@ -35,8 +47,22 @@ def from_ts(value: str | None) -> datetime | None:
 
 
 def san_values(sans: tuple[str, ...]) -> list[tuple[str, str]]:
-    """(full "dns:example.com", bare "example.com") pairs for the SAN search index."""
-    return [(s, s.partition(":")[2]) for s in sans]
+    """(full "dns:example.com", bare "example.com") pairs for the SAN search index.
+
+    Both are lowercased, and so is every query (``san_query``): administrators search names
+    case-insensitively, and DNS names are case-insensitive anyway (RFC 4343)."""
+    return [(s.lower(), s.partition(":")[2].lower()) for s in sans]
+
+
+def san_query(san: str) -> tuple[str, str]:
+    """Which index a SAN search uses, ``("full", "dns:x")`` or ``("bare", "x")``, and the value.
+
+    Only a known type before the first colon makes a full name: a bare IPv6 address
+    ("2001:db8::1") or URI ("https://x") has colons of its own."""
+    kind, sep, _ = san.partition(":")
+    if sep and kind.lower() in _SAN_TYPES:
+        return "full", san.lower()
+    return "bare", san.lower()
 
 
 def request_extra(r: RequestRecord) -> dict[str, Any]:

@@ -1,9 +1,18 @@
 """The embedded store: SQLite in WAL mode, one writer thread with group commit.
 
 Every state change (a new request with its certificate, a transition, a revocation) runs as
-one write on the writer thread: ``UPDATE ... WHERE id=? AND status=?`` plus the event and its
-outbox rows, checked by ``rowcount`` (``Conflict`` on a miss), all inside one transaction that
-is committed before the caller is answered. Reads run on their own thread and connection.
+one write on the writer thread (``sqlite_writer.py``): ``UPDATE ... WHERE id=? AND status=?``
+plus the event and its outbox rows, checked by ``rowcount`` (``Conflict`` on a miss), all inside
+one transaction that is committed before the caller is answered. A duplicate request id, serial
+or event id is a ``Conflict`` and leaves nothing of that write behind. A write that returns a
+record reads it inside its own transaction, so the caller sees exactly the state it made.
+
+Reads run on a small pool of reader threads, each with its own read-only connection: WAL lets
+them read the last commit while the writer works, and the event loop never waits on sqlite3.
+
+The outbox is one row per (consumer, event), written with the event: ``pending_events`` is a
+join ordered by the event's sequence number, and an acknowledgement deletes one row, so acks
+may arrive in any order. A consumer not configured when an event was recorded never sees it.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -28,17 +38,25 @@ from server.model import (
     RevocationReason,
     Status,
 )
-from server.store import codec
+from server.store import codec, sqlite_docs
 from server.store.sqlite_schema import SCHEMA
 from server.store.sqlite_writer import Writer, connect
 
 T = TypeVar("T")
+READERS = 4  # sqlite3 releases the GIL while it reads, so a few threads do read in parallel
 
 
 def sqlite_path(url: str) -> str:
+    """``sqlite:///rel/path`` is relative, ``sqlite:////abs/path`` absolute.
+
+    An in-memory database is refused: the writer and the readers use separate connections,
+    which would each see a different, empty database."""
     if not url.startswith("sqlite:///"):
         raise ValueError(f"not a sqlite:/// URL: {url}")
-    return url.removeprefix("sqlite:///") or ":memory:"
+    path = url.removeprefix("sqlite:///")
+    if not path or path == ":memory:" or path.startswith("file:"):
+        raise ValueError(f"the SQLite store needs a file path, not {url!r}")
+    return path
 
 
 def _like(text: str) -> str:
@@ -50,53 +68,78 @@ class SQLiteStore:
         self._path = sqlite_path(url)
         self._consumers = tuple(consumers)
         self._writer: Writer | None = None
-        self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="certforge-sqlite-r")
-        self._reader: sqlite3.Connection | None = None
+        self._reads: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    @property
+    def writer(self) -> Writer:
+        """The writer thread (its ``commits``/``writes`` counters show the grouping)."""
+        if self._writer is None:
+            raise RuntimeError("the SQLite store is not open")
+        return self._writer
 
     # ------------------------------------------------------------ lifecycle
     async def open(self) -> None:
-        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(_create_schema, self._path)
-        self._writer = Writer(self._path, asyncio.get_running_loop())
-        self._reader = await self._read_raw(lambda: connect(self._path))
+        if self._writer is not None:
+            raise RuntimeError("the SQLite store is already open")
+        conn = await asyncio.to_thread(_open_schema, self._path)
+        self._writer = Writer(conn, asyncio.get_running_loop())
+        self._reads = ThreadPoolExecutor(READERS, thread_name_prefix="certforge-sqlite-r")
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await asyncio.to_thread(self._writer.close)
-            self._writer = None
-        if self._reader is not None:
-            reader, self._reader = self._reader, None
-            await self._read_raw(reader.close)
-        self._reads.shutdown(wait=True)
+        """Finish the writes already queued, then release the threads and connections."""
+        writer, self._writer = self._writer, None
+        reads, self._reads = self._reads, None
+        if writer is not None:
+            await asyncio.to_thread(writer.close)
+        if reads is not None:
+            await asyncio.to_thread(reads.shutdown, wait=True)
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        self._local = threading.local()
+        for conn in readers:
+            conn.close()
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        assert self._writer is not None, "store is not open"  # noqa: S101
-        result: T = await self._writer.submit(fn)
+        result: T = await self.writer.submit(fn)
         return result
 
-    async def _read_raw(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._reads, fn)
+    def _reader(self) -> sqlite3.Connection:
+        """This reader thread's own connection, made on first use."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self._path, readonly=True)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
 
     async def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        def run() -> list[sqlite3.Row]:
-            assert self._reader is not None  # noqa: S101
-            return self._reader.execute(sql, args).fetchall()
-
-        return await self._read_raw(run)
+        if self._reads is None:
+            raise RuntimeError("the SQLite store is not open")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._reads, lambda: self._reader().execute(sql, args).fetchall()
+        )
 
     # ------------------------------------------------------------- events
     def _insert_event(self, c: sqlite3.Connection, e: Event) -> None:
-        cur = c.execute(
-            "INSERT INTO events (id, kind, at, request_id, serial, data) VALUES (?,?,?,?,?,?)",
-            (
-                e.id,
-                str(e.kind),
-                codec.ts(e.at),
-                e.request_id,
-                None if e.serial is None else codec.serial_key(e.serial),
-                json.dumps(e.to_json()),
-            ),
-        )
+        """The event and one outbox row per configured consumer, in the caller's write."""
+        try:
+            cur = c.execute(
+                "INSERT INTO events (id, kind, at, request_id, serial, data) VALUES (?,?,?,?,?,?)",
+                (
+                    e.id,
+                    str(e.kind),
+                    codec.ts(e.at),
+                    e.request_id,
+                    None if e.serial is None else codec.serial_key(e.serial),
+                    json.dumps(e.to_json()),
+                ),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"event {e.id} exists") from None
         c.executemany(
             "INSERT INTO outbox (consumer, seq) VALUES (?, ?)",
             [(name, cur.lastrowid) for name in self._consumers],
@@ -200,7 +243,7 @@ class SQLiteStore:
         certificate: CertificateRecord | None = None,
         event: Event,
     ) -> RequestRecord:
-        def write(c: sqlite3.Connection) -> None:
+        def write(c: sqlite3.Connection) -> sqlite3.Row:
             serial = None if certificate is None else codec.serial_key(certificate.serial)
             cur = c.execute(
                 "UPDATE requests SET status = ?, updated_at = ?, reason = COALESCE(?, reason),"
@@ -217,15 +260,18 @@ class SQLiteStore:
             if certificate is not None:
                 self._insert_certificate(c, certificate)
             self._insert_event(c, event)
+            row: sqlite3.Row = c.execute(
+                "SELECT * FROM requests WHERE id = ?", (request_id,)
+            ).fetchone()
+            return row
 
-        await self._write(write)
-        return await self.get_request(request_id)
+        return _request(await self._write(write))
 
     async def get_request(self, request_id: str) -> RequestRecord:
         rows = await self._read("SELECT * FROM requests WHERE id = ?", (request_id,))
         if not rows:
             raise NotFound(f"no request {request_id}")
-        return codec.request_from(dict(rows[0]), json.loads(rows[0]["extra"]))
+        return _request(rows[0])
 
     async def find_requests(self, q: RequestQuery) -> list[RequestRecord]:
         where, args = ["1=1"], []
@@ -241,15 +287,15 @@ class SQLiteStore:
             where.append("subject LIKE ? ESCAPE '\\'")
             args.append(_like(q.subject))
         if q.san:
-            column = "full" if ":" in q.san else "bare"
+            column, value = codec.san_query(q.san)
             where.append(f"id IN (SELECT request_id FROM request_names WHERE {column} = ?)")
-            args.append(q.san.lower() if column == "bare" or q.san.startswith("dns:") else q.san)
+            args.append(value)
         rows = await self._read(
             f"SELECT * FROM requests WHERE {' AND '.join(where)} "
             "ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
             (*args, q.limit, q.offset),
         )
-        return [codec.request_from(dict(r), json.loads(r["extra"])) for r in rows]
+        return [_request(r) for r in rows]
 
     # ------------------------------------------------------- certificates
     async def get_certificate(self, serial: int) -> CertificateRecord:
@@ -275,9 +321,9 @@ class SQLiteStore:
             where.append("subject LIKE ? ESCAPE '\\'")
             args.append(_like(q.subject))
         if q.san:
-            column = "full" if ":" in q.san else "bare"
+            column, value = codec.san_query(q.san)
             where.append(f"serial IN (SELECT serial FROM cert_names WHERE {column} = ?)")
-            args.append(q.san)
+            args.append(value)
         if q.expires_before is not None:
             where.append("not_after < ?")
             args.append(codec.ts(q.expires_before))
@@ -302,8 +348,9 @@ class SQLiteStore:
     ) -> CertificateRecord:
         key = codec.serial_key(serial)
 
-        def write(c: sqlite3.Connection) -> None:
-            # VALID -> REVOKED, or a certificate on hold to a final reason.
+        def write(c: sqlite3.Connection) -> sqlite3.Row:
+            # VALID -> REVOKED, or a certificate on hold to a final reason (RFC 5280 §5.3.1:
+            # certificateHold is the one reversible reason).
             cur = c.execute(
                 "UPDATE certificates SET status = 'revoked', revoked_at = ?, reason = ?, "
                 "invalidity_date = ? WHERE serial = ? AND (status = 'valid' OR "
@@ -318,14 +365,14 @@ class SQLiteStore:
             )
             self._check_cert_update(c, cur, key, "is already revoked")
             self._insert_event(c, event)
+            return _select_certificate(c, key)
 
-        await self._write(write)
-        return await self.get_certificate(serial)
+        return _cert(await self._write(write))
 
     async def unrevoke(self, serial: int, *, event: Event) -> CertificateRecord:
         key = codec.serial_key(serial)
 
-        def write(c: sqlite3.Connection) -> None:
+        def write(c: sqlite3.Connection) -> sqlite3.Row:
             cur = c.execute(
                 "UPDATE certificates SET status = 'valid', revoked_at = NULL, reason = NULL, "
                 "invalidity_date = NULL WHERE serial = ? AND status = 'revoked' "
@@ -334,9 +381,9 @@ class SQLiteStore:
             )
             self._check_cert_update(c, cur, key, "is not on hold")
             self._insert_event(c, event)
+            return _select_certificate(c, key)
 
-        await self._write(write)
-        return await self.get_certificate(serial)
+        return _cert(await self._write(write))
 
     @staticmethod
     def _check_cert_update(
@@ -350,87 +397,46 @@ class SQLiteStore:
 
     # ---------------------------------------------------------- documents
     async def put_doc(self, doc: Document) -> Document:
-        now = codec.ts(datetime.now(UTC))
-
-        def write(c: sqlite3.Connection) -> None:
-            c.execute(
-                "DELETE FROM documents WHERE kind = ? AND id = ? AND expires_at <= ?",
-                (doc.kind, doc.id, now),
-            )
-            try:
-                c.execute(
-                    "INSERT INTO documents (kind, id, version, lookup, expires_at, data)"
-                    " VALUES (?,?,?,?,?,?)",
-                    _doc_row(doc),
-                )
-            except sqlite3.IntegrityError:
-                raise Conflict(f"{doc.kind} {doc.id} exists") from None
-
-        await self._write(write)
+        now = _now()
+        await self._write(lambda c: sqlite_docs.put(c, doc, now))
         return doc
 
     async def update_doc(self, doc: Document, *, expect_version: int) -> Document:
         new = Document(doc.kind, doc.id, doc.data, expect_version + 1, doc.lookup, doc.expires_at)
-
-        def write(c: sqlite3.Connection) -> None:
-            row = _doc_row(new)
-            cur = c.execute(
-                "UPDATE documents SET version = ?, lookup = ?, expires_at = ?, "
-                "data = ? WHERE kind = ? AND id = ? AND version = ?",
-                (*row[2:], doc.kind, doc.id, expect_version),
-            )
-            if cur.rowcount != 1:
-                found = c.execute(
-                    "SELECT 1 FROM documents WHERE kind = ? AND id = ?", (doc.kind, doc.id)
-                ).fetchone()
-                if found is None:
-                    raise NotFound(f"no {doc.kind} {doc.id}")
-                raise Conflict(f"{doc.kind} {doc.id} changed meanwhile")
-
-        await self._write(write)
+        now = _now()
+        await self._write(lambda c: sqlite_docs.update(c, new, expect_version, now))
         return new
 
     async def take_doc(self, kind: str, doc_id: str) -> Document:
-        now = codec.ts(datetime.now(UTC))
-
-        def write(c: sqlite3.Connection) -> Document:
-            row = c.execute(
-                "SELECT * FROM documents WHERE kind = ? AND id = ? AND "
-                "(expires_at IS NULL OR expires_at > ?)",
-                (kind, doc_id, now),
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no {kind} {doc_id}")
-            c.execute("DELETE FROM documents WHERE kind = ? AND id = ?", (kind, doc_id))
-            return _doc(row)
-
-        return await self._write(write)
+        now = _now()
+        return await self._write(lambda c: sqlite_docs.take(c, kind, doc_id, now))
 
     async def get_doc(self, kind: str, doc_id: str) -> Document:
-        rows = await self._read(
-            "SELECT * FROM documents WHERE kind = ? AND id = ? AND "
-            "(expires_at IS NULL OR expires_at > ?)",
-            (kind, doc_id, codec.ts(datetime.now(UTC))),
-        )
+        rows = await self._read(sqlite_docs.GET, (kind, doc_id, _now()))
         if not rows:
             raise NotFound(f"no {kind} {doc_id}")
-        return _doc(rows[0])
+        return sqlite_docs.from_row(rows[0])
 
     async def find_docs(self, kind: str, *, lookup: str) -> list[Document]:
-        rows = await self._read(
-            "SELECT * FROM documents WHERE kind = ? AND lookup = ? AND "
-            "(expires_at IS NULL OR expires_at > ?) ORDER BY id",
-            (kind, lookup, codec.ts(datetime.now(UTC))),
-        )
-        return [_doc(r) for r in rows]
+        rows = await self._read(sqlite_docs.FIND, (kind, lookup, _now()))
+        return [sqlite_docs.from_row(r) for r in rows]
 
     async def purge_expired_docs(self, now: datetime) -> int:
-        def write(c: sqlite3.Connection) -> int:
-            return c.execute(
-                "DELETE FROM documents WHERE expires_at <= ?", (codec.ts(now),)
-            ).rowcount
+        cutoff = codec.ts(now)
+        return await self._write(lambda c: sqlite_docs.purge(c, cutoff))
 
-        return await self._write(write)
+
+def _now() -> str:
+    return codec.ts(datetime.now(UTC))
+
+
+def _request(row: sqlite3.Row) -> RequestRecord:
+    return codec.request_from(dict(row), json.loads(row["extra"]))
+
+
+def _select_certificate(c: sqlite3.Connection, key: str) -> sqlite3.Row:
+    row: sqlite3.Row = c.execute("SELECT * FROM certificates WHERE serial = ?", (key,)).fetchone()
+    return row
 
 
 def _cert(row: sqlite3.Row) -> CertificateRecord:
@@ -439,31 +445,13 @@ def _cert(row: sqlite3.Row) -> CertificateRecord:
     return codec.certificate_from(d)
 
 
-def _doc_row(doc: Document) -> tuple[Any, ...]:
-    return (
-        doc.kind,
-        doc.id,
-        doc.version,
-        doc.lookup,
-        codec.ts(doc.expires_at) if doc.expires_at else None,
-        json.dumps(dict(doc.data)),
-    )
-
-
-def _doc(row: sqlite3.Row) -> Document:
-    return Document(
-        row["kind"],
-        row["id"],
-        json.loads(row["data"]),
-        row["version"],
-        row["lookup"],
-        codec.from_ts(row["expires_at"]),
-    )
-
-
-def _create_schema(path: str) -> None:
+def _open_schema(path: str) -> sqlite3.Connection:
+    """The writer's connection, once the schema exists (blocking: run off the loop)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = connect(path)
     try:
         conn.executescript(SCHEMA)
-    finally:
+    except BaseException:
         conn.close()
+        raise
+    return conn

@@ -1,10 +1,17 @@
 """SQLite's dedicated writer thread with group commit.
 
 Every write is a function run on the writer's connection. The thread takes every write that
-is queued, runs each inside its own SAVEPOINT (one write's error rolls back only that write),
-commits ONCE, and only then resolves each caller's future: a write is acknowledged after it is
-durable (WAL, ``synchronous=FULL``). Concurrent writers therefore share one fsync. The event
-loop never blocks on sqlite3.
+is queued (up to ``MAX_BATCH``), runs them in ONE transaction, commits once, and only then
+resolves each caller's future through ``loop.call_soon_threadsafe``: a write is acknowledged
+after it is durable (WAL, ``synchronous=FULL``). Concurrent writers therefore share one
+commit and one fsync, which is what lets the store keep up with thousands of issuances a
+second. The event loop never blocks on sqlite3.
+
+One write's failure (a ``Conflict``) must not undo the others in its group. The obvious way
+is a SAVEPOINT around every write; since failures are rare, the fast path runs the group
+without them, and only when some write raised does it roll the group back and replay it with
+one SAVEPOINT per write. That is correct because a write is a function of the connection and
+of values captured before it was queued, so running it again after a rollback does the same.
 """
 
 from __future__ import annotations
@@ -21,65 +28,94 @@ log = logging.getLogger("certforge.store.sqlite")
 
 MAX_BATCH = 1024
 WriteFn = Callable[[sqlite3.Connection], Any]
+Result = tuple["asyncio.Future[Any]", bool, Any]  # (future, succeeded, value or exception)
 _STOP = object()
 
 
-def connect(path: str) -> sqlite3.Connection:
+def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL, fsync on commit."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     # FULL: NORMAL survives kill -9 but may lose the last commits on power loss.
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
+    if readonly:
+        conn.execute("PRAGMA query_only=ON")
     return conn
 
 
 class Writer:
-    def __init__(self, path: str, loop: asyncio.AbstractEventLoop) -> None:
+    """Owns the write connection and the thread that uses it; see the module docstring."""
+
+    def __init__(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._conn = connect(path)
+        self._conn = conn
+        self._closed = False
+        self.commits = 0  # transactions committed: fewer than ``writes`` when grouping works
+        self.writes = 0
         self._thread = threading.Thread(
             target=self._run, name="certforge-sqlite-writer", daemon=True
         )
         self._thread.start()
 
     def submit(self, fn: WriteFn) -> asyncio.Future[Any]:
+        """Queue ``fn``; the future resolves after the commit that includes it."""
+        if self._closed:
+            raise RuntimeError("the SQLite store is closed")
         future: asyncio.Future[Any] = self._loop.create_future()
         self._queue.put((fn, future))
         return future
 
     def close(self) -> None:
+        """Finish every write queued so far, then stop the thread (blocking: run off-loop)."""
+        if self._closed:
+            return
+        self._closed = True
         self._queue.put(_STOP)
         self._thread.join()
         self._conn.close()
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            batch = [item]
-            stop = False
-            while len(batch) < MAX_BATCH:
+            batch, stop = self._take()
+            if batch:
                 try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    break
-                batch.append(nxt)
-            self._loop.call_soon_threadsafe(_resolve, self._commit(batch))
+                    results = self._commit(batch)
+                except BaseException as exc:  # never die with callers waiting on futures
+                    log.exception("SQLite writer failed")
+                    results = [(future, False, exc) for _, future in batch]
+                self._deliver(results)
             if stop:
                 return
 
-    def _commit(
-        self, batch: list[tuple[WriteFn, asyncio.Future[Any]]]
-    ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
-        """Fast path: the whole batch in one transaction. A write that raises (a Conflict,
-        rarely) may have changed rows before it raised, so the batch is rolled back and
-        replayed with one SAVEPOINT per write; writes are pure functions of the connection."""
+    def _take(self) -> tuple[list[tuple[WriteFn, asyncio.Future[Any]]], bool]:
+        """Block for one write, then take whatever else is already queued."""
+        item = self._queue.get()
+        if item is _STOP:
+            return [], True
+        batch = [item]
+        while len(batch) < MAX_BATCH:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _deliver(self, results: list[Result]) -> None:
+        try:
+            self._loop.call_soon_threadsafe(_resolve, results)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            log.warning(
+                "SQLite writer: event loop closed before %d writes were answered", len(results)
+            )
+
+    def _commit(self, batch: list[tuple[WriteFn, asyncio.Future[Any]]]) -> list[Result]:
+        """Fast path: the whole group in one transaction, without savepoints."""
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -89,12 +125,13 @@ class Writer:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             return self._commit_isolated(batch)
+        self.commits += 1
+        self.writes += len(batch)
         return [(future, True, value) for (_, future), value in zip(batch, values, strict=True)]
 
-    def _commit_isolated(
-        self, batch: list[tuple[WriteFn, asyncio.Future[Any]]]
-    ) -> list[tuple[asyncio.Future[Any], bool, Any]]:
-        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+    def _commit_isolated(self, batch: list[tuple[WriteFn, asyncio.Future[Any]]]) -> list[Result]:
+        """Slow path: one SAVEPOINT per write, so a failed write rolls back only itself."""
+        results: list[Result] = []
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -102,7 +139,7 @@ class Writer:
                 conn.execute("SAVEPOINT w")
                 try:
                     value = fn(conn)
-                except BaseException as exc:  # handed to the caller
+                except Exception as exc:  # handed to its caller
                     conn.execute("ROLLBACK TO w")
                     conn.execute("RELEASE w")
                     results.append((future, False, exc))
@@ -115,10 +152,12 @@ class Writer:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             return [(future, False, exc) for _, future in batch]
+        self.commits += 1
+        self.writes += sum(1 for _, ok, _ in results if ok)
         return results
 
 
-def _resolve(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+def _resolve(results: list[Result]) -> None:
     for future, ok, value in results:
         if future.done():
             continue  # the caller was cancelled; the write is durable all the same
