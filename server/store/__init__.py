@@ -1,4 +1,9 @@
-"""The store back-ends, chosen by URL scheme."""
+"""The store back-ends, chosen by URL scheme.
+
+``sqlite:///relative/path`` or ``sqlite:////absolute/path`` gives the embedded SQLite store
+(the default); ``mongodb://`` and ``mongodb+srv://`` give the MongoDB store, for several
+servers sharing one database. Each module is imported only when its scheme is asked for.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,10 @@ from server.store.base import Store
 
 
 def open_store(url: str, *, consumers: Sequence[str]) -> Store:
-    """An unopened store for ``url`` (``sqlite:///PATH`` or ``mongodb://``); await ``open()``."""
+    """An unopened store for ``url``; the caller awaits ``open()`` on the serving loop.
+
+    ``consumers`` are the exit modules' names: each event recorded from then on is owed to
+    each of them (``pending_events``)."""
     if url.startswith("sqlite:///"):
         from server.store.sqlite import SQLiteStore
 
@@ -16,6 +24,6 @@ def open_store(url: str, *, consumers: Sequence[str]) -> Store:
     if url.startswith(("mongodb://", "mongodb+srv://")):
         from server.store.mongo import MongoStore
 
-        store: Store = MongoStore(url, consumers=consumers)
-        return store
-    raise ValueError(f"no store for {url!r}")
+        return MongoStore(url, consumers=consumers)
+    scheme = url.partition(":")[0] or url
+    raise ValueError(f"no store for the URL scheme {scheme!r}: use sqlite:/// or mongodb://")

@@ -66,12 +66,23 @@ def san_query(san: str) -> tuple[str, str]:
 
 
 def request_extra(r: RequestRecord) -> dict[str, Any]:
+    vouched = r.vouched.to_json()
+    if vouched.get("renewal_of") is not None:
+        # A serial: up to 159 bits, more than BSON's (or any JSON reader's) integers hold.
+        vouched["renewal_of"] = serial_key(vouched["renewal_of"])
     return {
         "requester": r.requester.to_json(),
         "sans": list(r.sans),
-        "vouched": r.vouched.to_json(),
+        "vouched": vouched,
         "draft": r.draft.to_json() if r.draft else None,
     }
+
+
+def _vouched(d: dict[str, Any]) -> Vouched:
+    renewal_of = d.get("renewal_of")
+    if isinstance(renewal_of, str):
+        d = d | {"renewal_of": int(renewal_of, 16)}
+    return Vouched.from_json(d)
 
 
 def request_from(row: dict[str, Any], extra: dict[str, Any]) -> RequestRecord:
@@ -91,7 +102,7 @@ def request_from(row: dict[str, Any], extra: dict[str, Any]) -> RequestRecord:
         subject=row["subject"],
         sans=tuple(extra["sans"]),
         transaction_id=row["transaction_id"],
-        vouched=Vouched.from_json(extra["vouched"]),
+        vouched=_vouched(extra["vouched"]),
         draft=CertificateDraft.from_json(extra["draft"]) if extra.get("draft") else None,
         reason=row["reason"],
         serial=None if row["serial"] is None else int(row["serial"], 16),

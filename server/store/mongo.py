@@ -1,27 +1,47 @@
 """The MongoDB store, for several certforge servers sharing one database.
 
-Reached through PyMongo's asyncio API (``AsyncMongoClient``), created in ``open()`` on the
-serving loop. No multi-document transactions: every state change is ONE single-document
-atomic write, as MongoDB documents them.
+Reached through PyMongo's asyncio API (``AsyncMongoClient``, not Motor), created in ``open()``
+on the serving loop, which owns it. There are no multi-document transactions: every state
+change is ONE single-document atomic write, which MongoDB guarantees on any deployment.
 
-- A request's state change is ``update_one({"_id": id, "status": expect}, {"$set": ...,
-  "$push": {"events": ...}, ...})``; ``matched_count == 0`` means NotFound or Conflict. Of
-  several servers approving one request, exactly one matches.
-- The request document is the source of truth for issuance. Issuing writes the serial and the
-  certificate INTO the request document in that same single write, with ``cert_pending``;
-  a unique (sparse) index on ``requests.serial`` refuses a second request with the same serial
-  (DuplicateKeyError -> Conflict). Only then is the ``certificates`` document (what searches,
-  revocation and OCSP read) inserted, and the pending copy removed from the request.
-  Crash between the two: the request keeps ``cert_pending`` and ``open()`` finishes the
-  insertion (idempotent: a DuplicateKeyError there means it was already done). So a
-  certificate is never issued twice, never lost, and never visible before its request.
-- Events live in the document whose state they change (``events``), with a flat
-  ``undelivered`` array of ``"consumer|event id"`` strings: the outbox, written in the same
-  single-document write. ``ack_event`` pulls the entry. Standalone events (crl_published)
-  are documents of their own in ``events``.
-- Unique indexes: request ``_id``, certificate ``_id`` (the serial as 40 hex digits, so
-  order and uniqueness match the integer), ``requests.serial``, document ``_id``.
-  A TTL index expires documents; reads also filter on expiry, since TTL deletion is lazy.
+State changes. A request's transition is ``find_one_and_update({"_id": id, "status": expect},
+{"$set": ..., "$push": {"events": ..., "undelivered": ...}})``; no match means ``NotFound`` or
+``Conflict``, so of several servers approving one request exactly one wins. Revocation is the
+same on the certificate document.
+
+Issuance touches two documents (request and certificate). The REQUEST document is the source of
+truth: the write that makes a request issued (``add_request`` with a certificate, or the
+``transition`` to issued) also stores the serial, the certificate itself (``certificate``) and
+``cert_pending: true`` in that request, in the same single-document write. A unique index on
+``requests.serial`` turns a duplicate serial into ``DuplicateKeyError`` -> ``Conflict``, and the
+write is then refused whole: nothing is half-recorded. Only after that write is the
+``certificates`` document (what searches, revocation, CRLs and OCSP read) inserted, and the
+pending copy removed from the request. The certificates collection is thus a derived index:
+
+- A certificate document never exists unless its request is issued with that serial, so a
+  reader can never see a certificate that was not issued, nor one issued twice.
+- A crash between the two writes leaves the request with ``cert_pending``. Nothing is lost: the
+  certificate is in the request. It is indexed by the next ``open()``, and by any server that
+  misses the serial (``get_certificate``, ``revoke``) or runs a certificate search, since those
+  first finish pending certificates. Indexing is idempotent: the insert never overwrites, and
+  a ``DuplicateKeyError`` there means another server (or an earlier try) already did it.
+
+Outbox. Each event is embedded in the document whose state it changes (``events``), and the
+same write adds ``"consumer|event id"`` strings to that document's ``undelivered`` array and
+lowers ``first_event_at`` with ``$min``. ``pending_events`` finds documents with an entry for
+the consumer, oldest ``first_event_at`` first, across the three collections that hold events;
+``ack_event`` ``$pull``s the entry, so acks may arrive in any order. Standalone events
+(crl_published) are documents of their own in ``events``. With a backlog larger than one
+page, the order across documents is approximate (by each document's first event); nothing is
+skipped, since every page is read from what is still undelivered.
+
+Serials are 40-digit fixed-width hex strings (never Mongo integers: they reach 159 bits), so
+that order and uniqueness match the integer. Times are fixed-width UTC strings, for the same
+reason. Documents carry a BSON date for the TTL index too, but reads filter on expiry
+themselves, since TTL deletion runs only about once a minute.
+
+Durability: unless the URL sets ``w`` or ``journal``, writes use ``w: "majority", j: true``,
+so a write is acknowledged only once it is journaled (on a majority, in a replica set).
 """
 
 from __future__ import annotations
@@ -31,8 +51,11 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from server.errors import Conflict, NotFound
@@ -47,14 +70,32 @@ from server.model import (
     Status,
 )
 from server.store import codec
+from server.store.mongo_schema import (
+    HIDDEN,
+    certificate_doc,
+    create_indexes,
+    doc_fields,
+    from_certificate_doc,
+    from_document,
+    from_request_doc,
+    request_doc,
+    san_filter,
+)
 
-ClientFactory = Callable[[str], Any]
-SCAN_LIMIT = 1000
+Doc = dict[str, Any]
+ClientFactory = Callable[[str], "AsyncMongoClient[Doc]"]
+EVENT_HOLDERS = ("requests", "certificates", "events")  # request events come first
+REPAIR_BATCH = 100
+HOLD = str(RevocationReason.CERTIFICATE_HOLD)
 
 
-def _names(sans: tuple[str, ...]) -> dict[str, list[str]]:
-    pairs = codec.san_values(sans)
-    return {"names_full": [f for f, _ in pairs], "names_bare": [b for _, b in pairs]}
+def default_client(url: str) -> AsyncMongoClient[Doc]:
+    """A client that acknowledges a write only once it is journaled (unless the URL says)."""
+    options = {key.lower() for key in parse_qs(urlsplit(url).query)}
+    durable: dict[str, Any] = {}
+    if not options & {"w", "journal", "j"}:
+        durable = {"w": "majority", "journal": True}
+    return AsyncMongoClient(url, tz_aware=True, **durable)
 
 
 class MongoStore:
@@ -63,100 +104,75 @@ class MongoStore:
     ) -> None:
         self._url = url
         self._consumers = tuple(consumers)
-        self._factory = client_factory or (lambda u: AsyncMongoClient(u, tz_aware=True))
-        self._client: Any = None
-        self._db: Any = None
+        self._factory = client_factory or default_client
+        self._client: AsyncMongoClient[Doc] | None = None
+        self._db: AsyncDatabase[Doc] | None = None
 
     # ------------------------------------------------------------ lifecycle
     async def open(self) -> None:
         self._client = self._factory(self._url)
         self._db = self._client.get_default_database("certforge")
-        await self._create_indexes()
-        await self._finish_pending_certificates()
+        await create_indexes(self._db)
+        while await self._finish_pending_certificates():
+            pass
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        client, self._client, self._db = self._client, None, None
+        if client is not None:
+            await client.close()
 
-    async def _create_indexes(self) -> None:
-        r, c, d = self._db["requests"], self._db["certificates"], self._db["documents"]
-        await r.create_index([("serial", ASCENDING)], unique=True, sparse=True, name="serial")
-        for field in (
-            "status",
-            "requester",
-            "profile",
-            "names_full",
-            "names_bare",
-            "transaction_id",
-            "undelivered",
-            "cert_pending",
-        ):
-            await r.create_index([(field, ASCENDING), ("created_at", DESCENDING)], name=field)
-        await r.create_index([("created_at", DESCENDING)], name="created_at")
-        for field in (
-            "status",
-            "issuer",
-            "requester",
-            "key_sha256",
-            "names_full",
-            "names_bare",
-            "subject",
-            "undelivered",
-            "not_after",
-            "request_id",
-        ):
-            await c.create_index([(field, ASCENDING)], name=field)
-        await c.create_index([("not_before", DESCENDING)], name="not_before")
-        await self._db["events"].create_index([("undelivered", ASCENDING)], name="undelivered")
-        await d.create_index([("kind", ASCENDING), ("lookup", ASCENDING)], name="lookup")
-        await d.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0, name="ttl")
-
-    async def _finish_pending_certificates(self) -> None:
-        """Insert certificates a crash left inside their request documents."""
-        cursor = self._db["requests"].find({"cert_pending": True}, {"certificate": 1})
-        for doc in await cursor.to_list(None):
-            await self._index_certificate(doc["_id"], doc["certificate"])
+    def _col(self, name: str) -> AsyncCollection[Doc]:
+        if self._db is None:
+            raise RuntimeError("the Mongo store is not open")
+        return self._db[name]
 
     # ------------------------------------------------------------- events
-    def _outbox(self, event: Event) -> dict[str, Any]:
+    def _owed(self, event: Event) -> list[str]:
+        return [f"{consumer}|{event.id}" for consumer in self._consumers]
+
+    def _outbox(self, event: Event) -> Doc:
+        """The update operators that record ``event`` in a document, with its outbox."""
         return {
-            "$push": {
-                "events": event.to_json(),
-                "undelivered": {"$each": [f"{c}|{event.id}" for c in self._consumers]},
-            }
+            "$push": {"events": event.to_json(), "undelivered": {"$each": self._owed(event)}},
+            "$min": {"first_event_at": codec.ts(event.at)},
+        }
+
+    def _first_event(self, event: Event) -> Doc:
+        """The same, for a document being inserted."""
+        return {
+            "events": [event.to_json()],
+            "undelivered": self._owed(event),
+            "first_event_at": codec.ts(event.at),
         }
 
     async def add_event(self, event: Event) -> None:
-        await self._db["events"].insert_one(
-            {
-                "_id": event.id,
-                "events": [event.to_json()],
-                "undelivered": [f"{c}|{event.id}" for c in self._consumers],
-            }
-        )
+        try:
+            await self._col("events").insert_one({"_id": event.id, **self._first_event(event)})
+        except DuplicateKeyError:
+            raise Conflict(f"event {event.id} exists") from None
 
     async def pending_events(self, consumer: str, limit: int = 100) -> list[Event]:
-        prefix = {"$regex": "^" + re.escape(consumer + "|")}
+        # Anchored, so MongoDB serves it from the ``undelivered`` index; "[^|]*$" keeps
+        # consumer "a" from matching consumer "a|b"'s entries.
+        pattern = {"$regex": "^" + re.escape(consumer) + r"\|[^|]*$"}
         wanted: list[Event] = []
-        for name in ("requests", "certificates", "events"):
+        for name in EVENT_HOLDERS:
             cursor = (
-                self._db[name]
-                .find({"undelivered": prefix}, {"events": 1, "undelivered": 1})
+                self._col(name)
+                .find({"undelivered": pattern}, {"events": 1, "undelivered": 1})
+                .sort("first_event_at", ASCENDING)
                 .limit(limit)
             )
             for doc in await cursor.to_list(None):
-                owed = {
-                    u.split("|", 1)[1] for u in doc["undelivered"] if u.startswith(consumer + "|")
-                }
+                owed = {u.rpartition("|")[2] for u in doc["undelivered"] if _owner(u) == consumer}
                 wanted += [Event.from_json(e) for e in doc["events"] if e["id"] in owed]
         wanted.sort(key=lambda e: e.at)  # stable: same-time events keep their order
         return wanted[:limit]
 
     async def ack_event(self, consumer: str, event_id: str) -> None:
         key = f"{consumer}|{event_id}"
-        for name in ("requests", "certificates", "events"):
-            result = await self._db[name].update_one(
+        for name in EVENT_HOLDERS:
+            result = await self._col(name).update_one(
                 {"undelivered": key}, {"$pull": {"undelivered": key}}
             )
             if result.matched_count:
@@ -165,23 +181,12 @@ class MongoStore:
     async def list_events(
         self, *, request_id: str | None = None, serial: int | None = None, limit: int = 100
     ) -> list[Event]:
-        docs: list[dict[str, Any]] = []
-        if request_id is None and serial is None:
-            for name in ("requests", "certificates", "events"):
-                docs += await self._db[name].find({}, {"events": 1}).limit(SCAN_LIMIT).to_list(None)
-        if request_id is not None:
-            docs += (
-                await self._db["requests"].find({"_id": request_id}, {"events": 1}).to_list(None)
-            )
-            docs += (
-                await self._db["certificates"]
-                .find({"request_id": request_id}, {"events": 1})
-                .to_list(None)
-            )
-        if serial is not None:
-            key = codec.serial_key(serial)
-            docs += await self._db["requests"].find({"serial": key}, {"events": 1}).to_list(None)
-            docs += await self._db["certificates"].find({"_id": key}, {"events": 1}).to_list(None)
+        docs: list[Doc] = []
+        for name, flt in _event_sources(request_id, serial):
+            cursor = (
+                self._col(name).find(flt, {"events": 1}).sort("first_event_at", ASCENDING)
+            ).limit(limit)
+            docs += await cursor.to_list(None)
         events = {e["id"]: Event.from_json(e) for doc in docs for e in doc.get("events", [])}
         chosen = [
             e
@@ -193,59 +198,18 @@ class MongoStore:
         return chosen[:limit]
 
     # ----------------------------------------------------------- requests
-    @staticmethod
-    def _request_doc(record: RequestRecord) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "_id": record.id,
-            "status": str(record.status),
-            "created_at": codec.ts(record.created_at),
-            "updated_at": codec.ts(record.updated_at),
-            "protocol": record.protocol,
-            "requester": record.requester.label(),
-            "profile": record.profile,
-            "subject": record.subject,
-            "transaction_id": record.transaction_id,
-            "reason": record.reason,
-            "csr": record.csr_der,
-            "extra": codec.request_extra(record),
-            **_names(record.sans),
-        }
-        if record.serial is not None:
-            doc["serial"] = codec.serial_key(record.serial)
-        return doc
-
-    @staticmethod
-    def _certificate_doc(cert: CertificateRecord) -> dict[str, Any]:
-        row = codec.certificate_row(cert)
-        row["_id"] = row.pop("serial")
-        return {**row, **_names(cert.sans), "events": [], "undelivered": []}
-
     async def add_request(
         self, record: RequestRecord, *, certificate: CertificateRecord | None = None, event: Event
     ) -> None:
-        doc = self._request_doc(record)
-        doc["events"] = [event.to_json()]
-        doc["undelivered"] = [f"{c}|{event.id}" for c in self._consumers]
+        doc = request_doc(record) | self._first_event(event)
         if certificate is not None:
-            doc.update(
-                serial=codec.serial_key(certificate.serial),
-                cert_pending=True,
-                certificate=self._certificate_doc(certificate),
-            )
+            doc |= _pending_certificate(certificate)
         try:
-            await self._db["requests"].insert_one(doc)
+            await self._col("requests").insert_one(doc)
         except DuplicateKeyError:
             raise Conflict(f"request {record.id} or its serial exists") from None
         if certificate is not None:
             await self._index_certificate(record.id, doc["certificate"])
-
-    async def _index_certificate(self, request_id: str, cert_doc: dict[str, Any]) -> None:
-        # A DuplicateKeyError means an attempt before a crash got this far: already indexed.
-        with suppress(DuplicateKeyError):
-            await self._db["certificates"].insert_one(dict(cert_doc))
-        await self._db["requests"].update_one(
-            {"_id": request_id}, {"$unset": {"cert_pending": "", "certificate": ""}}
-        )
 
     async def transition(
         self,
@@ -257,37 +221,37 @@ class MongoStore:
         certificate: CertificateRecord | None = None,
         event: Event,
     ) -> RequestRecord:
-        changes: dict[str, Any] = {"status": str(to), "updated_at": codec.ts(event.at)}
+        changes: Doc = {"status": str(to), "updated_at": codec.ts(event.at)}
         if reason is not None:
             changes["reason"] = reason
-        cert_doc = None if certificate is None else self._certificate_doc(certificate)
         if certificate is not None:
-            changes.update(
-                serial=codec.serial_key(certificate.serial), cert_pending=True, certificate=cert_doc
-            )
+            changes |= _pending_certificate(certificate)
         try:
-            result = await self._db["requests"].update_one(
-                {"_id": request_id, "status": str(expect)}, {"$set": changes, **self._outbox(event)}
+            found = await self._col("requests").find_one_and_update(
+                {"_id": request_id, "status": str(expect)},
+                {"$set": changes, **self._outbox(event)},
+                projection=HIDDEN,
+                return_document=ReturnDocument.AFTER,
             )
         except DuplicateKeyError:
             raise Conflict("that serial number exists") from None
-        if result.matched_count != 1:
-            found = await self._db["requests"].find_one({"_id": request_id}, {"status": 1})
-            if found is None:
+        if found is None:
+            current = await self._col("requests").find_one({"_id": request_id}, {"status": 1})
+            if current is None:
                 raise NotFound(f"no request {request_id}")
-            raise Conflict(f"request {request_id} is {found['status']}, not {expect}")
-        if cert_doc is not None:
-            await self._index_certificate(request_id, cert_doc)
-        return await self.get_request(request_id)
+            raise Conflict(f"request {request_id} is {current['status']}, not {expect}")
+        if certificate is not None:
+            await self._index_certificate(request_id, changes["certificate"])
+        return from_request_doc(found)
 
     async def get_request(self, request_id: str) -> RequestRecord:
-        doc = await self._db["requests"].find_one({"_id": request_id}, {"events": 0})
+        doc = await self._col("requests").find_one({"_id": request_id}, HIDDEN)
         if doc is None:
             raise NotFound(f"no request {request_id}")
-        return _request(doc)
+        return from_request_doc(doc)
 
     async def find_requests(self, q: RequestQuery) -> list[RequestRecord]:
-        flt: dict[str, Any] = {}
+        flt: Doc = {}
         for field, value in (
             ("status", q.status),
             ("requester", q.requester),
@@ -298,27 +262,51 @@ class MongoStore:
         if q.subject:
             flt["subject"] = {"$regex": re.escape(q.subject), "$options": "i"}
         if q.san:
-            flt.update(_san_filter(q.san))
+            flt |= san_filter(q.san)
         cursor = (
-            self._db["requests"]
-            .find(flt, {"events": 0, "undelivered": 0})
+            self._col("requests")
+            .find(flt, HIDDEN)
             .sort([("created_at", DESCENDING), ("_id", ASCENDING)])
             .skip(q.offset)
             .limit(q.limit)
         )
-        return [_request(d) for d in await cursor.to_list(None)]
+        return [from_request_doc(d) for d in await cursor.to_list(None)]
+
+    # ------------------------------------------- the certificates index
+    async def _index_certificate(self, request_id: str, cert_doc: Doc) -> None:
+        """Write the derived certificate document, then drop the request's pending copy."""
+        # A DuplicateKeyError means another server, or a try before a crash, got this far.
+        with suppress(DuplicateKeyError):
+            await self._col("certificates").insert_one(dict(cert_doc))
+        await self._col("requests").update_one(
+            {"_id": request_id, "cert_pending": True},
+            {"$unset": {"cert_pending": "", "certificate": ""}},
+        )
+
+    async def _finish_pending_certificates(self, serial_key: str | None = None) -> int:
+        """Index certificates a crash left inside their (issued) request documents."""
+        flt: Doc = {"cert_pending": True}
+        if serial_key is not None:
+            flt["serial"] = serial_key
+        cursor = self._col("requests").find(flt, {"certificate": 1}).limit(REPAIR_BATCH)
+        pending = await cursor.to_list(None)
+        for doc in pending:
+            await self._index_certificate(doc["_id"], doc["certificate"])
+        return len(pending)
 
     # ------------------------------------------------------- certificates
     async def get_certificate(self, serial: int) -> CertificateRecord:
-        doc = await self._db["certificates"].find_one(
-            {"_id": codec.serial_key(serial)}, {"events": 0, "undelivered": 0}
-        )
+        key = codec.serial_key(serial)
+        doc = await self._col("certificates").find_one({"_id": key}, HIDDEN)
+        if doc is None and await self._finish_pending_certificates(key):
+            doc = await self._col("certificates").find_one({"_id": key}, HIDDEN)
         if doc is None:
             raise NotFound(f"no certificate with serial {serial:x}")
-        return _certificate(doc)
+        return from_certificate_doc(doc)
 
     async def find_certificates(self, q: CertificateQuery) -> list[CertificateRecord]:
-        flt: dict[str, Any] = {}
+        await self._finish_pending_certificates()  # so that a search misses no issued one
+        flt: Doc = {}
         for field, value in (
             ("status", q.status),
             ("issuer", q.issuer),
@@ -330,7 +318,7 @@ class MongoStore:
         if q.subject:
             flt["subject"] = {"$regex": re.escape(q.subject), "$options": "i"}
         if q.san:
-            flt.update(_san_filter(q.san))
+            flt |= san_filter(q.san)
         expiry: dict[str, str] = {}
         if q.expires_before is not None:
             expiry["$lt"] = codec.ts(q.expires_before)
@@ -339,13 +327,13 @@ class MongoStore:
         if expiry:
             flt["not_after"] = expiry
         cursor = (
-            self._db["certificates"]
-            .find(flt, {"events": 0, "undelivered": 0})
+            self._col("certificates")
+            .find(flt, HIDDEN)
             .sort([("not_before", DESCENDING), ("_id", ASCENDING)])
             .skip(q.offset)
             .limit(q.limit)
         )
-        return [_certificate(d) for d in await cursor.to_list(None)]
+        return [from_certificate_doc(d) for d in await cursor.to_list(None)]
 
     async def revoke(
         self,
@@ -356,130 +344,135 @@ class MongoStore:
         invalidity_date: datetime | None = None,
         event: Event,
     ) -> CertificateRecord:
-        held = {"status": "revoked", "reason": str(RevocationReason.CERTIFICATE_HOLD)}
-        allowed: list[dict[str, Any]] = [{"status": "valid"}]
+        allowed: list[Doc] = [{"status": "valid"}]
         if reason is not RevocationReason.CERTIFICATE_HOLD:
-            allowed.append(held)  # a held certificate may be revoked for good
+            # RFC 5280 §5.3.1: certificateHold is the one reversible reason, so a held
+            # certificate may still be revoked for good.
+            allowed.append({"status": "revoked", "reason": HOLD})
         changes = {
             "status": "revoked",
             "revoked_at": codec.ts(at),
             "reason": str(reason),
             "invalidity_date": codec.ts(invalidity_date) if invalidity_date else None,
         }
-        await self._change_certificate(
+        return await self._change_certificate(
             serial, {"$or": allowed}, changes, event, "is already revoked"
         )
-        return await self.get_certificate(serial)
 
     async def unrevoke(self, serial: int, *, event: Event) -> CertificateRecord:
-        held = {"status": "revoked", "reason": str(RevocationReason.CERTIFICATE_HOLD)}
+        held = {"status": "revoked", "reason": HOLD}
         changes = {"status": "valid", "revoked_at": None, "reason": None, "invalidity_date": None}
-        await self._change_certificate(serial, held, changes, event, "is not on hold")
-        return await self.get_certificate(serial)
+        return await self._change_certificate(serial, held, changes, event, "is not on hold")
 
     async def _change_certificate(
-        self,
-        serial: int,
-        condition: dict[str, Any],
-        changes: dict[str, Any],
-        event: Event,
-        conflict: str,
-    ) -> None:
+        self, serial: int, condition: Doc, changes: Doc, event: Event, conflict: str
+    ) -> CertificateRecord:
         key = codec.serial_key(serial)
-        result = await self._db["certificates"].update_one(
-            {"_id": key, **condition}, {"$set": changes, **self._outbox(event)}
-        )
-        if result.matched_count == 1:
-            return
-        if await self._db["certificates"].find_one({"_id": key}, {"_id": 1}) is None:
-            raise NotFound(f"no certificate with serial {serial:x}")
-        raise Conflict(f"certificate {serial:x} {conflict}")
+        for _ in range(2):  # a second try only after finishing a pending certificate
+            doc = await self._col("certificates").find_one_and_update(
+                {"_id": key, **condition},
+                {"$set": changes, **self._outbox(event)},
+                projection=HIDDEN,
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc is not None:
+                return from_certificate_doc(doc)
+            if await self._col("certificates").find_one({"_id": key}, {"_id": 1}) is not None:
+                raise Conflict(f"certificate {serial:x} {conflict}")
+            if not await self._finish_pending_certificates(key):
+                break
+        raise NotFound(f"no certificate with serial {serial:x}")
 
     # ---------------------------------------------------------- documents
     @staticmethod
-    def _unexpired() -> dict[str, Any]:
+    def _unexpired() -> Doc:
         return {"$or": [{"expires_ts": None}, {"expires_ts": {"$gt": codec.ts(datetime.now(UTC))}}]}
 
     async def put_doc(self, doc: Document) -> Document:
-        key = f"{doc.kind}\x00{doc.id}"
-        await self._db["documents"].delete_one(
+        key = _doc_key(doc.kind, doc.id)
+        await self._col("documents").delete_one(
             {"_id": key, "expires_ts": {"$lte": codec.ts(datetime.now(UTC))}}
         )
         try:
-            await self._db["documents"].insert_one({"_id": key, **_doc_fields(doc)})
+            await self._col("documents").insert_one({"_id": key, **doc_fields(doc)})
         except DuplicateKeyError:
             raise Conflict(f"{doc.kind} {doc.id} exists") from None
         return doc
 
     async def update_doc(self, doc: Document, *, expect_version: int) -> Document:
         new = Document(doc.kind, doc.id, doc.data, expect_version + 1, doc.lookup, doc.expires_at)
-        key = f"{doc.kind}\x00{doc.id}"
-        result = await self._db["documents"].update_one(
-            {"_id": key, "version": expect_version}, {"$set": _doc_fields(new)}
+        key = _doc_key(doc.kind, doc.id)
+        result = await self._col("documents").update_one(
+            {"_id": key, "version": expect_version, **self._unexpired()},
+            {"$set": doc_fields(new)},
         )
         if result.matched_count != 1:
-            if await self._db["documents"].find_one({"_id": key}, {"_id": 1}) is None:
+            found = await self._col("documents").find_one(
+                {"_id": key, **self._unexpired()}, {"_id": 1}
+            )
+            if found is None:
                 raise NotFound(f"no {doc.kind} {doc.id}")
             raise Conflict(f"{doc.kind} {doc.id} changed meanwhile")
         return new
 
     async def take_doc(self, kind: str, doc_id: str) -> Document:
-        found = await self._db["documents"].find_one_and_delete(
-            {"_id": f"{kind}\x00{doc_id}", **self._unexpired()}
+        found = await self._col("documents").find_one_and_delete(
+            {"_id": _doc_key(kind, doc_id), **self._unexpired()}
         )
         if found is None:
             raise NotFound(f"no {kind} {doc_id}")
-        return _document(found)
+        return from_document(found)
 
     async def get_doc(self, kind: str, doc_id: str) -> Document:
-        found = await self._db["documents"].find_one(
-            {"_id": f"{kind}\x00{doc_id}", **self._unexpired()}
+        found = await self._col("documents").find_one(
+            {"_id": _doc_key(kind, doc_id), **self._unexpired()}
         )
         if found is None:
             raise NotFound(f"no {kind} {doc_id}")
-        return _document(found)
+        return from_document(found)
 
     async def find_docs(self, kind: str, *, lookup: str) -> list[Document]:
         cursor = (
-            self._db["documents"]
+            self._col("documents")
             .find({"kind": kind, "lookup": lookup, **self._unexpired()})
             .sort("id", ASCENDING)
         )
-        return [_document(d) for d in await cursor.to_list(None)]
+        return [from_document(d) for d in await cursor.to_list(None)]
 
     async def purge_expired_docs(self, now: datetime) -> int:
-        result = await self._db["documents"].delete_many({"expires_ts": {"$lte": codec.ts(now)}})
+        result = await self._col("documents").delete_many({"expires_ts": {"$lte": codec.ts(now)}})
         return int(result.deleted_count)
 
 
-def _san_filter(san: str) -> dict[str, Any]:
-    if ":" in san:
-        value = san.lower() if san.startswith("dns:") else san
-        return {"names_full": value}
-    return {"names_bare": san.lower()}
+def _owner(entry: str) -> str:
+    return entry.rpartition("|")[0]
 
 
-def _request(doc: dict[str, Any]) -> RequestRecord:
-    return codec.request_from(doc | {"id": doc["_id"], "serial": doc.get("serial")}, doc["extra"])
+def _doc_key(kind: str, doc_id: str) -> str:
+    return f"{kind}\x00{doc_id}"
 
 
-def _certificate(doc: dict[str, Any]) -> CertificateRecord:
-    return codec.certificate_from(doc | {"serial": doc["_id"]})
-
-
-def _doc_fields(doc: Document) -> dict[str, Any]:
+def _pending_certificate(cert: CertificateRecord) -> Doc:
+    """What the issuing write puts in the request: see the module docstring."""
     return {
-        "kind": doc.kind,
-        "id": doc.id,
-        "version": doc.version,
-        "lookup": doc.lookup,
-        "data": dict(doc.data),
-        "expires_at": doc.expires_at,
-        "expires_ts": codec.ts(doc.expires_at) if doc.expires_at else None,
+        "serial": codec.serial_key(cert.serial),
+        "cert_pending": True,
+        "certificate": certificate_doc(cert),
     }
 
 
-def _document(d: dict[str, Any]) -> Document:
-    return Document(
-        d["kind"], d["id"], d["data"], d["version"], d["lookup"], codec.from_ts(d["expires_ts"])
-    )
+def _event_sources(request_id: str | None, serial: int | None) -> list[tuple[str, Doc]]:
+    """Which documents can hold the events asked for, collection by collection."""
+    if request_id is not None:
+        return [
+            ("requests", {"_id": request_id}),
+            ("certificates", {"request_id": request_id}),
+            ("events", {"events.request_id": request_id}),
+        ]
+    if serial is not None:
+        return [
+            ("requests", {"serial": codec.serial_key(serial)}),
+            ("certificates", {"_id": codec.serial_key(serial)}),
+            ("events", {"events.serial": format(serial, "x")}),
+        ]
+    return [(name, {"first_event_at": {"$exists": True}}) for name in EVENT_HOLDERS]

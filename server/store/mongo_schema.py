@@ -1,0 +1,128 @@
+"""How the Mongo store lays records out in documents, and the indexes it searches by.
+
+Kept apart from ``mongo.py`` so that the store reads as its writes and their conditions.
+Field names match the SQLite columns, so both back-ends share ``codec``'s decoding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+
+from server.model import CertificateRecord, Document, RequestRecord
+from server.store import codec
+
+Doc = dict[str, Any]
+
+# What record reads leave out: the outbox, and a certificate still pending in its request.
+HIDDEN: Doc = {"events": 0, "undelivered": 0, "certificate": 0}
+
+_REQUEST_SEARCHES = (
+    "status",
+    "requester",
+    "profile",
+    "subject",
+    "names_full",
+    "names_bare",
+    "transaction_id",
+)
+_CERTIFICATE_SEARCHES = (
+    "status",
+    "issuer",
+    "requester",
+    "subject",
+    "key_sha256",
+    "names_full",
+    "names_bare",
+    "not_after",
+    "request_id",
+)
+
+
+async def create_indexes(db: AsyncDatabase[Doc]) -> None:
+    """Create (or confirm) every index; ``create_index`` is a no-op when one exists."""
+    requests, certificates, events = db["requests"], db["certificates"], db["events"]
+    # The unique index that makes a serial issued at most once (see mongo.py).
+    await requests.create_index([("serial", ASCENDING)], unique=True, sparse=True, name="serial")
+    for field in _REQUEST_SEARCHES:
+        # Newest first within each filter, as find_requests pages.
+        await requests.create_index([(field, ASCENDING), ("created_at", DESCENDING)], name=field)
+    await requests.create_index([("created_at", DESCENDING)], name="created_at")
+    await requests.create_index([("cert_pending", ASCENDING)], sparse=True, name="cert_pending")
+    for field in _CERTIFICATE_SEARCHES:
+        await certificates.create_index([(field, ASCENDING)], name=field)
+    await certificates.create_index([("not_before", DESCENDING)], name="not_before")
+    await events.create_index([("events.request_id", ASCENDING)], name="request_id")
+    await events.create_index([("events.serial", ASCENDING)], name="serial")
+    for collection in (requests, certificates, events):
+        await collection.create_index([("undelivered", ASCENDING)], name="undelivered")
+        await collection.create_index([("first_event_at", ASCENDING)], name="first_event_at")
+    documents = db["documents"]
+    await documents.create_index([("kind", ASCENDING), ("lookup", ASCENDING)], name="lookup")
+    # TTL deletion is lazy (about once a minute), so reads also filter on expires_ts.
+    await documents.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0, name="ttl")
+
+
+def _names(sans: tuple[str, ...]) -> Doc:
+    pairs = codec.san_values(sans)
+    return {"names_full": [f for f, _ in pairs], "names_bare": [b for _, b in pairs]}
+
+
+def san_filter(san: str) -> Doc:
+    field, value = codec.san_query(san)
+    return {f"names_{field}": value}
+
+
+def request_doc(record: RequestRecord) -> Doc:
+    doc: Doc = {
+        "_id": record.id,
+        "status": str(record.status),
+        "created_at": codec.ts(record.created_at),
+        "updated_at": codec.ts(record.updated_at),
+        "protocol": record.protocol,
+        "requester": record.requester.label(),
+        "profile": record.profile,
+        "subject": record.subject,
+        "transaction_id": record.transaction_id,
+        "reason": record.reason,
+        "csr": record.csr_der,
+        "extra": codec.request_extra(record),
+        **_names(record.sans),
+    }
+    if record.serial is not None:  # absent, not null: the unique serial index is sparse
+        doc["serial"] = codec.serial_key(record.serial)
+    return doc
+
+
+def certificate_doc(cert: CertificateRecord) -> Doc:
+    row = codec.certificate_row(cert)
+    row["_id"] = row.pop("serial")
+    return {**row, **_names(cert.sans)}
+
+
+def from_request_doc(doc: Doc) -> RequestRecord:
+    return codec.request_from(doc | {"id": doc["_id"], "serial": doc.get("serial")}, doc["extra"])
+
+
+def from_certificate_doc(doc: Doc) -> CertificateRecord:
+    return codec.certificate_from(doc | {"serial": doc["_id"]})
+
+
+def doc_fields(doc: Document) -> Doc:
+    return {
+        "kind": doc.kind,
+        "id": doc.id,
+        "version": doc.version,
+        "lookup": doc.lookup,
+        "data": dict(doc.data),
+        "expires_at": doc.expires_at,  # a BSON date, for the TTL index
+        "expires_ts": codec.ts(doc.expires_at) if doc.expires_at else None,
+    }
+
+
+def from_document(d: Doc) -> Document:
+    return Document(
+        d["kind"], d["id"], d["data"], d["version"], d["lookup"], codec.from_ts(d["expires_ts"])
+    )
