@@ -11,6 +11,7 @@ from aiohttp import web
 from server.ca.issuers import CAHierarchy
 from server.config import Config
 from server.engine import Engine
+from server.revocation.publisher import CRLPublisher
 from server.store.base import Store
 from server.tokens import TokenService
 from server.web.metrics import Metrics
@@ -21,6 +22,7 @@ ENGINE = web.AppKey("engine", Engine)
 STORE = web.AppKey("store", Store)
 CAS = web.AppKey("cas", CAHierarchy)
 TOKENS = web.AppKey("tokens", TokenService)
+CRLS = web.AppKey("crls", CRLPublisher)
 METRICS = web.AppKey("metrics", Metrics)
 REQUEST_LOG = web.RequestKey("request_log", RequestLog)
 FRONTEND = web.AppKey("frontend", str)  # set on each front end's sub-app: "rest", "acme"...

@@ -13,10 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
-from protocols.admin.render import certificate_json, event_json, request_json
+from protocols.admin.render import certificate_json, crl_json, event_json, request_json
 from protocols.rest.auth import require_role
 from server.errors import Malformed, Unavailable
-from server.keys import ENGINE, STORE, TOKENS
+from server.keys import CRLS, ENGINE, STORE, TOKENS
 from server.model import (
     CertificateQuery,
     CertStatus,
@@ -205,6 +205,18 @@ async def create_token(request: web.Request) -> web.Response:
     return web.json_response({"name": name, "roles": sorted(parsed), "token": token}, status=201)
 
 
+async def publish_crls(request: web.Request) -> web.Response:
+    """Issue fresh CRLs now: every CA's, or one CA's with ``{"issuer": NAME}``."""
+    await require_role(request, Role.ADMINISTRATOR)
+    body = await _json_body(request)
+    issuer = body.get("issuer")
+    if issuer is not None and not isinstance(issuer, str):
+        raise Malformed("issuer must be the name of a CA")
+    crls = request.config_dict[CRLS]
+    published = [await crls.publish(issuer)] if issuer else await crls.publish_all()
+    return web.json_response({"crls": [crl_json(c) for c in published]})
+
+
 async def not_yet(request: web.Request) -> web.Response:
     await require_role(request, Role.ADMINISTRATOR)
     raise Unavailable("not available yet: this protocol's front end is not built")
@@ -222,7 +234,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/certificates/{serial}/unrevoke", unrevoke)
     r.add_get("/events", list_events)
     r.add_post("/tokens", create_token)
-    r.add_post("/crl/publish", not_yet)
+    r.add_post("/crl/publish", publish_crls)
     r.add_post("/scep/challenges", not_yet)
     r.add_post("/est/users", not_yet)
     r.add_post("/acme/eab", not_yet)
