@@ -135,6 +135,19 @@ class OCSPConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SCEPConfig:
+    # One-time challenge passwords (``certforge scep challenge``; EST shares them).
+    challenge_lifetime_seconds: int = 3600
+    # Offer and accept SHA-1 and DES3 (GetCACaps "SHA-1", "DES3") for legacy devices.
+    legacy_algorithms: bool = False
+    # profile name -> a static challenge password accepted (many times) for that profile.
+    static_challenges: Mapping[str, str] = field(default_factory=dict)
+    # The RSA RA certificate, made when the SCEP issuing CA's key is not RSA.
+    ra_validity_days: int = 365
+    ra_renew_before_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
 class ProfileConfig:
     name: str
     issuer: str = "default"
@@ -229,6 +242,7 @@ class Config:
     acme: ACMEConfig = field(default_factory=ACMEConfig)
     crl: CRLConfig = field(default_factory=CRLConfig)
     ocsp: OCSPConfig = field(default_factory=OCSPConfig)
+    scep: SCEPConfig = field(default_factory=SCEPConfig)
     profiles: Mapping[str, ProfileConfig] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     exits: tuple[ExitConfig, ...] = ()
@@ -458,6 +472,33 @@ def _ocsp(t: _Table, issuers: set[str]) -> OCSPConfig:
     return cfg
 
 
+def _scep(t: _Table, profiles: Mapping[str, ProfileConfig]) -> SCEPConfig:
+    d = SCEPConfig()
+    static_t = t.table("static_challenges")
+    static: dict[str, str] = {}
+    for profile in static_t.raw:
+        if profile not in profiles:
+            raise ConfigError(f"{static_t.name(profile)}: no profile named {profile!r}")
+        password = static_t.get(profile, str, "")
+        if len(password) < 8:
+            raise ConfigError(f"{static_t.name(profile)}: a static challenge needs 8+ characters")
+        static[profile] = password
+    static_t.done()
+    cfg = SCEPConfig(
+        challenge_lifetime_seconds=t.positive(
+            "challenge_lifetime_seconds", d.challenge_lifetime_seconds
+        ),
+        legacy_algorithms=t.get("legacy_algorithms", bool, d.legacy_algorithms),
+        static_challenges=static,
+        ra_validity_days=t.positive("ra_validity_days", d.ra_validity_days),
+        ra_renew_before_days=t.positive("ra_renew_before_days", d.ra_renew_before_days),
+    )
+    t.done()
+    if cfg.ra_renew_before_days >= cfg.ra_validity_days:
+        raise ConfigError(f"{t.name('ra_renew_before_days')}: must be less than ra_validity_days")
+    return cfg
+
+
 def _profile(name: str, t: _Table, issuers: set[str]) -> ProfileConfig:
     base = DEFAULT_PROFILES.get(name, ProfileConfig(name=name, auth=_default_auth()))
     methods = tuple(str(m) for m in AuthMethod)
@@ -552,6 +593,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         if p.issuer not in issuers:
             raise ConfigError(f"[profiles.{p.name}] issuer: no issuing CA named {p.issuer!r}")
     policy = _policy(top.table("policy"), profiles)
+    scep = _scep(top.table("scep"), profiles)
     exits = _exits(top.get("exits", list, []))
     top.done()
     return Config(
@@ -561,6 +603,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         acme=acme,
         crl=crl,
         ocsp=ocsp,
+        scep=scep,
         profiles=profiles,
         policy=policy,
         exits=exits,

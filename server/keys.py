@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.ca.issuers import CAHierarchy
+from server.challenges import Challenges
 from server.config import Config
 from server.engine import Engine
 from server.revocation.publisher import CRLPublisher
@@ -23,6 +24,7 @@ STORE = web.AppKey("store", Store)
 CAS = web.AppKey("cas", CAHierarchy)
 TOKENS = web.AppKey("tokens", TokenService)
 CRLS = web.AppKey("crls", CRLPublisher)
+CHALLENGES = web.AppKey("challenges", Challenges)  # one-time passwords for SCEP and EST
 METRICS = web.AppKey("metrics", Metrics)
 REQUEST_LOG = web.RequestKey("request_log", RequestLog)
 FRONTEND = web.AppKey("frontend", str)  # set on each front end's sub-app: "rest", "acme"...

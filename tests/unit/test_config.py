@@ -16,6 +16,7 @@ from server.config import (
     OCSPConfig,
     PolicyConfig,
     ProfileConfig,
+    SCEPConfig,
     ServerConfig,
     StoreConfig,
     load_config,
@@ -42,6 +43,7 @@ def test_example_config_loads() -> None:
         ("acme", ACMEConfig),
         ("crl", CRLConfig),
         ("ocsp", OCSPConfig),
+        ("scep", SCEPConfig),
         ("policy", PolicyConfig),
     ],
 )
@@ -120,6 +122,13 @@ def test_default_store_follows_data_dir() -> None:
             id="bad/ocsp_signer_renewal",
         ),
         pytest.param("[ocsp]\nrecheck_seconds = -1", "recheck_seconds", id="bad/ocsp_recheck"),
+        pytest.param("[scep]\nchallenge_lifetime_seconds = 0", "challenge_lifetime", id="bad/life"),
+        pytest.param("[scep]\nlegacy_algorithms = 1", "legacy_algorithms", id="bad/scep_legacy"),
+        pytest.param(
+            '[scep.static_challenges]\nnope = "long-enough"', "nope", id="bad/static_profile"
+        ),
+        pytest.param('[scep.static_challenges]\ndevice = "short"', "device", id="bad/static_pw"),
+        pytest.param("[scep]\nra_renew_before_days = 400", "ra_renew", id="bad/ra_renew"),
     ],
 )
 def test_bad_config_names_the_key(text: str, named: str) -> None:
