@@ -116,6 +116,14 @@ class ACMEConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ESTConfig:
+    # PEM files of external CAs (a manufacturer's IDevID CA) whose client certificates EST
+    # accepts; a relative path is in the data directory.
+    trust_anchors: tuple[Path, ...] = ()
+    retry_after: int = 60  # seconds, the Retry-After of a pending enrollment (202)
+
+
+@dataclass(frozen=True, slots=True)
 class ProfileConfig:
     name: str
     issuer: str = "default"
@@ -141,6 +149,8 @@ class ProfileConfig:
         "est_basic",
     )
     auth: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # protocol -> methods
+    # EST (RFC 7030 §3.5): the CSR's challengePassword must carry the connection's tls-unique.
+    est_pop_linking: bool = False
 
 
 def _default_auth() -> dict[str, tuple[str, ...]]:
@@ -208,6 +218,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     ca: CAConfig = field(default_factory=CAConfig)
     acme: ACMEConfig = field(default_factory=ACMEConfig)
+    est: ESTConfig = field(default_factory=ESTConfig)
     profiles: Mapping[str, ProfileConfig] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     exits: tuple[ExitConfig, ...] = ()
@@ -401,6 +412,14 @@ def _acme(t: _Table) -> ACMEConfig:
     return cfg
 
 
+def _est(t: _Table) -> ESTConfig:
+    d = ESTConfig()
+    anchors = tuple(Path(p) for p in t.strings("trust_anchors", ()))
+    cfg = ESTConfig(trust_anchors=anchors, retry_after=t.positive("retry_after", d.retry_after))
+    t.done()
+    return cfg
+
+
 def _profile(name: str, t: _Table, issuers: set[str]) -> ProfileConfig:
     base = DEFAULT_PROFILES.get(name, ProfileConfig(name=name, auth=_default_auth()))
     methods = tuple(str(m) for m in AuthMethod)
@@ -436,6 +455,7 @@ def _profile(name: str, t: _Table, issuers: set[str]) -> ProfileConfig:
         approval=t.choice("approval", base.approval, ("auto", "manual")),
         auto_approve=t.strings("auto_approve", base.auto_approve, methods),
         auth=auth,
+        est_pop_linking=t.get("est_pop_linking", bool, base.est_pop_linking),
     )
     for r in cfg.ip_ranges:
         try:
@@ -484,6 +504,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     store = _store(top.table("store"))
     ca = _ca(top.table("ca"))
     acme = _acme(top.table("acme"))
+    est = _est(top.table("est"))
     issuers = {i.name for i in ca.issuers}
     profiles = dict(DEFAULT_PROFILES)
     prof_t = top.table("profiles")
@@ -496,7 +517,14 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     exits = _exits(top.get("exits", list, []))
     top.done()
     return Config(
-        server=server, store=store, ca=ca, acme=acme, profiles=profiles, policy=policy, exits=exits
+        server=server,
+        store=store,
+        ca=ca,
+        acme=acme,
+        est=est,
+        profiles=profiles,
+        policy=policy,
+        exits=exits,
     )
 
 

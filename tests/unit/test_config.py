@@ -11,6 +11,7 @@ import pytest
 from server.config import (
     ACMEConfig,
     CAConfig,
+    ESTConfig,
     IssuerConfig,
     PolicyConfig,
     ProfileConfig,
@@ -38,6 +39,7 @@ def test_example_config_loads() -> None:
         ("store", StoreConfig),
         ("ca", CAConfig),
         ("acme", ACMEConfig),
+        ("est", ESTConfig),
         ("policy", PolicyConfig),
     ],
 )
