@@ -265,9 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     leaf(
         scep,
         "challenge",
-        cmd_simple_post("/api/v1/admin/scep/challenges", lambda b: str(b["challenge"])),
+        cmd_simple_post(
+            "/api/v1/admin/scep/challenges",
+            lambda b: str(b["challenge"]),
+            lambda a: {"profile": a.profile} if a.profile else {},
+        ),
         "print a one-time challenge password",
-    )
+    ).add_argument("--profile", help="bind the challenge to this profile")
     est = group("est", "EST")
     est_user = est.add_parser("user", help="EST users").add_subparsers(dest="sub", required=True)
     leaf(

@@ -121,6 +121,16 @@ class ESTConfig:
     # accepts; a relative path is in the data directory.
     trust_anchors: tuple[Path, ...] = ()
     retry_after: int = 60  # seconds, the Retry-After of a pending enrollment (202)
+class SCEPConfig:
+    # One-time challenge passwords (``certforge scep challenge``; EST shares them).
+    challenge_lifetime_seconds: int = 3600
+    # Offer and accept SHA-1 and DES3 (GetCACaps "SHA-1", "DES3") for legacy devices.
+    legacy_algorithms: bool = False
+    # profile name -> a static challenge password accepted (many times) for that profile.
+    static_challenges: Mapping[str, str] = field(default_factory=dict)
+    # The RSA RA certificate, made when the SCEP issuing CA's key is not RSA.
+    ra_validity_days: int = 365
+    ra_renew_before_days: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +229,7 @@ class Config:
     ca: CAConfig = field(default_factory=CAConfig)
     acme: ACMEConfig = field(default_factory=ACMEConfig)
     est: ESTConfig = field(default_factory=ESTConfig)
+    scep: SCEPConfig = field(default_factory=SCEPConfig)
     profiles: Mapping[str, ProfileConfig] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     exits: tuple[ExitConfig, ...] = ()
@@ -420,6 +431,33 @@ def _est(t: _Table) -> ESTConfig:
     return cfg
 
 
+def _scep(t: _Table, profiles: Mapping[str, ProfileConfig]) -> SCEPConfig:
+    d = SCEPConfig()
+    static_t = t.table("static_challenges")
+    static: dict[str, str] = {}
+    for profile in static_t.raw:
+        if profile not in profiles:
+            raise ConfigError(f"{static_t.name(profile)}: no profile named {profile!r}")
+        password = static_t.get(profile, str, "")
+        if len(password) < 8:
+            raise ConfigError(f"{static_t.name(profile)}: a static challenge needs 8+ characters")
+        static[profile] = password
+    static_t.done()
+    cfg = SCEPConfig(
+        challenge_lifetime_seconds=t.positive(
+            "challenge_lifetime_seconds", d.challenge_lifetime_seconds
+        ),
+        legacy_algorithms=t.get("legacy_algorithms", bool, d.legacy_algorithms),
+        static_challenges=static,
+        ra_validity_days=t.positive("ra_validity_days", d.ra_validity_days),
+        ra_renew_before_days=t.positive("ra_renew_before_days", d.ra_renew_before_days),
+    )
+    t.done()
+    if cfg.ra_renew_before_days >= cfg.ra_validity_days:
+        raise ConfigError(f"{t.name('ra_renew_before_days')}: must be less than ra_validity_days")
+    return cfg
+
+
 def _profile(name: str, t: _Table, issuers: set[str]) -> ProfileConfig:
     base = DEFAULT_PROFILES.get(name, ProfileConfig(name=name, auth=_default_auth()))
     methods = tuple(str(m) for m in AuthMethod)
@@ -514,6 +552,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         if p.issuer not in issuers:
             raise ConfigError(f"[profiles.{p.name}] issuer: no issuing CA named {p.issuer!r}")
     policy = _policy(top.table("policy"), profiles)
+    scep = _scep(top.table("scep"), profiles)
     exits = _exits(top.get("exits", list, []))
     top.done()
     return Config(
@@ -522,6 +561,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         ca=ca,
         acme=acme,
         est=est,
+        scep=scep,
         profiles=profiles,
         policy=policy,
         exits=exits,

@@ -15,6 +15,7 @@ from server.config import (
     IssuerConfig,
     PolicyConfig,
     ProfileConfig,
+    SCEPConfig,
     ServerConfig,
     StoreConfig,
     load_config,
@@ -40,6 +41,7 @@ def test_example_config_loads() -> None:
         ("ca", CAConfig),
         ("acme", ACMEConfig),
         ("est", ESTConfig),
+        ("scep", SCEPConfig),
         ("policy", PolicyConfig),
     ],
 )
@@ -103,6 +105,13 @@ def test_default_store_follows_data_dir() -> None:
         pytest.param('[profiles.p]\nip_ranges = ["x"]', "ip_ranges", id="bad/ip_range"),
         pytest.param('[policy]\ndefault_profile = "nope"', "default_profile", id="bad/default"),
         pytest.param('[[exits]]\nurl = "x"', "exits", id="bad/exit_without_type"),
+        pytest.param("[scep]\nchallenge_lifetime_seconds = 0", "challenge_lifetime", id="bad/life"),
+        pytest.param("[scep]\nlegacy_algorithms = 1", "legacy_algorithms", id="bad/scep_legacy"),
+        pytest.param(
+            '[scep.static_challenges]\nnope = "long-enough"', "nope", id="bad/static_profile"
+        ),
+        pytest.param('[scep.static_challenges]\ndevice = "short"', "device", id="bad/static_pw"),
+        pytest.param("[scep]\nra_renew_before_days = 400", "ra_renew", id="bad/ra_renew"),
     ],
 )
 def test_bad_config_names_the_key(text: str, named: str) -> None:
