@@ -34,10 +34,12 @@ log = logging.getLogger("certforge.tls")
 _VERIFY_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
 
 
-@_VERIFY_CALLBACK
-def _accept(preverify_ok: int, store_ctx: int | None) -> int:
+def _accept_chain(preverify_ok: int, store_ctx: int | None) -> int:
     """OpenSSL's verify_callback: 1 continues the handshake whatever the chain's verdict."""
     return 1
+
+
+_accept = _VERIFY_CALLBACK(_accept_chain)
 
 
 def request_client_certificates(context: ssl.SSLContext, ca_pems: Iterable[str]) -> bool:
@@ -69,7 +71,10 @@ def accept_any_client_certificate(context: ssl.SSLContext) -> None:
     get_options = libssl.SSL_CTX_get_options
     get_options.argtypes, get_options.restype = [ctypes.c_void_p], ctypes.c_uint64
     set_verify = libssl.SSL_CTX_set_verify
-    set_verify.argtypes, set_verify.restype = [ctypes.c_void_p, ctypes.c_int, _VERIFY_CALLBACK], None
+    set_verify.argtypes, set_verify.restype = (
+        [ctypes.c_void_p, ctypes.c_int, _VERIFY_CALLBACK],
+        None,
+    )
     # CPython's PySSLContext starts with its SSL_CTX pointer right after the object header.
     ssl_ctx = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
     # Check the pointer before using it: it must be the SSL_CTX this context configures.

@@ -121,6 +121,9 @@ class ESTConfig:
     # accepts; a relative path is in the data directory.
     trust_anchors: tuple[Path, ...] = ()
     retry_after: int = 60  # seconds, the Retry-After of a pending enrollment (202)
+
+
+@dataclass(frozen=True, slots=True)
 class SCEPConfig:
     # One-time challenge passwords (``certforge scep challenge``; EST shares them).
     challenge_lifetime_seconds: int = 3600

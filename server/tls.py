@@ -71,7 +71,8 @@ class ServerTLS:
         cas = [engine.cas.root, *(ca.certificate for ca in engine.cas.issuers.values())]
         anchors = load_trust_anchors(config.est.trust_anchors, config.server.data_dir)
         request_client_certificates(
-            self.context, [c.public_bytes(serialization.Encoding.PEM).decode() for c in cas + anchors]
+            self.context,
+            [c.public_bytes(serialization.Encoding.PEM).decode() for c in cas + anchors],
         )
 
     def _needs_renewal(self) -> bool:

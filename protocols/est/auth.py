@@ -109,7 +109,9 @@ async def client_certificate(request: web.Request, now: datetime) -> ClientCerti
 def _is_signed_by(
     est: ESTContext, der: bytes, cert: x509.Certificate, issuer: x509.Certificate
 ) -> bool:
-    fingerprint = hashlib.sha256(der).digest() + hashlib.sha256(issuer.tbs_certificate_bytes).digest()
+    fingerprint = (
+        hashlib.sha256(der).digest() + hashlib.sha256(issuer.tbs_certificate_bytes).digest()
+    )
     if fingerprint in est.chained:
         return True
     try:

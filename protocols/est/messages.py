@@ -42,7 +42,7 @@ PKCS8 = "application/pkcs8"
 DECRYPT_KEY_IDENTIFIER = "1.2.840.113549.1.9.16.2.37"
 ASYMMETRIC_DECRYPT_KEY_IDENTIFIER = "1.2.840.113549.1.9.16.2.54"
 
-_CHALLENGE_PASSWORD = "1.2.840.113549.1.9.7"
+_CHALLENGE_PASSWORD = "1.2.840.113549.1.9.7"  # noqa: S105 - an OID, not a password
 _EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
 _SUBJECT_ALT_NAME = "2.5.29.17"
 # The key (and curve) a profile asks for first, and the signature that goes with it.
@@ -87,25 +87,26 @@ def parse_pkcs10(der: bytes) -> x509.CertificateSigningRequest:
 
 
 # ------------------------------------------------------------------ responses
-def base64_lines(der: bytes) -> bytes:
+def base64_lines(der: bytes, newline: bytes = b"\n") -> bytes:
     """Base64 in 64-character lines, as RFC 7030's examples and most clients expect."""
     text = base64.b64encode(der)
-    return b"".join(text[i : i + 64] + b"\r\n" for i in range(0, len(text), 64))
+    return b"".join(text[i : i + 64] + newline for i in range(0, len(text), 64))
 
 
-def certs_only(certs_der: Sequence[bytes]) -> bytes:
+def certs_only(certs_der: Sequence[bytes], newline: bytes = b"\n") -> bytes:
     """A certs-only Simple PKI Response (RFC 5272 §4.1), base64 of its DER."""
     certs = [x509.load_der_x509_certificate(der) for der in certs_der]
-    return base64_lines(pkcs7.serialize_certificates(certs, Encoding.DER))
+    return base64_lines(pkcs7.serialize_certificates(certs, Encoding.DER), newline)
 
 
 def serverkeygen_response(key_pkcs8_der: bytes, cert_der: bytes) -> tuple[bytes, str]:
     """RFC 7030 §4.4.2: "the private key ... application/pkcs8 ... and the certificate ...
-    application/pkcs7-mime" as the two parts of a multipart/mixed body."""
+    application/pkcs7-mime" as the two parts of a multipart/mixed body (RFC 2046 §5.1.1,
+    CRLF line ends)."""
     boundary = "est-" + secrets.token_hex(12)
     parts = [
-        (PKCS8, base64_lines(key_pkcs8_der)),
-        (PKCS7_CERTS_ONLY, certs_only([cert_der])),
+        (PKCS8, base64_lines(key_pkcs8_der, b"\r\n")),
+        (PKCS7_CERTS_ONLY, certs_only([cert_der], b"\r\n")),
     ]
     body = b"".join(
         f"--{boundary}\r\nContent-Type: {ctype}\r\n"
@@ -147,9 +148,7 @@ def csr_attributes(profile: ProfileConfig) -> bytes:
         if curve is None:
             items.append(_AttrOrOID(name="oid", value=key_oid))
         else:
-            items.append(
-                _AttrOrOID(name="attribute", value={"type": key_oid, "values": [curve]})
-            )
+            items.append(_AttrOrOID(name="attribute", value={"type": key_oid, "values": [curve]}))
         items.append(_AttrOrOID(name="oid", value=signature))
     if profile.require_san:
         items.append(

@@ -16,6 +16,7 @@ makes a new request (also pending), and an administrator sees both.
 from __future__ import annotations
 
 import hashlib
+from contextlib import suppress
 from datetime import timedelta
 
 from cryptography import x509
@@ -50,16 +51,12 @@ async def remember_pending(
     data = {"request_id": request_id}
     if private_key is not None:
         data["private_key"] = private_key.hex()
-    try:
+    with suppress(Conflict):  # two retries raced; the first one's document stands
         await store.put_doc(
             Document(PENDING_KIND, doc_id, data=data, expires_at=clock.now() + KEEP)
         )
-    except Conflict:
-        pass  # two retries raced; the first one's document stands
 
 
 async def forget_pending(store: Store, doc_id: str) -> None:
-    try:
+    with suppress(NotFound):  # a concurrent retry removed it
         await store.take_doc(PENDING_KIND, doc_id)
-    except NotFound:
-        pass  # a concurrent retry removed it

@@ -118,4 +118,3 @@ async def verify_password(
         return False
     verified.remember(tag)
     return True
-

@@ -53,7 +53,6 @@ def test_every_contract_command_speaks_json(server: CertforgeServer, work: Path)
 
 def test_not_yet_available_commands_fail_cleanly(server: CertforgeServer) -> None:
     for args in (
-        ("est", "user", "add", "bob"),
         ("acme", "eab", "create"),
         ("crl", "publish"),
     ):
