@@ -54,7 +54,6 @@ def test_every_contract_command_speaks_json(server: CertforgeServer, work: Path)
 def test_not_yet_available_commands_fail_cleanly(server: CertforgeServer) -> None:
     for args in (
         ("acme", "eab", "create"),
-        ("crl", "publish"),
     ):
         result = server.cli(*args)
         assert result.returncode == 1, args
