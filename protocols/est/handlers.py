@@ -46,7 +46,7 @@ from protocols.est.messages import (
 from protocols.est.pending import find_pending, forget_pending, pending_id, remember_pending
 from server.ca.csr import verify_csr
 from server.config import ProfileConfig
-from server.errors import BadCSR, Forbidden, Unauthorized, Unavailable
+from server.errors import BadCSR, Forbidden, Malformed, Unauthorized, Unavailable
 from server.keys import CAS, CHALLENGES, ENGINE, STORE
 from server.model import (
     AuthMethod,
@@ -119,15 +119,15 @@ async def simplereenroll(request: web.Request) -> web.Response:
     profile = profile_of(request, default=renewed.record.profile)
     csr = parse_pkcs10(csr_der)
     # RFC 7030 §4.2.2: "The request Subject field and SubjectAltName extension MUST be
-    # identical to the corresponding fields in the certificate being renewed". Names may be
-    # dropped; a name the old certificate did not have is refused by the profiles policy,
-    # since the renewed certificate's names are what EST vouches for.
+    # identical to the corresponding fields in the certificate being renewed". certforge's
+    # policy lets a renewal drop names, never add one; the old certificate's names are also
+    # what EST vouches for, so the profiles policy holds the renewal to them too.
     if csr.subject != renewed.certificate.subject:
         raise BadCSR("the request's subject must be identical to the certificate being renewed")
-    vouched = Vouched(
-        identifiers=frozenset(Identifier.parse(s) for s in renewed.record.sans),
-        renewal_of=renewed.certificate.serial_number,
-    )
+    old_names = frozenset(Identifier.parse(s) for s in renewed.record.sans)
+    if added := sorted(set(_requested_names(csr)) - old_names):
+        raise Forbidden(f"a renewal cannot add names the certificate does not have: {added[0]}")
+    vouched = Vouched(identifiers=old_names, renewal_of=renewed.certificate.serial_number)
     if str(AuthMethod.CLIENT_CERT) not in profile.auth.get(PROTOCOL, ()):
         raise Forbidden(f"profile {profile.name} does not accept TLS client certificates")
     proof = Proof(Requester(AuthMethod.CLIENT_CERT, renewed.identity), client_certificate=renewed)
@@ -213,6 +213,18 @@ def _with_certificate(vouched: Vouched, proof: Proof) -> Vouched:
     if cert is None or proof.requester.identity == cert.identity:
         return vouched
     return replace(vouched, attributes=(*vouched.attributes, ("tls_client_cert", cert.identity)))
+
+
+def _requested_names(csr: x509.CertificateSigningRequest) -> list[Identifier]:
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return [Identifier.from_general_name(name) for name in san]
+    except x509.ExtensionNotFound:
+        return []
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        raise BadCSR("the request's subjectAltName extension is malformed") from exc
+    except Malformed as exc:
+        raise BadCSR(exc.detail) from exc
 
 
 def _now(request: web.Request) -> datetime:

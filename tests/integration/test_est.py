@@ -198,6 +198,12 @@ def test_simplereenroll_refusals(est: EST, work: Path) -> None:
     changed = curl(est.server, "simplereenroll", *tls, body=base64_request(other))
     assert changed.status == 400, changed.text
     assert "subject" in changed.text
+    _, more = make_csr(
+        work, "more", subject="/CN=old.example.com", sans="DNS:old.example.com,DNS:new.example.com"
+    )
+    added = curl(est.server, "simplereenroll", *tls, body=base64_request(more))
+    assert added.status == 403, added.text
+    assert "new.example.com" in added.text
     _, same = make_csr(work, "old2", subject="/CN=old.example.com", sans="DNS:old.example.com")
     no_cert = curl(est.server, "simplereenroll", *est.basic, body=base64_request(same))
     assert no_cert.status == 401

@@ -11,8 +11,8 @@ import pytest
 from server.config import (
     ACMEConfig,
     CAConfig,
-    ESTConfig,
     CRLConfig,
+    ESTConfig,
     IssuerConfig,
     OCSPConfig,
     PolicyConfig,
