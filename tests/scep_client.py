@@ -78,7 +78,10 @@ def ca_certificates(body: bytes) -> list[x509.Certificate]:
 
 
 def recipient_of(certs: list[x509.Certificate]) -> x509.Certificate:
-    """The certificate to encrypt to: the RA's (keyEncipherment, RSA) or the CA's."""
+    """The certificate to encrypt to: the CA's when it is alone, else the RA's (an RSA key
+    with keyEncipherment)."""
+    if len(certs) == 1:
+        return certs[0]
     for cert in certs:
         if isinstance(cert.public_key(), rsa.RSAPublicKey):
             try:

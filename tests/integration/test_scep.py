@@ -3,6 +3,7 @@ cryptography and asn1crypto, every operation, message type and bad-input case.""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import uuid
@@ -478,3 +479,29 @@ def test_renewal_with_issued_certificate(
 def test_ra_certificate_persists_in_data_dir(server: CertforgeServer) -> None:
     assert (server.data_dir / "scep" / "ra-default.pem").exists()
     assert oct((server.data_dir / "scep" / "ra-default.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_scepclient_legacy_algorithms_are_bad_alg_by_default(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate], tmp_path: Path
+) -> None:
+    """Debian's scepclient 2.1.0 signs with SHA-1 and encrypts with DES: refused by default
+    (tests/interop/scep has it enrolling where legacy algorithms are configured)."""
+    fingerprint = hashlib.sha256(ra[1].public_bytes(Encoding.DER)).hexdigest()
+    out = subprocess.run(
+        [
+            "scepclient",
+            "-server-url",
+            scep_url(server),
+            "-private-key",
+            str(tmp_path / "key.pem"),
+            "-challenge",
+            new_challenge(server),
+            "-ca-fingerprint",
+            fingerprint,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert out.returncode != 0 and "badAlg" in out.stdout + out.stderr, out
