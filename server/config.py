@@ -116,6 +116,25 @@ class ACMEConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CRLConfig:
+    interval_minutes: int = 60  # every issuing CA's CRL is re-issued this often
+    next_update_hours: int = 24  # nextUpdate is this long after thisUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class OCSPConfig:
+    enabled: bool = True  # the responder at /ocsp and the OCSP URL in certificates
+    disabled_issuers: tuple[str, ...] = ()  # issuing CAs without OCSP (CRL only)
+    validity_hours: int = 24  # nextUpdate - thisUpdate of each response
+    signer_validity_days: int = 30  # the delegated OCSP signing certificate's lifetime
+    signer_renew_before_days: int = 10  # ... replaced this long before it expires
+    recheck_seconds: float = 1.0  # a cached status is re-read from the store after this
+
+    def serves(self, issuer: str) -> bool:
+        return self.enabled and issuer not in self.disabled_issuers
+
+
+@dataclass(frozen=True, slots=True)
 class SCEPConfig:
     # The profile /scep enrolls into (/scep/<profile> names others).
     default_profile: str = "device"
@@ -223,6 +242,8 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     ca: CAConfig = field(default_factory=CAConfig)
     acme: ACMEConfig = field(default_factory=ACMEConfig)
+    crl: CRLConfig = field(default_factory=CRLConfig)
+    ocsp: OCSPConfig = field(default_factory=OCSPConfig)
     scep: SCEPConfig = field(default_factory=SCEPConfig)
     profiles: Mapping[str, ProfileConfig] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
     policy: PolicyConfig = field(default_factory=PolicyConfig)
@@ -417,6 +438,42 @@ def _acme(t: _Table) -> ACMEConfig:
     return cfg
 
 
+def _crl(t: _Table) -> CRLConfig:
+    d = CRLConfig()
+    cfg = CRLConfig(
+        interval_minutes=t.positive("interval_minutes", d.interval_minutes),
+        next_update_hours=t.positive("next_update_hours", d.next_update_hours),
+    )
+    t.done()
+    # A relying party must get the next CRL before its copy's nextUpdate passes.
+    if cfg.next_update_hours * 60 <= cfg.interval_minutes:
+        raise ConfigError(f"{t.name('next_update_hours')}: must be longer than interval_minutes")
+    return cfg
+
+
+def _ocsp(t: _Table, issuers: set[str]) -> OCSPConfig:
+    d = OCSPConfig()
+    cfg = OCSPConfig(
+        enabled=t.get("enabled", bool, d.enabled),
+        disabled_issuers=t.strings("disabled_issuers", d.disabled_issuers),
+        validity_hours=t.positive("validity_hours", d.validity_hours),
+        signer_validity_days=t.positive("signer_validity_days", d.signer_validity_days),
+        signer_renew_before_days=t.positive("signer_renew_before_days", d.signer_renew_before_days),
+        recheck_seconds=t.get("recheck_seconds", float, d.recheck_seconds),
+    )
+    t.done()
+    for name in cfg.disabled_issuers:
+        if name not in issuers:
+            raise ConfigError(f"{t.name('disabled_issuers')}: no issuing CA named {name!r}")
+    if cfg.signer_renew_before_days >= cfg.signer_validity_days:
+        raise ConfigError(
+            f"{t.name('signer_renew_before_days')}: must be less than signer_validity_days"
+        )
+    if cfg.recheck_seconds < 0:
+        raise ConfigError(f"{t.name('recheck_seconds')}: must not be negative")
+    return cfg
+
+
 def _scep(t: _Table, profiles: Mapping[str, ProfileConfig]) -> SCEPConfig:
     d = SCEPConfig()
     static_t = t.table("static_challenges")
@@ -532,6 +589,8 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     ca = _ca(top.table("ca"))
     acme = _acme(top.table("acme"))
     issuers = {i.name for i in ca.issuers}
+    crl = _crl(top.table("crl"))
+    ocsp = _ocsp(top.table("ocsp"), issuers)
     profiles = dict(DEFAULT_PROFILES)
     prof_t = top.table("profiles")
     for name in prof_t.raw:
@@ -548,6 +607,8 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         store=store,
         ca=ca,
         acme=acme,
+        crl=crl,
+        ocsp=ocsp,
         scep=scep,
         profiles=profiles,
         policy=policy,

@@ -12,6 +12,7 @@ from server.ca.issuers import CAHierarchy
 from server.challenges import Challenges
 from server.config import Config
 from server.engine import Engine
+from server.revocation.publisher import CRLPublisher
 from server.store.base import Store
 from server.tokens import TokenService
 from server.web.metrics import Metrics
@@ -22,6 +23,7 @@ ENGINE = web.AppKey("engine", Engine)
 STORE = web.AppKey("store", Store)
 CAS = web.AppKey("cas", CAHierarchy)
 TOKENS = web.AppKey("tokens", TokenService)
+CRLS = web.AppKey("crls", CRLPublisher)
 CHALLENGES = web.AppKey("challenges", Challenges)  # one-time passwords for SCEP and EST
 METRICS = web.AppKey("metrics", Metrics)
 REQUEST_LOG = web.RequestKey("request_log", RequestLog)

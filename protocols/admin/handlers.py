@@ -14,10 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from protocols.admin.render import certificate_json, event_json, request_json
+from protocols.admin.render import certificate_json, crl_json, event_json, request_json
 from protocols.rest.auth import require_role
 from server.errors import Malformed, Unavailable
-from server.keys import CHALLENGES, ENGINE, STORE, TOKENS
+from server.keys import CHALLENGES, CRLS, ENGINE, STORE, TOKENS
 from server.model import (
     CertificateQuery,
     CertStatus,
@@ -206,6 +206,18 @@ async def create_token(request: web.Request) -> web.Response:
     return web.json_response({"name": name, "roles": sorted(parsed), "token": token}, status=201)
 
 
+async def publish_crls(request: web.Request) -> web.Response:
+    """Issue fresh CRLs now: every CA's, or one CA's with ``{"issuer": NAME}``."""
+    await require_role(request, Role.ADMINISTRATOR)
+    body = await _json_body(request)
+    issuer = body.get("issuer")
+    if issuer is not None and not isinstance(issuer, str):
+        raise Malformed("issuer must be the name of a CA")
+    crls = request.config_dict[CRLS]
+    published = [await crls.publish(issuer)] if issuer else await crls.publish_all()
+    return web.json_response({"crls": [crl_json(c) for c in published]})
+
+
 async def create_scep_challenge(request: web.Request) -> web.Response:
     """A one-time challenge password for SCEP (and EST); optionally bound to a profile and
     with its own lifetime: body ``{"profile": ..., "lifetime_seconds": ...}``, both optional."""
@@ -243,7 +255,7 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/certificates/{serial}/unrevoke", unrevoke)
     r.add_get("/events", list_events)
     r.add_post("/tokens", create_token)
-    r.add_post("/crl/publish", not_yet)
+    r.add_post("/crl/publish", publish_crls)
     r.add_post("/scep/challenges", create_scep_challenge)
     r.add_post("/est/users", not_yet)
     r.add_post("/acme/eab", not_yet)

@@ -55,7 +55,6 @@ def test_not_yet_available_commands_fail_cleanly(server: CertforgeServer) -> Non
     for args in (
         ("est", "user", "add", "bob"),
         ("acme", "eab", "create"),
-        ("crl", "publish"),
     ):
         result = server.cli(*args)
         assert result.returncode == 1, args
