@@ -261,3 +261,19 @@ def issuer_and_subject(issuer: x509.Certificate, subject: x509.Name) -> bytes:
 
 
 __all__ = ["MessageType"]
+
+
+def read_crl_rep(
+    der: bytes, *, key: rsa.RSAPrivateKey, cert: x509.Certificate
+) -> x509.CertificateRevocationList:
+    """GetCRL's CertRep: SUCCESS, with the CRL in a degenerate SignedData in the envelope."""
+    signed = cms.ContentInfo.load(der)["content"]
+    attrs = {
+        a["type"].native: a["values"][0].native for a in signed["signer_infos"][0]["signed_attrs"]
+    }
+    assert attrs["scep_pki_status"] == "0", attrs
+    inner, _ = open_envelope(
+        signed["encap_content_info"]["content"].native, [Recipient(_asn1(cert), key)], legacy=True
+    )
+    (crl,) = list(cms.ContentInfo.load(inner)["content"]["crls"])
+    return x509.load_der_x509_crl(crl.chosen.dump())

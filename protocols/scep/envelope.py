@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from asn1crypto import cms, core, parser
+from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives import padding
@@ -203,3 +204,18 @@ def seal_envelope(content: bytes, recipient: asn1_x509.Certificate, alg: Content
         }
     )
     return bytes(cms.ContentInfo({"content_type": "enveloped_data", "content": env}).dump())
+
+
+def degenerate_crl(crl_der: bytes) -> bytes:
+    """A degenerate SignedData holding one CRL and no signers (RFC 8894 §3.3.4; cryptography
+    writes certificates-only PKCS#7 but not CRLs)."""
+    signed = cms.SignedData(
+        {
+            "version": "v1",
+            "digest_algorithms": [],
+            "encap_content_info": {"content_type": "data"},
+            "crls": [asn1_crl.CertificateList.load(crl_der)],
+            "signer_infos": [],
+        }
+    )
+    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed}).dump())

@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
 from protocols.scep.certrep import cert_rep
-from protocols.scep.envelope import ContentCipher, open_envelope, seal_envelope
+from protocols.scep.envelope import ContentCipher, degenerate_crl, open_envelope, seal_envelope
 from protocols.scep.failinfo import BadHTTP, FailInfo, SCEPFailure, failure_for
 from protocols.scep.messages import (
     Addressee,
@@ -36,7 +36,7 @@ from protocols.scep.operations import Operations, Reply
 from protocols.scep.ra import Identities, Identity
 from protocols.scep.transactions import Transactions
 from server.errors import CertforgeError, UnknownProfile
-from server.keys import CHALLENGES, CONFIG, ENGINE, REQUEST_LOG
+from server.keys import CHALLENGES, CONFIG, CRLS, ENGINE, REQUEST_LOG
 
 log = logging.getLogger("certforge.scep")
 
@@ -64,6 +64,7 @@ def _state(request: web.Request) -> tuple[Identities, Operations]:
             request.config_dict[CHALLENGES],
             Transactions(engine.store),
             config.scep,
+            request.config_dict[CRLS],
         )
     return state.identities, state.operations
 
@@ -162,7 +163,13 @@ async def pki_operation(request: web.Request, profile: str, der: bytes) -> web.R
 
 
 def _seal(reply: Reply, msg: PKIMessage, cipher: ContentCipher) -> bytes | None:
-    if reply.status is not PKIStatus.SUCCESS or reply.certificate is None:
+    """§3.3.2: the issued certificate (or the CRL) in a degenerate certificates-only
+    SignedData, enveloped to the requester's signing certificate."""
+    if reply.status is not PKIStatus.SUCCESS:
+        return None
+    if reply.crl is not None:
+        return seal_envelope(degenerate_crl(reply.crl), msg.signer, cipher)
+    if reply.certificate is None:
         return None
     certs = pkcs7.serialize_certificates(
         [x509.load_der_x509_certificate(reply.certificate)], Encoding.DER

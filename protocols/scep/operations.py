@@ -6,7 +6,7 @@
   same subject; no challenge.
 - CertPoll (§3.3.3): the state of the transaction's request (the client polls while PENDING).
 - GetCert (§3.3.4): a certificate by issuer and serial number.
-- GetCRL (§3.3.4): not available yet (CRLs are another issue's work).
+- GetCRL (§3.3.4): the current CRL of the CA that issued the named certificate.
 
 Every answer is a ``Reply``: the pkiStatus, a failInfo, or the certificate to envelope.
 Nothing is recorded before the request is authorised, and a bad CSR is refused before a
@@ -44,6 +44,7 @@ from server.model import (
     Requester,
     Vouched,
 )
+from server.revocation.publisher import CRLPublisher
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class Reply:
     status: PKIStatus
     fail_info: FailInfo | None = None
     certificate: bytes | None = None  # DER, enveloped to the requester on SUCCESS
+    crl: bytes | None = None  # DER, likewise (GetCRL)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ class Operations:
     challenges: Challenges
     transactions: Transactions
     config: SCEPConfig
+    crls: CRLPublisher
 
     async def handle(self, msg: PKIMessage, content: bytes, *, profile: str) -> Reply:
         try:
@@ -75,7 +78,7 @@ class Operations:
             case MessageType.GET_CERT:
                 return await self.get_cert(content)
             case MessageType.GET_CRL:
-                raise SCEPFailure(FailInfo.BAD_REQUEST, "GetCRL is not available yet")
+                return await self.get_crl(content)
             case MessageType.CERT_REP:
                 raise SCEPFailure(FailInfo.BAD_REQUEST, "a CertRep is not a request")
             case _:
@@ -176,11 +179,7 @@ class Operations:
 
     # ------------------------------------------------------------- GetCert
     async def get_cert(self, content: bytes) -> Reply:
-        try:
-            ias = cms.IssuerAndSerialNumber.load(content, strict=True)
-            serial = ias["serial_number"].native
-        except (ValueError, TypeError) as exc:
-            raise SCEPFailure(FailInfo.BAD_REQUEST, "GetCert needs IssuerAndSerialNumber") from exc
+        ias, serial = _issuer_and_serial(content)
         try:
             record = await self.engine.store.get_certificate(serial)
         except NotFound:
@@ -189,6 +188,24 @@ class Operations:
         if issuer != ias["issuer"].dump():
             raise SCEPFailure(FailInfo.BAD_CERT_ID, "no certificate of this issuer and serial")
         return Reply(PKIStatus.SUCCESS, certificate=record.der)
+
+    # -------------------------------------------------------------- GetCRL
+    async def get_crl(self, content: bytes) -> Reply:
+        """RFC 8894 §3.3.4: the CRL that would hold the named certificate: its issuer's."""
+        ias, _ = _issuer_and_serial(content)
+        for name, ca in self.engine.cas.issuers.items():
+            if ca.subject.public_bytes() == ias["issuer"].dump():
+                published = self.crls.latest(name) or await self.crls.publish(name)
+                return Reply(PKIStatus.SUCCESS, crl=published.der)
+        raise SCEPFailure(FailInfo.BAD_CERT_ID, "no CA here has this issuer name")
+
+
+def _issuer_and_serial(content: bytes) -> tuple[cms.IssuerAndSerialNumber, int]:
+    try:
+        ias = cms.IssuerAndSerialNumber.load(content, strict=True)
+        return ias, int(ias["serial_number"].native)
+    except (ValueError, TypeError) as exc:
+        raise SCEPFailure(FailInfo.BAD_REQUEST, "expected IssuerAndSerialNumber") from exc
 
 
 def _key_sha256(cert: asn1_x509.Certificate) -> str:

@@ -32,6 +32,7 @@ from tests.scep_client import (
     issuer_and_subject,
     make_csr,
     read_cert_rep,
+    read_crl_rep,
     rsa_key,
     self_signed,
 )
@@ -427,8 +428,17 @@ def test_get_cert_cert_poll_and_get_crl(
     assert failure(server, ask(MessageType.GET_CERT, issuer_and_serial(signer)).build()) == (
         BAD_CERT_ID
     )
-    assert failure(server, ask(MessageType.GET_CRL, issuer_and_serial(cert)).build()) == (
-        BAD_REQUEST
+    crl_rep = pki_operation(
+        scep_url(server), ask(MessageType.GET_CRL, issuer_and_serial(cert)).build()
+    )
+    crl = read_crl_rep(crl_rep.body, key=key, cert=signer)
+    issuing_ca = next(c for c in ra[0] if c != ra[1])
+    assert crl.issuer == issuing_ca.subject
+    public = issuing_ca.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    assert crl.is_signature_valid(public)
+    assert failure(server, ask(MessageType.GET_CRL, issuer_and_serial(signer)).build()) == (
+        BAD_CERT_ID
     )
 
 
