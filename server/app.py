@@ -24,10 +24,10 @@ from server.engine import Engine, EngineDeps
 from server.exits.base import close_exit_modules
 from server.exits.dispatcher import Dispatcher
 from server.frontend import load_frontends
-from server.keys import CAS, CHALLENGES, CONFIG, CRLS, ENGINE, METRICS, STORE, TOKENS
+from server.keys import CAS, CHALLENGES, CONFIG, CRLS, ENGINE, METRICS, OCSP, STORE, TOKENS
 from server.model import SystemClock
 from server.plugins import load_exit_modules, load_policy_modules
-from server.revocation.publisher import CRLPublisher
+from server.revocation.service import Revocation
 from server.store import open_store
 from server.tls import ServerTLS
 from server.tokens import TokenService
@@ -91,20 +91,20 @@ async def core(app: web.Application) -> AsyncIterator[None]:
             log.info("finished approved requests left by a stop", extra={"count": resumed})
         tls = ServerTLS(config, engine)
         await tls.ensure()
-        crls = CRLPublisher(
-            store=store, cas=cas, config=config.crl, clock=clock, notify=dispatcher.notify
+        revocation = await Revocation.start(
+            config, engine, passphrase=load_passphrase(config.ca), notify=dispatcher.notify
         )
-        await crls.publish_all()
         for target in (app, app[HTTP_APP]):
             target[STORE], target[CAS], target[ENGINE] = store, cas, engine
-            target[TOKENS], target[METRICS], target[CRLS] = tokens, metrics, crls
+            target[TOKENS], target[METRICS] = tokens, metrics
+            target[CRLS], target[OCSP] = revocation.crls, revocation.ocsp
             target[CHALLENGES] = challenges
         app[TLS_KEY] = tls
         async with asyncio.TaskGroup() as tasks:
             background = [
                 tasks.create_task(dispatcher.run()),
                 tasks.create_task(tls.renew_forever()),
-                tasks.create_task(crls.run()),
+                *(tasks.create_task(job) for job in revocation.background()),
             ]
             yield
             for task in background:

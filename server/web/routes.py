@@ -4,6 +4,7 @@ the CRL distribution points name."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -56,14 +57,15 @@ async def crl(request: web.Request) -> web.Response:
         headers={
             "Content-Type": "application/pkix-crl",
             "Cache-Control": f"public, max-age={max_age}, no-transform, must-revalidate",
-            "Last-Modified": _http_date(published.this_update),
-            "Expires": _http_date(published.next_update),
+            "Last-Modified": http_date(published.this_update),
+            "Expires": http_date(published.next_update),
             "ETag": published.etag,
         },
     )
 
 
-def _http_date(value: datetime) -> str:
+@lru_cache(maxsize=4096)
+def http_date(value: datetime) -> str:
     """RFC 9110 §5.6.7 IMF-fixdate."""
     return value.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
 
