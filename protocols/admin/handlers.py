@@ -2,8 +2,8 @@
 
 Bearer tokens with roles: ``auditor`` reads, ``administrator`` reads and acts. Search requests
 and certificates, approve, deny, revoke with a reason, read the event log, create tokens.
-Create one-time SCEP (and EST) challenge passwords. The EST user and ACME EAB endpoints
-answer 501 until their protocols land.
+Create one-time SCEP (and EST) challenge passwords. EST users are in ``protocols.admin.est``;
+the ACME EAB endpoint answers 501 until its protocol lands.
 """
 
 from __future__ import annotations
@@ -257,5 +257,4 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/tokens", create_token)
     r.add_post("/crl/publish", publish_crls)
     r.add_post("/scep/challenges", create_scep_challenge)
-    r.add_post("/est/users", not_yet)
     r.add_post("/acme/eab", not_yet)
