@@ -18,9 +18,13 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.errors import ConfigError
+
+if TYPE_CHECKING:
+    from server.config import Config
+    from server.workers import Worker
 
 DEFAULT_URL = "https://127.0.0.1:8443"
 DEFAULT_DATA_DIR = Path("certforge-data")
@@ -181,10 +185,18 @@ def cmd_simple_post(
     return run
 
 
-def cmd_serve(args: argparse.Namespace) -> None:
+def _serve_worker(config: Config, worker: Worker) -> int:
     from server.app import serve
+
+    asyncio.run(serve(config, worker))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from server.app import prepare, serve
     from server.config import load_config
     from server.web.requestlog import setup_logging
+    from server.workers import run_workers
 
     try:
         config = load_config(Path(args.config) if args.config else None)
@@ -194,6 +206,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
         config = config.with_data_dir(Path(args.data_dir))
     setup_logging(config.server.log_level, config.server.log_format)
     try:
+        if config.server.workers > 1:
+            asyncio.run(prepare(config))
+            status = run_workers(config, lambda worker: _serve_worker(config, worker))
+            if status:
+                raise Refused("a worker did not stop cleanly")
+            return
         asyncio.run(serve(config))
     except ConfigError as exc:
         raise Refused(f"configuration: {exc}") from None

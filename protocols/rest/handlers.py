@@ -57,6 +57,8 @@ async def _read_submission(request: web.Request) -> tuple[bytes, str | None]:
 
 def _csr_bytes(data: bytes) -> bytes:
     """PEM, DER, or base64 DER (RFC 8951 style: line breaks tolerated)."""
+    if data[:1] == b"\x30":  # DER as sent: stripping "whitespace" would cut its last bytes
+        return csr_der_from_bytes(data)
     stripped = data.strip()
     if stripped.startswith(b"-----BEGIN") or stripped[:1] == b"\x30":
         return csr_der_from_bytes(stripped)
