@@ -350,6 +350,17 @@ class CertificateRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RevokedEntry:
+    """One revokedCertificates entry of a CRL (RFC 5280 §5.1.2.6): what the store hands the
+    CRL builder, without the certificate itself."""
+
+    serial: int
+    revoked_at: datetime
+    reason: RevocationReason
+    invalidity_date: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RequestRecord:
     id: str
     status: Status
@@ -419,6 +430,7 @@ class RequestQuery:
     profile: str | None = None
     subject: str | None = None  # substring of the RFC 4514 subject, case-insensitive
     san: str | None = None  # a SAN value, exactly ("example.com" or "dns:example.com")
+    transaction_id: str | None = None  # the protocol's own id (SCEP transactionID), exactly
     limit: int = 100
     offset: int = 0
 
