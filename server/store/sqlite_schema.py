@@ -69,6 +69,8 @@ CREATE INDEX IF NOT EXISTS events_request ON events (request_id);
 -- A certificate's own events but ``issued`` (those are found by its request id).
 DROP INDEX IF EXISTS events_serial;
 CREATE INDEX IF NOT EXISTS events_serial_later ON events (serial) WHERE kind != 'issued';
+-- Releases from hold since a time (find_released, delta CRLs); other events cost it nothing.
+CREATE INDEX IF NOT EXISTS events_unrevoked ON events (at) WHERE kind = 'unrevoked';
 CREATE TABLE IF NOT EXISTS outbox (
     consumer TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (consumer, seq)) WITHOUT ROWID;
 
