@@ -2,7 +2,8 @@
 
 Bearer tokens with roles: ``auditor`` reads, ``administrator`` reads and acts. Search requests
 and certificates, approve, deny, revoke with a reason, read the event log, create tokens.
-The SCEP challenge, EST user and ACME EAB endpoints answer 501 until their protocols land.
+The SCEP challenge and EST user endpoints answer 501 until their protocols land; ACME's
+admin endpoints (EAB credentials, renewal marks) are mounted by ``protocols.acme``.
 """
 
 from __future__ import annotations
@@ -225,4 +226,3 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/crl/publish", not_yet)
     r.add_post("/scep/challenges", not_yet)
     r.add_post("/est/users", not_yet)
-    r.add_post("/acme/eab", not_yet)
