@@ -12,19 +12,22 @@ import asyncio
 import logging
 import signal
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from aiohttp import web
 
 from server.ca.issuers import load_or_create
 from server.ca.keystore import load_passphrase
+from server.challenges import Challenges
 from server.config import Config
 from server.engine import Engine, EngineDeps
 from server.exits.base import close_exit_modules
 from server.exits.dispatcher import Dispatcher
 from server.frontend import load_frontends
-from server.keys import CAS, CONFIG, ENGINE, METRICS, STORE, TOKENS
+from server.keys import CAS, CHALLENGES, CONFIG, CRLS, ENGINE, METRICS, OCSP, STORE, TOKENS
 from server.model import SystemClock
 from server.plugins import load_exit_modules, load_policy_modules
+from server.revocation.service import Revocation
 from server.store import open_store
 from server.tls import ServerTLS
 from server.tokens import TokenService
@@ -81,18 +84,27 @@ async def core(app: web.Application) -> AsyncIterator[None]:
         )
         tokens = TokenService(store, clock)
         await tokens.bootstrap(config.server.data_dir)
+        challenges = Challenges(
+            store, clock.now, timedelta(seconds=config.scep.challenge_lifetime_seconds)
+        )
         if resumed := await engine.resume_approved():
             log.info("finished approved requests left by a stop", extra={"count": resumed})
         tls = ServerTLS(config, engine)
         await tls.ensure()
+        revocation = await Revocation.start(
+            config, engine, passphrase=load_passphrase(config.ca), notify=dispatcher.notify
+        )
         for target in (app, app[HTTP_APP]):
             target[STORE], target[CAS], target[ENGINE] = store, cas, engine
             target[TOKENS], target[METRICS] = tokens, metrics
+            target[CRLS], target[OCSP] = revocation.crls, revocation.ocsp
+            target[CHALLENGES] = challenges
         app[TLS_KEY] = tls
         async with asyncio.TaskGroup() as tasks:
             background = [
                 tasks.create_task(dispatcher.run()),
                 tasks.create_task(tls.renew_forever()),
+                *(tasks.create_task(job) for job in revocation.background()),
             ]
             yield
             for task in background:

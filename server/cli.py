@@ -161,12 +161,44 @@ def cmd_cert_list(args: argparse.Namespace) -> None:
     emit(args, body, "\n".join(lines))
 
 
+def _serial_path(serial: str) -> str:
+    return urllib.parse.quote(serial.replace(":", "").strip(), safe="")
+
+
 def cmd_cert_revoke(args: argparse.Namespace) -> None:
-    serial = urllib.parse.quote(args.serial.replace(":", ""))
+    payload = {"reason": args.reason}
+    if args.invalidity_date:
+        payload["invalidity_date"] = args.invalidity_date
     _, body = make_client(args).call(
-        "POST", f"/api/v1/admin/certificates/{serial}/revoke", {"reason": args.reason}
+        "POST", f"/api/v1/admin/certificates/{_serial_path(args.serial)}/revoke", payload
     )
     emit(args, body, f"{body['serial']} revoked {body['revocation_reason']}")
+
+
+def cmd_cert_release(args: argparse.Namespace) -> None:
+    _, body = make_client(args).call(
+        "POST", f"/api/v1/admin/certificates/{_serial_path(args.serial)}/unrevoke", {}
+    )
+    emit(args, body, f"{body['serial']} {body['status']}")
+
+
+def cmd_cert_show(args: argparse.Namespace) -> None:
+    """A certificate's status and its history (the events recorded for it)."""
+    _, body = make_client(args).call(
+        "GET", f"/api/v1/admin/certificates/{_serial_path(args.serial)}"
+    )
+    status = body["status"]
+    if body.get("revocation_reason"):
+        status += f" {body['revocation_reason']} since {body['revoked_at']}"
+    lines = [
+        f"serial {body['serial']}",
+        f"subject {body['subject'] or '-'}",
+        f"issuer {body['issuer']}",
+        f"not_after {body['not_after']}",
+        f"status {status}",
+        *(f"event {e['at']} {e['kind']}" for e in body["events"]),
+    ]
+    emit(args, body, "\n".join(lines))
 
 
 def cmd_simple_post(
@@ -252,22 +284,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = leaf(cert, "revoke", cmd_cert_revoke, "revoke a certificate")
     p.add_argument("serial")
     p.add_argument("--reason", default="unspecified", choices=REVOCATION_REASONS)
+    p.add_argument("--invalidity-date", help="ISO 8601 time the key is known to be unsafe since")
+    p = leaf(cert, "release", cmd_cert_release, "release a certificate from certificateHold")
+    p.add_argument("serial")
+    p = leaf(cert, "show", cmd_cert_show, "show a certificate's status and history")
+    p.add_argument("serial")
 
     crl = group("crl", "certificate revocation lists")
-    leaf(
+    p = leaf(
         crl,
         "publish",
-        cmd_simple_post("/api/v1/admin/crl/publish", lambda b: "published"),
-        "issue fresh CRLs now",
+        cmd_simple_post(
+            "/api/v1/admin/crl/publish",
+            lambda b: "\n".join(
+                f"{c['issuer']} crl {c['number']} {c['entries']} entries" for c in b["crls"]
+            ),
+            lambda a: {"issuer": a.issuer} if a.issuer else {},
+        ),
+        "issue fresh CRLs now (every CA's, or --issuer NAME's)",
     )
+    p.add_argument("--issuer", help="only this CA's CRL")
 
     scep = group("scep", "SCEP")
     leaf(
         scep,
         "challenge",
-        cmd_simple_post("/api/v1/admin/scep/challenges", lambda b: str(b["challenge"])),
+        cmd_simple_post(
+            "/api/v1/admin/scep/challenges",
+            lambda b: str(b["challenge"]),
+            lambda a: {"profile": a.profile} if a.profile else {},
+        ),
         "print a one-time challenge password",
-    )
+    ).add_argument("--profile", help="bind the challenge to this profile")
     est = group("est", "EST")
     est_user = est.add_parser("user", help="EST users").add_subparsers(dest="sub", required=True)
     leaf(

@@ -131,6 +131,38 @@ class ACMEConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CRLConfig:
+    interval_minutes: int = 60  # every issuing CA's CRL is re-issued this often
+    next_update_hours: int = 24  # nextUpdate is this long after thisUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class OCSPConfig:
+    enabled: bool = True  # the responder at /ocsp and the OCSP URL in certificates
+    disabled_issuers: tuple[str, ...] = ()  # issuing CAs without OCSP (CRL only)
+    validity_hours: int = 24  # nextUpdate - thisUpdate of each response
+    signer_validity_days: int = 30  # the delegated OCSP signing certificate's lifetime
+    signer_renew_before_days: int = 10  # ... replaced this long before it expires
+    recheck_seconds: float = 1.0  # a cached status is re-read from the store after this
+
+    def serves(self, issuer: str) -> bool:
+        return self.enabled and issuer not in self.disabled_issuers
+
+
+@dataclass(frozen=True, slots=True)
+class SCEPConfig:
+    # One-time challenge passwords (``certforge scep challenge``; EST shares them).
+    challenge_lifetime_seconds: int = 3600
+    # Offer and accept SHA-1 and DES3 (GetCACaps "SHA-1", "DES3") for legacy devices.
+    legacy_algorithms: bool = False
+    # profile name -> a static challenge password accepted (many times) for that profile.
+    static_challenges: Mapping[str, str] = field(default_factory=dict)
+    # The RSA RA certificate, made when the SCEP issuing CA's key is not RSA.
+    ra_validity_days: int = 365
+    ra_renew_before_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
 class ProfileConfig:
     name: str
     issuer: str = "default"
@@ -223,6 +255,9 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     ca: CAConfig = field(default_factory=CAConfig)
     acme: ACMEConfig = field(default_factory=ACMEConfig)
+    crl: CRLConfig = field(default_factory=CRLConfig)
+    ocsp: OCSPConfig = field(default_factory=OCSPConfig)
+    scep: SCEPConfig = field(default_factory=SCEPConfig)
     profiles: Mapping[str, ProfileConfig] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     exits: tuple[ExitConfig, ...] = ()
@@ -455,6 +490,69 @@ def _check_acme_profiles(acme: ACMEConfig, profiles: Mapping[str, ProfileConfig]
             raise ConfigError(f"[acme] profiles: no profile named {name!r}")
 
 
+def _crl(t: _Table) -> CRLConfig:
+    d = CRLConfig()
+    cfg = CRLConfig(
+        interval_minutes=t.positive("interval_minutes", d.interval_minutes),
+        next_update_hours=t.positive("next_update_hours", d.next_update_hours),
+    )
+    t.done()
+    # A relying party must get the next CRL before its copy's nextUpdate passes.
+    if cfg.next_update_hours * 60 <= cfg.interval_minutes:
+        raise ConfigError(f"{t.name('next_update_hours')}: must be longer than interval_minutes")
+    return cfg
+
+
+def _ocsp(t: _Table, issuers: set[str]) -> OCSPConfig:
+    d = OCSPConfig()
+    cfg = OCSPConfig(
+        enabled=t.get("enabled", bool, d.enabled),
+        disabled_issuers=t.strings("disabled_issuers", d.disabled_issuers),
+        validity_hours=t.positive("validity_hours", d.validity_hours),
+        signer_validity_days=t.positive("signer_validity_days", d.signer_validity_days),
+        signer_renew_before_days=t.positive("signer_renew_before_days", d.signer_renew_before_days),
+        recheck_seconds=t.get("recheck_seconds", float, d.recheck_seconds),
+    )
+    t.done()
+    for name in cfg.disabled_issuers:
+        if name not in issuers:
+            raise ConfigError(f"{t.name('disabled_issuers')}: no issuing CA named {name!r}")
+    if cfg.signer_renew_before_days >= cfg.signer_validity_days:
+        raise ConfigError(
+            f"{t.name('signer_renew_before_days')}: must be less than signer_validity_days"
+        )
+    if cfg.recheck_seconds < 0:
+        raise ConfigError(f"{t.name('recheck_seconds')}: must not be negative")
+    return cfg
+
+
+def _scep(t: _Table, profiles: Mapping[str, ProfileConfig]) -> SCEPConfig:
+    d = SCEPConfig()
+    static_t = t.table("static_challenges")
+    static: dict[str, str] = {}
+    for profile in static_t.raw:
+        if profile not in profiles:
+            raise ConfigError(f"{static_t.name(profile)}: no profile named {profile!r}")
+        password = static_t.get(profile, str, "")
+        if len(password) < 8:
+            raise ConfigError(f"{static_t.name(profile)}: a static challenge needs 8+ characters")
+        static[profile] = password
+    static_t.done()
+    cfg = SCEPConfig(
+        challenge_lifetime_seconds=t.positive(
+            "challenge_lifetime_seconds", d.challenge_lifetime_seconds
+        ),
+        legacy_algorithms=t.get("legacy_algorithms", bool, d.legacy_algorithms),
+        static_challenges=static,
+        ra_validity_days=t.positive("ra_validity_days", d.ra_validity_days),
+        ra_renew_before_days=t.positive("ra_renew_before_days", d.ra_renew_before_days),
+    )
+    t.done()
+    if cfg.ra_renew_before_days >= cfg.ra_validity_days:
+        raise ConfigError(f"{t.name('ra_renew_before_days')}: must be less than ra_validity_days")
+    return cfg
+
+
 def _profile(name: str, t: _Table, issuers: set[str]) -> ProfileConfig:
     base = DEFAULT_PROFILES.get(name, ProfileConfig(name=name, auth=_default_auth()))
     methods = tuple(str(m) for m in AuthMethod)
@@ -539,6 +637,8 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     ca = _ca(top.table("ca"))
     acme = _acme(top.table("acme"))
     issuers = {i.name for i in ca.issuers}
+    crl = _crl(top.table("crl"))
+    ocsp = _ocsp(top.table("ocsp"), issuers)
     profiles = dict(DEFAULT_PROFILES)
     prof_t = top.table("profiles")
     for name in prof_t.raw:
@@ -548,10 +648,20 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
             raise ConfigError(f"[profiles.{p.name}] issuer: no issuing CA named {p.issuer!r}")
     policy = _policy(top.table("policy"), profiles)
     _check_acme_profiles(acme, profiles)
+    scep = _scep(top.table("scep"), profiles)
     exits = _exits(top.get("exits", list, []))
     top.done()
     return Config(
-        server=server, store=store, ca=ca, acme=acme, profiles=profiles, policy=policy, exits=exits
+        server=server,
+        store=store,
+        ca=ca,
+        acme=acme,
+        crl=crl,
+        ocsp=ocsp,
+        scep=scep,
+        profiles=profiles,
+        policy=policy,
+        exits=exits,
     )
 
 

@@ -100,6 +100,7 @@ class Engine:
         self.store = deps.store
         self.cas = deps.cas
         self.clock = deps.clock
+        self._status_listeners: list[Callable[[int], None]] = []
 
     # ----------------------------------------------------------------- submit
     async def submit(self, req: EnrollmentRequest) -> Outcome:
@@ -329,6 +330,16 @@ class Engine:
         return self.cas.issuer(issuer).chain_der
 
     # ----------------------------------------------------------------- revoke
+    def on_status_change(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(serial)`` after each revocation and release is recorded (the OCSP
+        responder drops its cached answer, so the change shows at once on this server)."""
+        self._status_listeners.append(listener)
+
+    def _status_changed(self, serial: int) -> None:
+        for listener in self._status_listeners:
+            listener(serial)
+        self._d.notify()
+
     async def revoke(
         self,
         serial: int,
@@ -359,7 +370,7 @@ class Engine:
                 },
             ),
         )
-        self._d.notify()
+        self._status_changed(serial)
         return record
 
     async def unrevoke(self, serial: int, *, by: Requester) -> CertificateRecord:
@@ -382,7 +393,7 @@ class Engine:
                 },
             ),
         )
-        self._d.notify()
+        self._status_changed(serial)
         return record
 
     # ----------------------------------------------------------------- events

@@ -9,8 +9,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from server.ca.issuers import CAHierarchy
+from server.challenges import Challenges
 from server.config import Config
 from server.engine import Engine
+from server.revocation.ocsp import OCSPResponder
+from server.revocation.publisher import CRLPublisher
 from server.store.base import Store
 from server.tokens import TokenService
 from server.web.metrics import Metrics
@@ -21,6 +24,9 @@ ENGINE = web.AppKey("engine", Engine)
 STORE = web.AppKey("store", Store)
 CAS = web.AppKey("cas", CAHierarchy)
 TOKENS = web.AppKey("tokens", TokenService)
+CRLS = web.AppKey("crls", CRLPublisher)
+OCSP = web.AppKey("ocsp", OCSPResponder)
+CHALLENGES = web.AppKey("challenges", Challenges)  # one-time passwords for SCEP and EST
 METRICS = web.AppKey("metrics", Metrics)
 REQUEST_LOG = web.RequestKey("request_log", RequestLog)
 FRONTEND = web.AppKey("frontend", str)  # set on each front end's sub-app: "rest", "acme"...

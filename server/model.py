@@ -343,6 +343,17 @@ class CertificateRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RevokedEntry:
+    """One revokedCertificates entry of a CRL (RFC 5280 §5.1.2.6): what the store hands the
+    CRL builder, without the certificate itself."""
+
+    serial: int
+    revoked_at: datetime
+    reason: RevocationReason
+    invalidity_date: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RequestRecord:
     id: str
     status: Status

@@ -2,22 +2,23 @@
 
 Bearer tokens with roles: ``auditor`` reads, ``administrator`` reads and acts. Search requests
 and certificates, approve, deny, revoke with a reason, read the event log, create tokens.
-The SCEP challenge and EST user endpoints answer 501 until their protocols land; ACME's
-admin endpoints (EAB credentials, renewal marks) are mounted by ``protocols.acme``.
+Create one-time SCEP (and EST) challenge passwords. The EST user endpoint answers 501 until
+its protocol lands; ACME's admin endpoints (EAB credentials, renewal marks) are mounted by
+``protocols.acme``.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
-from protocols.admin.render import certificate_json, event_json, request_json
+from protocols.admin.render import certificate_json, crl_json, event_json, request_json
 from protocols.rest.auth import require_role
 from server.errors import Malformed, Unavailable
-from server.keys import ENGINE, STORE, TOKENS
+from server.keys import CHALLENGES, CRLS, ENGINE, STORE, TOKENS
 from server.model import (
     CertificateQuery,
     CertStatus,
@@ -206,6 +207,38 @@ async def create_token(request: web.Request) -> web.Response:
     return web.json_response({"name": name, "roles": sorted(parsed), "token": token}, status=201)
 
 
+async def publish_crls(request: web.Request) -> web.Response:
+    """Issue fresh CRLs now: every CA's, or one CA's with ``{"issuer": NAME}``."""
+    await require_role(request, Role.ADMINISTRATOR)
+    body = await _json_body(request)
+    issuer = body.get("issuer")
+    if issuer is not None and not isinstance(issuer, str):
+        raise Malformed("issuer must be the name of a CA")
+    crls = request.config_dict[CRLS]
+    published = [await crls.publish(issuer)] if issuer else await crls.publish_all()
+    return web.json_response({"crls": [crl_json(c) for c in published]})
+
+
+async def create_scep_challenge(request: web.Request) -> web.Response:
+    """A one-time challenge password for SCEP (and EST); optionally bound to a profile and
+    with its own lifetime: body ``{"profile": ..., "lifetime_seconds": ...}``, both optional."""
+    await require_role(request, Role.ADMINISTRATOR)
+    body = await _json_body(request)
+    profile, seconds = body.get("profile"), body.get("lifetime_seconds")
+    if profile is not None:
+        if not isinstance(profile, str):
+            raise Malformed("profile must be a profile name")
+        request.config_dict[ENGINE].profile(profile)  # UnknownProfile if there is none
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
+        raise Malformed("lifetime_seconds must be an integer number of seconds")
+    password, expires = await request.config_dict[CHALLENGES].create(
+        profile=profile, lifetime=None if seconds is None else timedelta(seconds=seconds)
+    )
+    return web.json_response(
+        {"challenge": password, "expires": expires.isoformat(), "profile": profile}, status=201
+    )
+
+
 async def not_yet(request: web.Request) -> web.Response:
     await require_role(request, Role.ADMINISTRATOR)
     raise Unavailable("not available yet: this protocol's front end is not built")
@@ -223,6 +256,6 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/certificates/{serial}/unrevoke", unrevoke)
     r.add_get("/events", list_events)
     r.add_post("/tokens", create_token)
-    r.add_post("/crl/publish", not_yet)
-    r.add_post("/scep/challenges", not_yet)
+    r.add_post("/crl/publish", publish_crls)
+    r.add_post("/scep/challenges", create_scep_challenge)
     r.add_post("/est/users", not_yet)

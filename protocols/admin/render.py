@@ -6,6 +6,7 @@ import ssl
 from typing import Any
 
 from server.model import CertificateRecord, Event, RequestRecord
+from server.revocation.publisher import PublishedCRL
 
 
 def serial_hex(serial: int) -> str:
@@ -49,10 +50,21 @@ def certificate_json(c: CertificateRecord, *, full: bool = False) -> dict[str, A
         "key_sha256": c.key_sha256,
         "revoked_at": c.revoked_at.isoformat() if c.revoked_at else None,
         "revocation_reason": str(c.revocation_reason) if c.revocation_reason else None,
+        "invalidity_date": c.invalidity_date.isoformat() if c.invalidity_date else None,
     }
     if full:
         d["certificate"] = ssl.DER_cert_to_PEM_cert(c.der)
     return d
+
+
+def crl_json(c: PublishedCRL) -> dict[str, Any]:
+    return {
+        "issuer": c.issuer,
+        "number": c.number,
+        "this_update": c.this_update.isoformat(),
+        "next_update": c.next_update.isoformat(),
+        "entries": c.entries,
+    }
 
 
 def event_json(e: Event) -> dict[str, Any]:

@@ -99,7 +99,10 @@ class IssuingCA:
         key: CAKey,
         root: x509.Certificate,
         base_url: str,
+        ocsp: bool = True,
     ) -> IssuingCA:
+        """``ocsp`` False: the CA has no OCSP responder (``[ocsp]``), and its certificates
+        name none."""
         return cls(
             name=name,
             certificate=chain[0],
@@ -108,7 +111,7 @@ class IssuingCA:
             chain_der=tuple(c.public_bytes(Encoding.DER) for c in chain),
             root=root,
             crl_url=crl_url(base_url, name),
-            ocsp_url=f"{base_url}/ocsp",
+            ocsp_url=f"{base_url}/ocsp" if ocsp else "",
             ca_issuers_url=ca_issuers_url(base_url, name),
             ski=ski_of(chain[0]),
         )
@@ -146,18 +149,16 @@ class IssuingCA:
                 )
             ]
         )
-        aia = x509.AuthorityInformationAccess(
-            [
-                x509.AccessDescription(
-                    AuthorityInformationAccessOID.OCSP,
-                    x509.UniformResourceIdentifier(self.ocsp_url),
-                ),
-                x509.AccessDescription(
-                    AuthorityInformationAccessOID.CA_ISSUERS,
-                    x509.UniformResourceIdentifier(self.ca_issuers_url),
-                ),
-            ]
-        )
+        access = [
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.CA_ISSUERS,
+                x509.UniformResourceIdentifier(self.ca_issuers_url),
+            )
+        ]
+        if self.ocsp_url:
+            ocsp = x509.UniformResourceIdentifier(self.ocsp_url)
+            access.insert(0, x509.AccessDescription(AuthorityInformationAccessOID.OCSP, ocsp))
+        aia = x509.AuthorityInformationAccess(access)
         return tuple(x509.Extension(value.oid, False, value) for value in (aki, cdp, aia))
 
 
@@ -186,6 +187,7 @@ class _Loader:
 
     def __init__(self, config: Config, passphrase: bytes | None, now: datetime) -> None:
         self.ca_config = config.ca
+        self.ocsp_config = config.ocsp
         self.base_url = config.server.public_http_url.rstrip("/")
         self.data_dir = config.server.data_dir
         self.passphrase = passphrase
@@ -248,7 +250,12 @@ class _Loader:
                 chain[0].not_valid_after_utc.isoformat(),
             )
         return IssuingCA.from_chain(
-            cfg.name, chain=chain, key=key, root=root, base_url=self.base_url
+            cfg.name,
+            chain=chain,
+            key=key,
+            root=root,
+            base_url=self.base_url,
+            ocsp=self.ocsp_config.serves(cfg.name),
         )
 
     def _load_stored(

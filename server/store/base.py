@@ -27,6 +27,7 @@ from server.model import (
     RequestQuery,
     RequestRecord,
     RevocationReason,
+    RevokedEntry,
     Status,
 )
 
@@ -54,6 +55,20 @@ class StoreReader(Protocol):
         self, *, request_id: str | None = None, serial: int | None = None, limit: int = 100
     ) -> list[Event]:
         """The event log, oldest first, optionally for one request or one certificate."""
+        ...
+
+    async def find_revoked(
+        self,
+        issuer: str,
+        *,
+        expires_after: datetime,
+        after_serial: int = 0,
+        limit: int = 10_000,
+    ) -> list[RevokedEntry]:
+        """One page of a CRL's entries: certificates of ``issuer`` that are revoked (on hold
+        included), whose notAfter is at or after ``expires_after``, with a serial above
+        ``after_serial``, in serial order. Callers page with the last serial they got, so a
+        CRL of a million entries is read without holding them all or one long cursor."""
         ...
 
     async def get_doc(self, kind: str, doc_id: str) -> Document:

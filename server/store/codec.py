@@ -18,6 +18,7 @@ from server.model import (
     Requester,
     RequestRecord,
     RevocationReason,
+    RevokedEntry,
     Status,
     Vouched,
 )
@@ -150,3 +151,15 @@ def certificate_row(c: CertificateRecord) -> dict[str, Any]:
         "reason": str(c.revocation_reason) if c.revocation_reason else None,
         "invalidity_date": ts(c.invalidity_date) if c.invalidity_date else None,
     }
+
+
+def revoked_entry(row: Any) -> RevokedEntry:
+    """A CRL entry from a row or document with serial, revoked_at, reason, invalidity_date."""
+    revoked_at = datetime.fromisoformat(row["revoked_at"])
+    invalidity = row["invalidity_date"]
+    return RevokedEntry(
+        serial=int(row["serial"], 16),
+        revoked_at=revoked_at,
+        reason=RevocationReason(row["reason"]),
+        invalidity_date=datetime.fromisoformat(invalidity) if invalidity else None,
+    )

@@ -67,6 +67,7 @@ from server.model import (
     RequestQuery,
     RequestRecord,
     RevocationReason,
+    RevokedEntry,
     Status,
 )
 from server.store import codec
@@ -334,6 +335,31 @@ class MongoStore:
             .limit(q.limit)
         )
         return [from_certificate_doc(d) for d in await cursor.to_list(None)]
+
+    async def find_revoked(
+        self,
+        issuer: str,
+        *,
+        expires_after: datetime,
+        after_serial: int = 0,
+        limit: int = 10_000,
+    ) -> list[RevokedEntry]:
+        # Served by the "revoked" index (issuer, status, _id): a range scan in serial order.
+        cursor = (
+            self._col("certificates")
+            .find(
+                {
+                    "issuer": issuer,
+                    "status": "revoked",
+                    "_id": {"$gt": codec.serial_key(after_serial)},
+                    "not_after": {"$gte": codec.ts(expires_after)},
+                },
+                {"revoked_at": 1, "reason": 1, "invalidity_date": 1},
+            )
+            .sort("_id", ASCENDING)
+            .limit(limit)
+        )
+        return [codec.revoked_entry(d | {"serial": d["_id"]}) for d in await cursor.to_list(None)]
 
     async def revoke(
         self,

@@ -54,6 +54,10 @@ async def create_indexes(db: AsyncDatabase[Doc]) -> None:
     for field in _CERTIFICATE_SEARCHES:
         await certificates.create_index([(field, ASCENDING)], name=field)
     await certificates.create_index([("not_before", DESCENDING)], name="not_before")
+    # CRL entries (find_revoked): one issuer's revoked certificates in serial order.
+    await certificates.create_index(
+        [("issuer", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)], name="revoked"
+    )
     await events.create_index([("events.request_id", ASCENDING)], name="request_id")
     await events.create_index([("events.serial", ASCENDING)], name="serial")
     for collection in (requests, certificates, events):

@@ -36,6 +36,7 @@ from server.model import (
     RequestQuery,
     RequestRecord,
     RevocationReason,
+    RevokedEntry,
     Status,
 )
 from server.store import codec, sqlite_docs
@@ -336,6 +337,24 @@ class SQLiteStore:
             (*args, q.limit, q.offset),
         )
         return [_cert(r) for r in rows]
+
+    async def find_revoked(
+        self,
+        issuer: str,
+        *,
+        expires_after: datetime,
+        after_serial: int = 0,
+        limit: int = 10_000,
+    ) -> list[RevokedEntry]:
+        # The partial index certificates_revoked holds revoked certificates only, in serial
+        # order per issuer: each page is one range scan, however many valid ones there are.
+        rows = await self._read(
+            "SELECT serial, revoked_at, reason, invalidity_date FROM certificates "
+            "INDEXED BY certificates_revoked WHERE issuer = ? AND status = 'revoked' "
+            "AND serial > ? AND not_after >= ? ORDER BY serial LIMIT ?",
+            (issuer, codec.serial_key(after_serial), codec.ts(expires_after), limit),
+        )
+        return [codec.revoked_entry(r) for r in rows]
 
     async def revoke(
         self,

@@ -53,10 +53,8 @@ def test_every_contract_command_speaks_json(server: CertforgeServer, work: Path)
 
 def test_not_yet_available_commands_fail_cleanly(server: CertforgeServer) -> None:
     for args in (
-        ("scep", "challenge"),
         ("est", "user", "add", "bob"),
         ("acme", "eab", "create"),
-        ("crl", "publish"),
     ):
         result = server.cli(*args)
         assert result.returncode == 1, args
@@ -82,3 +80,30 @@ def test_unreachable_server_is_one_line(server: CertforgeServer) -> None:
     )
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_scep_challenge_prints_one_fresh_password(server: CertforgeServer) -> None:
+    first = server.cli("scep", "challenge", check=True).stdout
+    second = server.cli("scep", "challenge", "--profile", "device", check=True).stdout
+    assert len(first.splitlines()) == 1 and len(second.splitlines()) == 1
+    assert first != second and len(first.strip()) >= 22
+    body = json.loads(server.cli("scep", "challenge", "--json", check=True).stdout)
+    assert set(body) >= {"challenge", "expires"}
+
+
+def test_scep_challenge_for_unknown_profile_is_refused(server: CertforgeServer) -> None:
+    result = server.cli("scep", "challenge", "--profile", "nope")
+    assert result.returncode == 1
+    assert "nope" in result.stderr
+
+
+def test_scep_challenge_api_checks_its_body(server: CertforgeServer) -> None:
+    auth = ["-H", f"Authorization: Bearer {server.token}", "-H", "Content-Type: application/json"]
+    url = f"{server.url}/api/v1/admin/scep/challenges"
+    ok = server.curl(*auth, "-d", '{"lifetime_seconds": 60}', url)
+    assert json.loads(ok.stdout)["challenge"]
+    for bad in ('{"lifetime_seconds": "x"}', '{"lifetime_seconds": 0}', '{"profile": 3}', "[]"):
+        out = server.curl("-w", "%{http_code}", "-o", "/dev/null", *auth, "-d", bad, url)
+        assert out.stdout == b"400", bad
+    anonymous = server.curl("-w", "%{http_code}", "-o", "/dev/null", "-X", "POST", url)
+    assert anonymous.stdout == b"401"

@@ -11,9 +11,12 @@ import pytest
 from server.config import (
     ACMEConfig,
     CAConfig,
+    CRLConfig,
     IssuerConfig,
+    OCSPConfig,
     PolicyConfig,
     ProfileConfig,
+    SCEPConfig,
     ServerConfig,
     StoreConfig,
     load_config,
@@ -38,6 +41,9 @@ def test_example_config_loads() -> None:
         ("store", StoreConfig),
         ("ca", CAConfig),
         ("acme", ACMEConfig),
+        ("crl", CRLConfig),
+        ("ocsp", OCSPConfig),
+        ("scep", SCEPConfig),
         ("policy", PolicyConfig),
     ],
 )
@@ -101,6 +107,28 @@ def test_default_store_follows_data_dir() -> None:
         pytest.param('[profiles.p]\nip_ranges = ["x"]', "ip_ranges", id="bad/ip_range"),
         pytest.param('[policy]\ndefault_profile = "nope"', "default_profile", id="bad/default"),
         pytest.param('[[exits]]\nurl = "x"', "exits", id="bad/exit_without_type"),
+        pytest.param("[crl]\ninterval_minutes = 0", "interval_minutes", id="bad/crl_interval"),
+        pytest.param(
+            "[crl]\ninterval_minutes = 120\nnext_update_hours = 1",
+            "next_update_hours",
+            id="bad/crl_next_update_before_next_crl",
+        ),
+        pytest.param("[crl]\ndelta = 1", "[crl]", id="unknown/crl_key"),
+        pytest.param('[ocsp]\ndisabled_issuers = ["nope"]', "disabled_issuers", id="bad/ocsp_ca"),
+        pytest.param('[ocsp]\nenabled = "yes"', "enabled", id="bad/ocsp_enabled_type"),
+        pytest.param(
+            "[ocsp]\nsigner_validity_days = 5\nsigner_renew_before_days = 5",
+            "signer_renew_before_days",
+            id="bad/ocsp_signer_renewal",
+        ),
+        pytest.param("[ocsp]\nrecheck_seconds = -1", "recheck_seconds", id="bad/ocsp_recheck"),
+        pytest.param("[scep]\nchallenge_lifetime_seconds = 0", "challenge_lifetime", id="bad/life"),
+        pytest.param("[scep]\nlegacy_algorithms = 1", "legacy_algorithms", id="bad/scep_legacy"),
+        pytest.param(
+            '[scep.static_challenges]\nnope = "long-enough"', "nope", id="bad/static_profile"
+        ),
+        pytest.param('[scep.static_challenges]\ndevice = "short"', "device", id="bad/static_pw"),
+        pytest.param("[scep]\nra_renew_before_days = 400", "ra_renew", id="bad/ra_renew"),
     ],
 )
 def test_bad_config_names_the_key(text: str, named: str) -> None:

@@ -1,0 +1,21 @@
+"""The OCSP responder's HTTP front end (RFC 6960 Appendix A, RFC 5019), at ``/ocsp`` on the
+HTTP listener, unless ``[ocsp] enabled = false``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from protocols.ocsp.errors import ocsp_error_middleware
+from protocols.ocsp.handlers import add_routes
+from server.config import Config
+from server.frontend import Mount
+from server.keys import FRONTEND
+
+
+def frontend(config: Config) -> list[Mount]:
+    if not config.ocsp.enabled:
+        return []
+    app = web.Application(middlewares=[ocsp_error_middleware])
+    app[FRONTEND] = "ocsp"
+    add_routes(app)
+    return [Mount("http", "/ocsp", app)]

@@ -1,0 +1,67 @@
+"""RFC 6960 Appendix A.1 and RFC 5019 §5: OCSP over HTTP.
+
+- POST ``/ocsp`` with the DER OCSPRequest as body (``application/ocsp-request``).
+- GET ``/ocsp/{url-encoding of base-64 encoding of the DER encoding of the OCSPRequest}``.
+
+A successful response carries RFC 5019 §6.2's caching headers: Last-Modified (thisUpdate),
+Expires (nextUpdate), ETag, and ``Cache-Control: max-age=..., public, no-transform,
+must-revalidate``, with max-age up to nextUpdate. A response echoing a nonce is for that
+request only: ``Cache-Control: no-store``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from protocols.ocsp.errors import CONTENT_TYPE
+from protocols.ocsp.messages import MAX_REQUEST_BYTES, parse_ocsp_request
+from server.errors import Malformed
+from server.keys import OCSP
+from server.revocation.ocsp import OCSPAnswer
+from server.web.routes import http_date
+
+
+async def ocsp_post(request: web.Request) -> web.Response:
+    # Read at most one byte past the limit: a larger body is refused without reading it all.
+    body = await request.content.read(MAX_REQUEST_BYTES + 1)
+    return await answer(request, body)
+
+
+async def ocsp_get(request: web.Request) -> web.Response:
+    # aiohttp has already undone the URL encoding of the path.
+    text = request.match_info["request"]
+    try:
+        der = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise Malformed("the path is not a base64-encoded OCSPRequest") from None
+    return await answer(request, der)
+
+
+async def answer(request: web.Request, der: bytes) -> web.Response:
+    parsed = parse_ocsp_request(der)
+    responder = request.config_dict[OCSP]
+    result = await responder.respond(parsed.cert_id, nonce=parsed.nonce)
+    return web.Response(body=result.der, headers=caching_headers(result))
+
+
+def caching_headers(result: OCSPAnswer) -> dict[str, str]:
+    if not result.cacheable:
+        return {"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}
+    max_age = max(0, int((result.next_update - datetime.now(UTC)).total_seconds()))
+    return {
+        "Content-Type": CONTENT_TYPE,
+        "Cache-Control": f"max-age={max_age}, public, no-transform, must-revalidate",
+        "Last-Modified": http_date(result.this_update),
+        "Expires": http_date(result.next_update),
+        "ETag": result.etag,
+    }
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("", ocsp_post)
+    app.router.add_post("/", ocsp_post)
+    app.router.add_get("/{request:.+}", ocsp_get)

@@ -1,0 +1,200 @@
+"""Publishing CRLs: one full CRL per issuing CA (and one for the root, when its key is here),
+re-issued on a schedule and on demand, kept in memory for the HTTP listener to serve at the
+URL certificates name in their CRL distribution point.
+
+Each CRL gets the next cRLNumber of its CA from a store document (kind ``crl``, id the CA's
+name), advanced by a conditional update: numbers only grow, also across servers sharing the
+store and across restarts (RFC 5280 §5.2.3: "monotonically increasing"). Entries are read from
+the store a page at a time in serial order and encoded as they come, so a CRL of a million
+entries is never held as a million objects; encoding and signing run off the event loop.
+A certificate drops off the CRL once it has expired (RFC 5280 §3.3 allows it; its status no
+longer matters to anyone validating at the CRL's thisUpdate).
+
+Every CRL published records a ``crl_published`` event for the exit modules, carrying the CRL
+in PEM while it is small enough to travel in an event (``EVENT_PEM_LIMIT``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from cryptography import x509
+
+from server.ca.cacerts import ROOT, ski_of
+from server.ca.issuers import CAHierarchy
+from server.ca.keystore import CAKey
+from server.config import CRLConfig
+from server.errors import Conflict, NotFound
+from server.model import Clock, Document, Event, EventKind
+from server.revocation.crl import CRLHeader, build_template, encode_entries, splice_entries
+from server.store.base import Store
+
+log = logging.getLogger("certforge.crl")
+
+PAGE = 10_000  # entries read from the store per query
+EVENT_PEM_LIMIT = 1 << 20  # larger CRLs are announced without their PEM
+NUMBER_KIND = "crl"
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedCRL:
+    issuer: str  # the CA's name ("root" for the root)
+    number: int
+    this_update: datetime
+    next_update: datetime
+    entries: int
+    der: bytes
+
+    @property
+    def etag(self) -> str:
+        return '"' + hashlib.sha256(self.der).hexdigest()[:32] + '"'
+
+    def pem(self) -> str:
+        b64 = base64.b64encode(self.der).decode()
+        lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
+        return "-----BEGIN X509 CRL-----\n" + "\n".join(lines) + "\n-----END X509 CRL-----\n"
+
+
+@dataclass(frozen=True, slots=True)
+class _Signer:
+    name: str
+    subject: x509.Name
+    ski: bytes
+    key: CAKey
+    url: str
+    is_root: bool
+
+
+class CRLPublisher:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        cas: CAHierarchy,
+        config: CRLConfig,
+        clock: Clock,
+        notify: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._clock = clock
+        self._notify = notify
+        self._latest: dict[str, PublishedCRL] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._signers = {
+            name: _Signer(name, ca.subject, ca.ski, ca.key, ca.crl_url, is_root=False)
+            for name, ca in cas.issuers.items()
+        }
+        if cas.root_key is not None:
+            self._signers[ROOT] = _Signer(
+                ROOT, cas.root.subject, ski_of(cas.root), cas.root_key, cas.root_crl_url, True
+            )
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._signers)
+
+    def latest(self, name: str) -> PublishedCRL | None:
+        """The newest CRL published by this server for the CA ``name``."""
+        return self._latest.get(name)
+
+    async def publish_all(self) -> list[PublishedCRL]:
+        return [await self.publish(name) for name in self._signers]
+
+    async def publish(self, name: str) -> PublishedCRL:
+        signer = self._signers.get(name)
+        if signer is None:
+            raise NotFound(f"no CA named {name!r} publishes CRLs here")
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:  # one build at a time per CA: the newest number is served last
+            crl = await self._build(signer)
+            self._latest[name] = crl
+        await self._announce(signer, crl)
+        return crl
+
+    async def run(self) -> None:
+        """Re-issue every CRL each ``interval_minutes``, for as long as the server runs."""
+        interval = self._config.interval_minutes * 60.0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.publish_all()
+            except Exception:
+                log.exception("publishing CRLs failed; the previous ones are served until retry")
+
+    async def _build(self, signer: _Signer) -> PublishedCRL:
+        this_update = self._clock.now().replace(microsecond=0)
+        header = CRLHeader(
+            issuer=signer.subject,
+            authority_key_id=signer.ski,
+            number=await self._next_number(signer.name),
+            this_update=this_update,
+            next_update=this_update + timedelta(hours=self._config.next_update_hours),
+            distribution_point=signer.url,
+            covers_ca_certificates=signer.is_root,
+        )
+        template = await asyncio.to_thread(build_template, header, signer.key)
+        entries, count = (b"", 0) if signer.is_root else await self._entries(signer, this_update)
+        der = await asyncio.to_thread(splice_entries, template, entries, signer.key)
+        return PublishedCRL(signer.name, header.number, this_update, header.next_update, count, der)
+
+    async def _entries(self, signer: _Signer, now: datetime) -> tuple[bytes, int]:
+        """The encoded revokedCertificates of the CA's unexpired revoked certificates."""
+        chunks: list[bytes] = []
+        count, after = 0, 0
+        while True:
+            page = await self._store.find_revoked(
+                signer.name, expires_after=now, after_serial=after, limit=PAGE
+            )
+            if not page:
+                break
+            chunks.append(await asyncio.to_thread(encode_entries, page))
+            count += len(page)
+            after = page[-1].serial
+            if len(page) < PAGE:
+                break
+        return b"".join(chunks), count
+
+    async def _next_number(self, name: str) -> int:
+        """The CA's next cRLNumber, advanced in the store by a conditional write."""
+        while True:
+            try:
+                doc = await self._store.get_doc(NUMBER_KIND, name)
+            except NotFound:
+                try:
+                    await self._store.put_doc(Document(NUMBER_KIND, name, {"number": 1}))
+                    return 1
+                except Conflict:
+                    continue  # another server made it first
+            number = int(doc.data["number"]) + 1
+            try:
+                await self._store.update_doc(
+                    Document(NUMBER_KIND, name, {"number": number}), expect_version=doc.version
+                )
+                return number
+            except Conflict:
+                continue  # another server took this number; take the next
+
+    async def _announce(self, signer: _Signer, crl: PublishedCRL) -> None:
+        data: dict[str, object] = {
+            "issuer": crl.issuer,
+            "number": crl.number,
+            "this_update": crl.this_update.isoformat(),
+            "next_update": crl.next_update.isoformat(),
+            "entries": crl.entries,
+            "url": signer.url,
+        }
+        if len(crl.der) <= EVENT_PEM_LIMIT:
+            data["crl_pem"] = crl.pem()
+        await self._store.add_event(Event(EventKind.CRL_PUBLISHED, self._clock.now(), data=data))
+        self._notify()
+        log.info(
+            "published CRL",
+            extra={"issuer": crl.issuer, "number": crl.number, "entries": crl.entries},
+        )

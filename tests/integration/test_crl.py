@@ -1,0 +1,143 @@
+"""CRLs from the real server, checked with openssl and pkilint (issue 3).
+
+A certificate is issued, revoked with ``certforge cert revoke``, and after ``certforge crl
+publish`` the CRL at the certificate's own CRL distribution point makes ``openssl verify
+-crl_check`` fail for it and pass for a certificate that is still good.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from tests.integration.revocation import (
+    cdp_url,
+    fetch,
+    issue,
+    openssl_verify_crl,
+    pkilint,
+    publish,
+    save_crl,
+    serial_of,
+)
+from tests.integration.server import CertforgeServer, run
+
+
+def openssl_crl_text(work: Path, der: bytes, name: str) -> str:
+    path = work / f"{name}.crl.der"
+    path.write_bytes(der)
+    return run("openssl", "crl", "-inform", "DER", "-in", str(path), "-noout", "-text").stdout
+
+
+def test_revoked_fails_crl_check_and_good_passes(server: CertforgeServer, work: Path) -> None:
+    bad_serial, bad = issue(server, work, "crl-revoked")
+    _, good = issue(server, work, "crl-good")
+    server.cli("cert", "revoke", bad_serial, "--reason", "keyCompromise", check=True)
+    assert any(line.startswith("default crl ") for line in publish(server))
+
+    der, headers = fetch(cdp_url(bad))
+    crl_pem = save_crl(work, der, "default")
+
+    assert headers["Content-Type"] == "application/pkix-crl"
+    assert "max-age=" in headers["Cache-Control"]
+    assert {"ETag", "Last-Modified", "Expires"} <= headers.keys()
+    text = openssl_crl_text(work, der, "default")
+    assert format(serial_of(bad), "X").zfill(2) in text.replace(":", "")
+    assert "Key Compromise" in text
+    revoked = openssl_verify_crl(server.root, bad, [crl_pem])
+    assert revoked.returncode != 0
+    assert "certificate revoked" in revoked.stdout + revoked.stderr
+    passed = openssl_verify_crl(server.root, good, [crl_pem])
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+
+
+def test_whole_chain_checks_with_the_root_crl(server: CertforgeServer, work: Path) -> None:
+    _, good = issue(server, work, "crl-chain")
+    publish(server)
+    issuing_crl = save_crl(work, fetch(cdp_url(good))[0], "issuing")
+    root_der, _ = fetch(server.http_url + "/crl/root.crl")
+    root_crl = save_crl(work, root_der, "root")
+    assert "Root CA" in openssl_crl_text(work, root_der, "root")
+
+    checked = openssl_verify_crl(server.root, good, [issuing_crl, root_crl], check_all=True)
+
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_hold_then_release(server: CertforgeServer, work: Path) -> None:
+    serial, held = issue(server, work, "crl-held")
+    server.cli("cert", "revoke", serial, "--reason", "certificateHold", check=True)
+    publish(server)
+    der, _ = fetch(cdp_url(held))
+    on_hold = x509.load_der_x509_crl(der)
+    entry = on_hold.get_revoked_certificate_by_serial_number(serial_of(held))
+    assert entry is not None
+    assert entry.extensions.get_extension_for_class(x509.CRLReason).value.reason == (
+        x509.ReasonFlags.certificate_hold
+    )
+    assert openssl_verify_crl(server.root, held, [save_crl(work, der, "held")]).returncode != 0
+
+    released = server.cli("cert", "release", serial, check=True)
+    assert released.stdout.split() == [serial, "valid"]
+    publish(server)
+    der, _ = fetch(cdp_url(held))
+    after = x509.load_der_x509_crl(der)
+
+    assert after.get_revoked_certificate_by_serial_number(serial_of(held)) is None
+    number = x509.CRLNumber
+    assert (
+        after.extensions.get_extension_for_class(number).value.crl_number
+        > on_hold.extensions.get_extension_for_class(number).value.crl_number
+    )
+    checked = openssl_verify_crl(server.root, held, [save_crl(work, der, "released")])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    history = server.cli("cert", "show", serial, check=True).stdout
+    assert "event" in history and "revoked" in history and "unrevoked" in history
+
+
+def test_crl_has_idp_matching_the_cdp_and_lints_clean(server: CertforgeServer, work: Path) -> None:
+    serial, chain = issue(server, work, "crl-lint")
+    server.cli(
+        "cert",
+        "revoke",
+        serial,
+        "--reason",
+        "superseded",
+        "--invalidity-date",
+        "2026-01-02T03:04:05+00:00",
+        check=True,
+    )
+    publish(server)
+    der, _ = fetch(cdp_url(chain))
+    crl = x509.load_der_x509_crl(der)
+    idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint)
+    assert idp.critical
+    assert idp.value.full_name == [x509.UniformResourceIdentifier(cdp_url(chain))]
+    path = work / "lint.crl"
+    path.write_bytes(der)
+
+    for profile in ("PKIX", "BR"):
+        findings = pkilint("lint_crl", path, "-t", "CRL", "-p", profile)
+        print(profile, *findings, sep="\n")
+        assert [f for f in findings if "ERROR" in f or "FATAL" in f] == []
+
+
+def test_publish_reports_each_ca_and_unknown_issuer_is_refused(server: CertforgeServer) -> None:
+    body = json.loads(server.cli("crl", "publish", "--json", check=True).stdout)
+    assert {c["issuer"] for c in body["crls"]} == {"default", "root"}
+    refused = server.cli("crl", "publish", "--issuer", "nope")
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize("path", ["/crl/nope.crl", "/crl/../root.crl", "/crl/default.crl.x"])
+def test_unknown_crl_is_404(server: CertforgeServer, path: str) -> None:
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(server.http_url + path, timeout=30)
+    caught.value.close()
+    assert caught.value.code == 404
