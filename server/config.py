@@ -131,6 +131,14 @@ class ACMEConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ESTConfig:
+    # PEM files of external CAs (a manufacturer's IDevID CA) whose client certificates EST
+    # accepts; a relative path is in the data directory.
+    trust_anchors: tuple[Path, ...] = ()
+    retry_after: int = 60  # seconds, the Retry-After of a pending enrollment (202)
+
+
+@dataclass(frozen=True, slots=True)
 class CRLConfig:
     interval_minutes: int = 60  # every issuing CA's CRL is re-issued this often
     next_update_hours: int = 24  # nextUpdate is this long after thisUpdate
@@ -188,6 +196,8 @@ class ProfileConfig:
         "est_basic",
     )
     auth: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # protocol -> methods
+    # EST (RFC 7030 §3.5): the CSR's challengePassword must carry the connection's tls-unique.
+    est_pop_linking: bool = False
 
 
 def _default_auth() -> dict[str, tuple[str, ...]]:
@@ -255,6 +265,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     ca: CAConfig = field(default_factory=CAConfig)
     acme: ACMEConfig = field(default_factory=ACMEConfig)
+    est: ESTConfig = field(default_factory=ESTConfig)
     crl: CRLConfig = field(default_factory=CRLConfig)
     ocsp: OCSPConfig = field(default_factory=OCSPConfig)
     scep: SCEPConfig = field(default_factory=SCEPConfig)
@@ -490,6 +501,14 @@ def _check_acme_profiles(acme: ACMEConfig, profiles: Mapping[str, ProfileConfig]
             raise ConfigError(f"[acme] profiles: no profile named {name!r}")
 
 
+def _est(t: _Table) -> ESTConfig:
+    d = ESTConfig()
+    anchors = tuple(Path(p) for p in t.strings("trust_anchors", ()))
+    cfg = ESTConfig(trust_anchors=anchors, retry_after=t.positive("retry_after", d.retry_after))
+    t.done()
+    return cfg
+
+
 def _crl(t: _Table) -> CRLConfig:
     d = CRLConfig()
     cfg = CRLConfig(
@@ -588,6 +607,7 @@ def _profile(name: str, t: _Table, issuers: set[str]) -> ProfileConfig:
         approval=t.choice("approval", base.approval, ("auto", "manual")),
         auto_approve=t.strings("auto_approve", base.auto_approve, methods),
         auth=auth,
+        est_pop_linking=t.get("est_pop_linking", bool, base.est_pop_linking),
     )
     for r in cfg.ip_ranges:
         try:
@@ -636,6 +656,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     store = _store(top.table("store"))
     ca = _ca(top.table("ca"))
     acme = _acme(top.table("acme"))
+    est = _est(top.table("est"))
     issuers = {i.name for i in ca.issuers}
     crl = _crl(top.table("crl"))
     ocsp = _ocsp(top.table("ocsp"), issuers)
@@ -656,6 +677,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         store=store,
         ca=ca,
         acme=acme,
+        est=est,
         crl=crl,
         ocsp=ocsp,
         scep=scep,

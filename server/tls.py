@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from server.clientauth import load_trust_anchors, request_client_certificates
 from server.config import EKU_NAMES, Config
 from server.engine import Engine
 from server.model import (
@@ -66,6 +67,13 @@ class ServerTLS:
         self.key_path = self._dir / "server.key"
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        # Clients may authenticate with a certificate (EST); the front end judges it.
+        cas = [engine.cas.root, *(ca.certificate for ca in engine.cas.issuers.values())]
+        anchors = load_trust_anchors(config.est.trust_anchors, config.server.data_dir)
+        request_client_certificates(
+            self.context,
+            [c.public_bytes(serialization.Encoding.PEM).decode() for c in cas + anchors],
+        )
 
     def _needs_renewal(self) -> bool:
         if not (self.cert_path.exists() and self.key_path.exists()):

@@ -52,14 +52,6 @@ def test_every_contract_command_speaks_json(server: CertforgeServer, work: Path)
     assert revoked["status"] == "revoked"
 
 
-def test_not_yet_available_commands_fail_cleanly(server: CertforgeServer) -> None:
-    for args in (("est", "user", "add", "bob"),):
-        result = server.cli(*args)
-        assert result.returncode == 1, args
-        assert "not available yet" in result.stderr
-        assert "Traceback" not in result.stderr
-
-
 def test_acme_eab_create_prints_kid_and_key(server: CertforgeServer) -> None:
     out = server.cli("acme", "eab", "create", check=True).stdout.split()
     assert len(out) == 2 and out[0].startswith("kid-")

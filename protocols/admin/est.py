@@ -1,0 +1,46 @@
+"""The admin API's EST users (``certforge est user add NAME``), at ``/api/v1/admin/est/users``.
+
+``POST {"name": ...}`` creates a user and answers its password, once (201); ``GET`` lists the
+users (names and creation times, never hashes); ``DELETE /est/users/{name}`` removes one.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from protocols.admin.handlers import _json_body
+from protocols.est.users import add_user, delete_user, list_users
+from protocols.rest.auth import require_role
+from server.errors import Conflict, Malformed
+from server.keys import ENGINE, STORE
+from server.model import Role
+
+
+async def create_user(request: web.Request) -> web.Response:
+    await require_role(request, Role.ADMINISTRATOR)
+    name = (await _json_body(request)).get("name")
+    if not isinstance(name, str):
+        raise Malformed('send {"name": "..."}')
+    store, clock = request.config_dict[STORE], request.config_dict[ENGINE].clock
+    try:
+        password = await add_user(store, clock, name)
+    except Conflict:
+        raise Conflict(f"an EST user named {name!r} exists already") from None
+    return web.json_response({"name": name, "password": password}, status=201)
+
+
+async def get_users(request: web.Request) -> web.Response:
+    await require_role(request, Role.AUDITOR)
+    return web.json_response({"users": await list_users(request.config_dict[STORE])})
+
+
+async def remove_user(request: web.Request) -> web.Response:
+    await require_role(request, Role.ADMINISTRATOR)
+    await delete_user(request.config_dict[STORE], request.match_info["name"])
+    return web.Response(status=204)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/est/users", create_user)
+    app.router.add_get("/est/users", get_users)
+    app.router.add_delete("/est/users/{name}", remove_user)

@@ -1,0 +1,241 @@
+"""EST's operations (RFC 7030 §4), at ``/.well-known/est/`` and ``/.well-known/est/<label>/``.
+
+A label (RFC 7030 §3.2.2) names a certforge profile; no label means the default profile.
+
+``GET cacerts``         §4.1: the issuing CA's chain and the root, certs-only. No authentication
+                        (§4.1.1: the server "SHOULD NOT require client authentication").
+``GET csrattrs``        §4.5: what the profile wants in a request. No authentication either.
+``POST simpleenroll``   §4.2.1: a PKCS#10 request, by a client with Basic or a client certificate.
+``POST simplereenroll`` §4.2.2: renewal, authenticated by the certificate being renewed.
+``POST serverkeygen``   §4.4: certforge makes the key; the answer carries key and certificate.
+``POST fullcmc``        §4.3: not implemented (501).
+
+Every enrollment is one ``EnrollmentRequest`` submitted to the engine; its ``Outcome`` is
+rendered as 200 (certs-only), 202 with Retry-After (pending: the client's retry finds the
+request, ``protocols.est.pending``), or 403 with the reason (denied).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import assert_never
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from protocols.est import keygen
+from protocols.est.auth import PROTOCOL, Proof, identify, identify_renewal, tls_unique
+from protocols.est.context import EST
+from protocols.est.errors import UnsupportedMediaType
+from protocols.est.messages import (
+    CSRATTRS,
+    PKCS7_CERTS_ONLY,
+    PKCS10,
+    asks_encrypted_key,
+    base64_lines,
+    certs_only,
+    check_pop_linking,
+    csr_attributes,
+    decode_pkcs10,
+    parse_pkcs10,
+    serverkeygen_response,
+)
+from protocols.est.pending import find_pending, forget_pending, pending_id, remember_pending
+from server.ca.csr import verify_csr
+from server.config import ProfileConfig
+from server.errors import BadCSR, Forbidden, Malformed, Unauthorized, Unavailable
+from server.keys import CAS, CHALLENGES, ENGINE, STORE
+from server.model import (
+    AuthMethod,
+    Denied,
+    EnrollmentRequest,
+    Identifier,
+    Issued,
+    Outcome,
+    Pending,
+    Requester,
+    Vouched,
+)
+
+
+def profile_of(request: web.Request, default: str | None = None) -> ProfileConfig:
+    """The label's profile (404 for an unknown label), or ``default`` or the default one."""
+    return request.config_dict[ENGINE].profile(request.match_info.get("label", default))
+
+
+async def read_pkcs10(request: web.Request) -> bytes:
+    # RFC 7030 §4.2.1: "the HTTP content-type of "application/pkcs10" is used here".
+    if request.content_type != PKCS10:
+        raise UnsupportedMediaType(f"{PKCS10} (base64 DER, RFC 8951)")
+    return decode_pkcs10(await request.read())
+
+
+# -------------------------------------------------------------- distribution
+async def cacerts(request: web.Request) -> web.Response:
+    cas = request.config_dict[CAS]
+    issuer = cas.issuer(profile_of(request).issuer)
+    body = certs_only([*issuer.chain_der, cas.root.public_bytes(Encoding.DER)])
+    return web.Response(body=body, headers={"Content-Type": PKCS7_CERTS_ONLY})
+
+
+async def csrattrs(request: web.Request) -> web.Response:
+    body = base64_lines(csr_attributes(profile_of(request)))
+    return web.Response(body=body, headers={"Content-Type": CSRATTRS})
+
+
+async def fullcmc(request: web.Request) -> web.Response:
+    raise Unavailable("fullcmc (RFC 7030 §4.3) is not implemented; use simpleenroll")
+
+
+# -------------------------------------------------------------- enrollment
+@dataclass(frozen=True, slots=True)
+class Enrollment:
+    """One enrollment as the handlers see it, before the engine does."""
+
+    operation: str
+    profile: ProfileConfig
+    csr: x509.CertificateSigningRequest
+    csr_der: bytes
+    proof: Proof
+    vouched: Vouched = field(default_factory=Vouched)
+
+
+async def simpleenroll(request: web.Request) -> web.Response:
+    profile = profile_of(request)
+    csr_der = await read_pkcs10(request)
+    proof = await identify(request, profile, _now(request))
+    enrollment = Enrollment("simpleenroll", profile, parse_pkcs10(csr_der), csr_der, proof)
+    return await enroll(request, enrollment)
+
+
+async def simplereenroll(request: web.Request) -> web.Response:
+    csr_der = await read_pkcs10(request)
+    renewed = await identify_renewal(request, _now(request))
+    assert renewed.record is not None  # noqa: S101 - identify_renewal returns only ours
+    # No label: renew under the profile the certificate was issued under.
+    profile = profile_of(request, default=renewed.record.profile)
+    csr = parse_pkcs10(csr_der)
+    # RFC 7030 §4.2.2: "The request Subject field and SubjectAltName extension MUST be
+    # identical to the corresponding fields in the certificate being renewed". certforge's
+    # policy lets a renewal drop names, never add one; the old certificate's names are also
+    # what EST vouches for, so the profiles policy holds the renewal to them too.
+    if csr.subject != renewed.certificate.subject:
+        raise BadCSR("the request's subject must be identical to the certificate being renewed")
+    old_names = frozenset(Identifier.parse(s) for s in renewed.record.sans)
+    if added := sorted(set(_requested_names(csr)) - old_names):
+        raise Forbidden(f"a renewal cannot add names the certificate does not have: {added[0]}")
+    vouched = Vouched(identifiers=old_names, renewal_of=renewed.certificate.serial_number)
+    if str(AuthMethod.CLIENT_CERT) not in profile.auth.get(PROTOCOL, ()):
+        raise Forbidden(f"profile {profile.name} does not accept TLS client certificates")
+    proof = Proof(Requester(AuthMethod.CLIENT_CERT, renewed.identity), client_certificate=renewed)
+    enrollment = Enrollment("simplereenroll", profile, csr, csr_der, proof, vouched)
+    return await enroll(request, enrollment)
+
+
+async def serverkeygen(request: web.Request) -> web.Response:
+    profile = profile_of(request)
+    csr_der = await read_pkcs10(request)
+    proof = await identify(request, profile, _now(request))
+    csr = parse_pkcs10(csr_der)
+    if asks_encrypted_key(csr):
+        raise Unavailable("encrypted server-generated keys (RFC 7030 §4.4.1.1-2) are not offered")
+    enrollment = Enrollment("serverkeygen", profile, csr, csr_der, proof)
+    return await enroll(request, enrollment)
+
+
+async def enroll(request: web.Request, e: Enrollment) -> web.Response:
+    """Find the client's pending request, or submit a new one; render the outcome."""
+    if e.profile.est_pop_linking:
+        check_pop_linking(e.csr, tls_unique(request))
+    # The request is verified before anything else, so that bad input changes nothing (a
+    # one-time password is not used up); the engine verifies it again, as for every front end.
+    verified = await asyncio.to_thread(verify_csr, e.csr_der)
+    store, engine = request.config_dict[STORE], request.config_dict[ENGINE]
+    doc_id = pending_id(e.operation, e.profile.name, e.csr, e.proof.requester)
+    if (doc := await find_pending(store, doc_id)) is not None:
+        _, outcome = await engine.retrieve(str(doc.data["request_id"]))
+        if not isinstance(outcome, Pending):
+            await forget_pending(store, doc_id)
+        key = bytes.fromhex(doc.data["private_key"]) if "private_key" in doc.data else None
+        return render(request, outcome, key)
+    if e.proof.challenge is not None:
+        await _redeem(request, e.proof.challenge, e.profile)
+    csr_der, key = e.csr_der, None
+    if e.operation == "serverkeygen":
+        csr_der, key = await asyncio.to_thread(keygen.request_for_new_key, e.csr, verified.key_type)
+    outcome = await engine.submit(
+        EnrollmentRequest(
+            csr_der=csr_der,
+            protocol=PROTOCOL,
+            requester=e.proof.requester,
+            profile=e.profile.name,
+            vouched=_with_certificate(e.vouched, e.proof),
+            transaction_id=doc_id,
+        )
+    )
+    if isinstance(outcome, Pending):
+        await remember_pending(store, engine.clock, doc_id, outcome.request_id, key)
+    return render(request, outcome, key)
+
+
+async def _redeem(request: web.Request, password: str, profile: ProfileConfig) -> None:
+    if not await request.config_dict[CHALLENGES].redeem(password, profile=profile.name):
+        raise Unauthorized("the user name and password, or the one-time password, are not valid")
+
+
+def render(request: web.Request, outcome: Outcome, key: bytes | None = None) -> web.Response:
+    match outcome:
+        case Issued(certificate=cert):
+            if key is not None:
+                body, ctype = serverkeygen_response(key, cert.der)
+                return web.Response(body=body, headers={"Content-Type": ctype})
+            return web.Response(
+                body=certs_only([cert.der]), headers={"Content-Type": PKCS7_CERTS_ONLY}
+            )
+        case Pending(reason=reason):
+            # RFC 7030 §4.2.3: "the server MUST respond with an HTTP 202 ... Retry-After".
+            retry = str(request.app[EST].retry_after)
+            return web.Response(
+                status=202, text=f"pending: {reason}\n", headers={"Retry-After": retry}
+            )
+        case Denied(reason=reason):
+            return web.Response(status=403, text=f"denied: {reason}\n")
+        case _:
+            assert_never(outcome)
+
+
+def _with_certificate(vouched: Vouched, proof: Proof) -> Vouched:
+    """Record the TLS client certificate that came with Basic credentials."""
+    cert = proof.client_certificate
+    if cert is None or proof.requester.identity == cert.identity:
+        return vouched
+    return replace(vouched, attributes=(*vouched.attributes, ("tls_client_cert", cert.identity)))
+
+
+def _requested_names(csr: x509.CertificateSigningRequest) -> list[Identifier]:
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return [Identifier.from_general_name(name) for name in san]
+    except x509.ExtensionNotFound:
+        return []
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        raise BadCSR("the request's subjectAltName extension is malformed") from exc
+    except Malformed as exc:
+        raise BadCSR(exc.detail) from exc
+
+
+def _now(request: web.Request) -> datetime:
+    return request.config_dict[ENGINE].clock.now()
+
+
+def add_routes(app: web.Application) -> None:
+    for prefix in ("", "/{label}"):
+        app.router.add_get(f"{prefix}/cacerts", cacerts)
+        app.router.add_get(f"{prefix}/csrattrs", csrattrs)
+        app.router.add_post(f"{prefix}/simpleenroll", simpleenroll)
+        app.router.add_post(f"{prefix}/simplereenroll", simplereenroll)
+        app.router.add_post(f"{prefix}/serverkeygen", serverkeygen)
+        app.router.add_post(f"{prefix}/fullcmc", fullcmc)

@@ -1,0 +1,120 @@
+"""EST users: the names and passwords HTTP Basic authenticates (RFC 7030 §3.2.3).
+
+``certforge est user add NAME`` (through the admin API) creates a user with a random password,
+shown once. The store keeps a salted scrypt hash (RFC 7914; N=2^14, r=8, p=1), one document per
+user, so guessing a stolen hash is slow.
+
+A slow hash on every enrollment would make EST a few dozen enrollments per second per core, so
+a successful check is remembered: ``VerifiedPasswords`` holds an HMAC (random per-process key)
+of the stored hash and the password that matched it. The user's document is read on every
+request, so a deleted user or a new password takes effect at once; only the scrypt computation
+is saved. A wrong password is never remembered, and always costs a full scrypt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass, field
+
+from server.errors import Malformed, NotFound
+from server.model import Clock, Document
+from server.store.base import Store, StoreReader
+
+USER_KIND = "est_user"
+_ALL = "est_user"  # every user's lookup value, so that they can be listed
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")  # RFC 7617: no ':' in a user-id
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+_CACHE_LIMIT = 10_000
+
+
+def scrypt(password: str, salt: bytes, *, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 * 2**20, dklen=32)
+
+
+@dataclass
+class VerifiedPasswords:
+    """Passwords that matched a stored hash, remembered as HMACs (see the module doc)."""
+
+    key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    seen: set[bytes] = field(default_factory=set)
+
+    def tag(self, stored_hash: str, password: str) -> bytes:
+        return hmac.digest(self.key, f"{stored_hash}\0{password}".encode(), "sha256")
+
+    def remember(self, tag: bytes) -> None:
+        if len(self.seen) >= _CACHE_LIMIT:
+            self.seen.clear()
+        self.seen.add(tag)
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise Malformed(
+            "an EST user name is 1 to 64 letters, digits, '.', '_', '@' or '-' (no ':')"
+        )
+    return name
+
+
+async def add_user(store: Store, clock: Clock, name: str) -> str:
+    """Create the user; return its new password. ``Conflict`` if the name is taken."""
+    password = secrets.token_urlsafe(18)
+    salt = secrets.token_bytes(16)
+    digest = await asyncio.to_thread(scrypt, password, salt, **_SCRYPT)
+    await store.put_doc(
+        Document(
+            USER_KIND,
+            check_name(name),
+            lookup=_ALL,
+            data={
+                "name": name,
+                "salt": salt.hex(),
+                "hash": digest.hex(),
+                **_SCRYPT,
+                "created_at": clock.now().isoformat(),
+            },
+        )
+    )
+    return password
+
+
+async def list_users(store: StoreReader) -> list[dict[str, str]]:
+    docs = await store.find_docs(USER_KIND, lookup=_ALL)
+    return sorted(
+        ({"name": str(d.data["name"]), "created_at": str(d.data["created_at"])} for d in docs),
+        key=lambda u: u["name"],
+    )
+
+
+async def delete_user(store: Store, name: str) -> None:
+    """``NotFound`` if there is no such user."""
+    await store.take_doc(USER_KIND, check_name(name))
+
+
+async def verify_password(
+    store: StoreReader, verified: VerifiedPasswords, name: str, password: str
+) -> bool:
+    """Whether ``password`` is user ``name``'s. False for an unknown user."""
+    try:
+        doc = await store.get_doc(USER_KIND, name)
+    except NotFound:
+        return False
+    data = doc.data
+    tag = verified.tag(str(data["hash"]), password)
+    if tag in verified.seen:
+        return True
+    digest = await asyncio.to_thread(
+        scrypt,
+        password,
+        bytes.fromhex(str(data["salt"])),
+        n=int(data["n"]),
+        r=int(data["r"]),
+        p=int(data["p"]),
+    )
+    if not hmac.compare_digest(digest.hex(), str(data["hash"])):
+        return False
+    verified.remember(tag)
+    return True

@@ -1,0 +1,417 @@
+"""EST (RFC 7030, RFC 8951) against the real server, with curl and openssl as the clients.
+
+One server for the module, configured with an external trust anchor (a manufacturer's IDevID
+CA made here with openssl), a manual-approval profile, a profile that links the request to
+the TLS session (RFC 7030 §3.5) and one that accepts EST users only.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from tests.integration.est_client import (
+    Answer,
+    base64_request,
+    curl,
+    public_key,
+    subject_and_serial,
+)
+from tests.integration.openssl import make_csr, verify
+from tests.integration.server import CertforgeServer, run
+from tests.integration.test_profiles import pkilint
+
+
+@dataclass
+class EST:
+    server: CertforgeServer
+    files: Path
+    user: str
+    password: str
+
+    @property
+    def basic(self) -> tuple[str, str]:
+        return ("-u", f"{self.user}:{self.password}")
+
+    @property
+    def device_cert(self) -> tuple[str, ...]:
+        return ("--cert", str(self.files / "idevid.pem"), "--key", str(self.files / "idevid.key"))
+
+
+def make_idevid(files: Path) -> None:
+    """A manufacturer's CA and one device's IDevID certificate, made with openssl; and an
+    expired IDevID certificate (openssl 3.0 cannot backdate, so cryptography signs that one),
+    and a self-signed certificate nobody trusts."""
+    ca_key, ca = files / "idevid-ca.key", files / "idevid-ca.pem"
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes")
+    run(
+        "openssl", "req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca),
+        "-subj", "/O=Acme Devices/CN=Acme IDevID CA", "-days", "3650",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    run(
+        "openssl", "req", "-new", *ec, "-keyout", str(files / "idevid.key"),
+        "-out", str(files / "idevid.csr"), "-subj", "/CN=sensor-1/serialNumber=SN0001",
+    )  # fmt: skip
+    run(
+        "openssl", "x509", "-req", "-in", str(files / "idevid.csr"), "-CA", str(ca),
+        "-CAkey", str(ca_key), "-set_serial", "4660", "-days", "365",
+        "-out", str(files / "idevid.pem"),
+    )  # fmt: skip
+    run(
+        "openssl", "req", "-x509", *ec, "-keyout", str(files / "stranger.key"),
+        "-out", str(files / "stranger.pem"), "-subj", "/CN=stranger", "-days", "30",
+    )  # fmt: skip
+    signer = serialization.load_pem_private_key(ca_key.read_bytes(), None)
+    device_key = serialization.load_pem_private_key((files / "idevid.key").read_bytes(), None)
+    now = datetime.now(UTC)
+    expired = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=sensor-old"))
+        .issuer_name(x509.load_pem_x509_certificate(ca.read_bytes()).subject)
+        .public_key(device_key.public_key())  # type: ignore[arg-type]
+        .serial_number(4661)
+        .not_valid_before(now - timedelta(days=400))
+        .not_valid_after(now - timedelta(days=35))
+        .sign(signer, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    (files / "expired.pem").write_bytes(expired.public_bytes(serialization.Encoding.PEM))
+
+
+@pytest.fixture(scope="module")
+def est(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EST]:
+    files = tmp_path_factory.mktemp("est-files")
+    make_idevid(files)
+    server = CertforgeServer(
+        tmp_path_factory.mktemp("est") / "data",
+        public_http_url="http://pki.example.com",  # pkilint's CA/B linter refuses 127.0.0.1
+        extra_config=f"""
+[est]
+trust_anchors = ["{files / "idevid-ca.pem"}"]
+retry_after = 1
+[profiles.est-manual]
+approval = "manual"
+[profiles.est-linked]
+est_pop_linking = true
+[profiles.est-users-only.auth]
+est = ["est_basic"]
+""",
+    )
+    server.start()
+    password = server.cli("est", "user", "add", "alice", check=True).stdout.strip()
+    yield EST(server, files, "alice", password)
+    assert server.stop() == 0, server.log_tail()
+
+
+def enroll(est: EST, work: Path, name: str, *args: str, label: str = "") -> Answer:
+    _, csr = make_csr(work, name, subject=f"/CN={name}.example.com", sans=f"DNS:{name}.example.com")
+    path = f"{label}/simpleenroll" if label else "simpleenroll"
+    return curl(est.server, path, *(args or est.basic), body=base64_request(csr))
+
+
+def request_count(server: CertforgeServer) -> int:
+    out = server.cli("request", "list", "--json", check=True).stdout
+    return len(json.loads(out)["requests"])
+
+
+# ----------------------------------------------------------------- distribution
+def test_cacerts_is_the_chain_to_the_root(est: EST, work: Path) -> None:
+    answer = curl(est.server, "cacerts")
+    assert answer.headers["content-type"].startswith("application/pkcs7-mime")
+    text = answer.pkcs7_certs(work, "cacerts").read_text()
+    assert "CN = certforge Root CA" in text
+    assert "CN = certforge default Issuing CA" in text
+    assert est.server.root.read_text().strip() in text
+
+
+def test_csrattrs_parse_with_openssl(est: EST, work: Path) -> None:
+    def attributes(path: str) -> str:
+        answer = curl(est.server, path)
+        assert answer.status == 200
+        assert answer.headers["content-type"] == "application/csrattrs"
+        der = work / "attrs.der"
+        der.write_bytes(base64.b64decode(answer.body))
+        return run("openssl", "asn1parse", "-inform", "DER", "-in", str(der)).stdout
+
+    default = attributes("csrattrs")
+    assert "id-ecPublicKey" in default
+    assert "prime256v1" in default
+    assert "ecdsa-with-SHA256" in default
+    assert "Subject Alternative Name" in default
+    assert "challengePassword" in attributes("est-linked/csrattrs")
+
+
+# ----------------------------------------------------------------- enrollment
+def test_simpleenroll_with_basic_issues_a_clean_certificate(est: EST, work: Path) -> None:
+    answer = enroll(est, work, "www")
+    assert answer.headers["content-type"].startswith("application/pkcs7-mime")
+    leaf = answer.pkcs7_certs(work, "www")
+    chain = work / "chain.pem"
+    chain.write_text(
+        leaf.read_text() + curl(est.server, "cacerts").pkcs7_certs(work, "ca").read_text()
+    )
+    assert "OK" in verify(est.server.root, chain, purpose="sslserver")
+    findings = pkilint("lint_cabf_serverauth_cert", leaf, "-t", "DV-FINAL-CERTIFICATE")
+    assert findings == [], "\n".join(findings)
+
+
+def test_base64_without_line_breaks_is_accepted(est: EST, work: Path) -> None:
+    _, csr = make_csr(work, "flat", subject="/CN=flat.example.com", sans="DNS:flat.example.com")
+    body = base64_request(csr, line_breaks=False)
+    assert curl(est.server, "simpleenroll", *est.basic, body=body).status == 200
+
+
+@pytest.mark.parametrize("tls", [(), ("--tlsv1.2", "--tls-max", "1.2")], ids=["tls1.3", "tls1.2"])
+def test_simplereenroll_with_the_issued_certificate(
+    est: EST, work: Path, tls: tuple[str, ...]
+) -> None:
+    first = enroll(est, work, "renew").pkcs7_certs(work, "first")
+    key = work / "renew.key"
+    _, csr = make_csr(work, "renew2", subject="/CN=renew.example.com", sans="DNS:renew.example.com")
+    answer = curl(
+        est.server, "simplereenroll", *tls, "--cert", str(first), "--key", str(key),
+        body=base64_request(csr),
+    )  # fmt: skip
+    second = answer.pkcs7_certs(work, "second")
+    assert subject_and_serial(second)[0] == subject_and_serial(first)[0]
+    assert subject_and_serial(second)[1] != subject_and_serial(first)[1]
+
+
+def test_simplereenroll_refusals(est: EST, work: Path) -> None:
+    cert = enroll(est, work, "old").pkcs7_certs(work, "old")
+    tls = ("--cert", str(cert), "--key", str(work / "old.key"))
+    _, other = make_csr(
+        work, "other", subject="/CN=other.example.com", sans="DNS:other.example.com"
+    )
+    changed = curl(est.server, "simplereenroll", *tls, body=base64_request(other))
+    assert changed.status == 400, changed.text
+    assert "subject" in changed.text
+    _, more = make_csr(
+        work, "more", subject="/CN=old.example.com", sans="DNS:old.example.com,DNS:new.example.com"
+    )
+    added = curl(est.server, "simplereenroll", *tls, body=base64_request(more))
+    assert added.status == 403, added.text
+    assert "new.example.com" in added.text
+    _, same = make_csr(work, "old2", subject="/CN=old.example.com", sans="DNS:old.example.com")
+    no_cert = curl(est.server, "simplereenroll", *est.basic, body=base64_request(same))
+    assert no_cert.status == 401
+    idevid = curl(est.server, "simplereenroll", *est.device_cert, body=base64_request(same))
+    assert idevid.status == 403, idevid.text
+    serial = subject_and_serial(cert)[1]
+    est.server.cli("cert", "revoke", serial, "--reason", "keyCompromise", check=True)
+    revoked = curl(est.server, "simplereenroll", *tls, body=base64_request(same))
+    assert revoked.status == 403
+    assert "revoked" in revoked.text
+
+
+def test_serverkeygen_answers_the_key_and_its_certificate(est: EST, work: Path) -> None:
+    client_key, csr = make_csr(
+        work, "keygen", subject="/CN=keygen.example.com", sans="DNS:keygen.example.com"
+    )
+    answer = curl(est.server, "serverkeygen", *est.basic, body=base64_request(csr))
+    assert answer.status == 200, answer.text
+    ctype = answer.headers["content-type"]
+    assert ctype.startswith("multipart/mixed")
+    message = email.message_from_bytes(
+        f"Content-Type: {ctype}\r\n\r\n".encode() + answer.body, policy=email.policy.default
+    )
+    parts: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        parts[part.get_content_type()] = payload
+    assert set(parts) == {"application/pkcs8", "application/pkcs7-mime"}
+    key_der = work / "server.key.der"
+    key_der.write_bytes(parts["application/pkcs8"])
+    key_pem = work / "server.key"
+    run("openssl", "pkey", "-inform", "DER", "-in", str(key_der), "-out", str(key_pem))
+    cert = Answer(200, {}, base64.b64encode(parts["application/pkcs7-mime"]))
+    cert_pem = cert.pkcs7_certs(work, "keygen-cert")
+    assert public_key(cert_pem, of="x509") == public_key(key_pem, of="key")
+    assert public_key(key_pem, of="key") != public_key(client_key, of="key")
+
+
+def test_a_label_selects_the_profile(est: EST, work: Path) -> None:
+    cert = enroll(est, work, "router", label="device").pkcs7_certs(work, "router")
+    eku = run("openssl", "x509", "-in", str(cert), "-noout", "-ext", "extendedKeyUsage").stdout
+    assert "TLS Web Client Authentication" in eku
+    assert enroll(est, work, "nowhere", label="no-such-label").status == 404
+
+
+def test_pending_until_approved_then_the_retry_gets_the_certificate(est: EST, work: Path) -> None:
+    _, csr = make_csr(work, "held", subject="/CN=held.example.com", sans="DNS:held.example.com")
+    body = base64_request(csr)
+    first = curl(est.server, "est-manual/simpleenroll", *est.basic, body=body)
+    assert first.status == 202, first.text
+    assert first.headers["retry-after"] == "1"
+    assert curl(est.server, "est-manual/simpleenroll", *est.basic, body=body).status == 202
+    pending = json.loads(est.server.cli("request", "list", "--status", "pending", "--json").stdout)
+    ids = [r["id"] for r in pending["requests"] if r["profile"] == "est-manual"]
+    assert len(ids) == 1  # the retry found the request; it did not make a second one
+    est.server.cli("request", "approve", ids[0], check=True)
+    answer = curl(est.server, "est-manual/simpleenroll", *est.basic, body=body)
+    assert "CN = held.example.com" in answer.pkcs7_certs(work, "held").read_text()
+
+
+# ----------------------------------------------------------------- authentication
+def test_one_time_password_as_basic_password(est: EST, work: Path) -> None:
+    challenge = est.server.cli("scep", "challenge", check=True).stdout.strip()
+    garbage = work / "garbage.b64"
+    garbage.write_bytes(base64.b64encode(b"not a request"))
+    login = ("-u", f"sensor:{challenge}")
+    # Bad input does not use the password up.
+    assert curl(est.server, "simpleenroll", *login, body=garbage).status == 400
+    assert enroll(est, work, "otp", *login).status == 200
+    reused = enroll(est, work, "otp2", *login)
+    assert reused.status == 401
+    assert reused.headers["www-authenticate"].startswith("Basic")
+
+
+def test_profile_for_users_only_refuses_one_time_passwords(est: EST, work: Path) -> None:
+    challenge = est.server.cli("scep", "challenge", check=True).stdout.strip()
+    assert enroll(est, work, "u1", "-u", f"x:{challenge}", label="est-users-only").status == 401
+    assert enroll(est, work, "u2", label="est-users-only").status == 200
+
+
+def test_idevid_certificate_bootstraps_a_device(est: EST, work: Path) -> None:
+    _, csr = make_csr(work, "sensor", subject="/CN=sensor-1/serialNumber=SN0001", sans="")
+    answer = curl(est.server, "device/simpleenroll", *est.device_cert, body=base64_request(csr))
+    assert "CN = sensor-1" in answer.pkcs7_certs(work, "ldevid").read_text()
+
+
+# ----------------------------------------------------------------- bad input
+def _tampered(csr_b64: Path) -> Path:
+    der = bytearray(base64.b64decode(csr_b64.read_bytes()))
+    der[-3] ^= 0x01  # inside the signature
+    out = csr_b64.with_suffix(".bad.b64")
+    out.write_bytes(base64.b64encode(bytes(der)))
+    return out
+
+
+def test_bad_input_is_refused_with_a_reason_and_nothing_recorded(est: EST, work: Path) -> None:
+    _, csr = make_csr(work, "bad", subject="/CN=bad.example.com", sans="DNS:bad.example.com")
+    good = base64_request(csr)
+    (work / "junk.b64").write_bytes(b"%%% not base64 %%%")
+    (work / "notcsr.b64").write_bytes(base64.b64encode(b"\x30\x03\x02\x01\x01"))
+    (work / "huge.b64").write_bytes(base64.encodebytes(b"\0" * 100_000))
+    files = est.files
+    stranger = ("--cert", str(files / "stranger.pem"), "--key", str(files / "stranger.key"))
+    expired = ("--cert", str(files / "expired.pem"), "--key", str(files / "idevid.key"))
+    cases: list[tuple[str, tuple[str, ...], Path, str, int]] = [
+        ("wrong password", ("-u", "alice:wrong"), good, "application/pkcs10", 401),
+        ("no credentials", (), good, "application/pkcs10", 401),
+        ("untrusted client certificate", stranger, good, "application/pkcs10", 403),
+        ("expired client certificate", expired, good, "application/pkcs10", 403),
+        ("wrong content type", est.basic, good, "application/json", 415),
+        ("not base64", est.basic, work / "junk.b64", "application/pkcs10", 400),
+        ("not PKCS#10", est.basic, work / "notcsr.b64", "application/pkcs10", 400),
+        ("bad CSR signature", est.basic, _tampered(good), "application/pkcs10", 400),
+        ("oversized body", est.basic, work / "huge.b64", "application/pkcs10", 400),
+    ]
+    before = request_count(est.server)
+    for name, args, body, ctype, status in cases:
+        answer = curl(est.server, "simpleenroll", *args, body=body, content_type=ctype)
+        assert answer.status == status, (name, answer.status, answer.text)
+        assert answer.headers["content-type"].startswith("text/plain"), name
+        assert answer.text.strip() and "internal error" not in answer.text, name
+        if status == 401:
+            assert answer.headers["www-authenticate"].startswith("Basic"), name
+    assert request_count(est.server) == before
+
+
+def test_fullcmc_is_not_implemented(est: EST, work: Path) -> None:
+    body = work / "cmc"
+    body.write_bytes(b"MAA=")
+    answer = curl(
+        est.server, "fullcmc", *est.basic, body=body, content_type="application/pkcs7-mime"
+    )
+    assert answer.status == 501
+
+
+def test_clients_without_a_certificate_still_reach_rest_and_admin(est: EST) -> None:
+    result = est.server.curl("-o", "/dev/null", "-w", "%{http_code}", f"{est.server.url}/healthz")
+    assert result.stdout == b"200"
+    assert est.server.cli("cert", "list").returncode == 0
+
+
+# ----------------------------------------------------------------- PoP linking
+def test_pop_linking_refused_on_tls13_and_without_the_value(est: EST, work: Path) -> None:
+    answer = enroll(est, work, "linked13", label="est-linked")
+    assert answer.status == 403
+    assert "TLS 1.2" in answer.text
+    unlinked = enroll(
+        est, work, "linked12", "--tlsv1.2", "--tls-max", "1.2", *est.basic, label="est-linked"
+    )
+    assert unlinked.status == 403
+    assert "challengePassword" in unlinked.text
+
+
+def test_pop_linking_with_openssl_s_client_on_tls12(est: EST, work: Path) -> None:
+    """openssl s_client shows its Finished message (-msg): its verify_data is tls-unique
+    (RFC 5929 §3.1), which goes into the request's challengePassword, sent on that session."""
+    server = est.server
+    proc = subprocess.Popen(
+        [
+            "stdbuf", "-o0", "openssl", "s_client", "-connect", f"127.0.0.1:{server.https_port}",
+            "-tls1_2", "-CAfile", str(server.root), "-msg", "-ign_eof", "-nocommands",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        tls_unique = _client_finished(proc.stdout)
+        key = work / "linked.key"
+        run("openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-out", str(key))  # fmt: skip
+        config = work / "linked.cnf"
+        config.write_text(
+            "[req]\nprompt = no\ndistinguished_name = dn\nattributes = attrs\n"
+            "req_extensions = ext\n[dn]\nCN = linked.example.com\n"
+            f"[attrs]\nchallengePassword = {base64.b64encode(tls_unique).decode()}\n"
+            "[ext]\nsubjectAltName = DNS:linked.example.com\n"
+        )
+        csr = work / "linked.csr"
+        run("openssl", "req", "-new", "-key", str(key), "-config", str(config), "-out", str(csr))
+        body = base64_request(csr).read_bytes()
+        auth = base64.b64encode(f"{est.user}:{est.password}".encode()).decode()
+        http = (
+            f"POST /.well-known/est/est-linked/simpleenroll HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{server.https_port}\r\nAuthorization: Basic {auth}\r\n"
+            f"Content-Type: application/pkcs10\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode() + body
+        proc.stdin.write(http)
+        proc.stdin.flush()
+        output = proc.stdout.read().decode(errors="replace")
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.close()
+    assert "HTTP/1.1 200 OK" in output, output[-2000:]
+
+
+def _client_finished(stdout: object) -> bytes:
+    """The verify_data of the first Finished message s_client sent (``>>>`` in -msg)."""
+    lines = iter(stdout.readline, b"")  # type: ignore[attr-defined]
+    for line in lines:
+        if line.startswith(b">>> ") and b"Finished" in line:
+            hex_bytes: list[str] = []
+            while len(hex_bytes) < 16:
+                hex_bytes += next(lines).decode().split()
+            return bytes.fromhex("".join(hex_bytes[4:16]))  # after the 4-byte header
+    raise AssertionError("s_client printed no Finished message")

@@ -1,0 +1,178 @@
+"""EST's sans-I/O pieces: RFC 8951 body decoding, CsrAttrs, PoP linking, the error table,
+server-generated keys and EST users."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from asn1crypto import core
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import AttributeOID, NameOID
+
+from protocols.est import keygen
+from protocols.est.errors import STATUS
+from protocols.est.messages import (
+    check_pop_linking,
+    csr_attributes,
+    decode_pkcs10,
+    parse_pkcs10,
+)
+from protocols.est.users import VerifiedPasswords, add_user, delete_user, verify_password
+from server.ca.csr import verify_csr
+from server.config import DEFAULT_PROFILES
+from server.errors import BadCSR, ErrorKind, Forbidden, Malformed
+from server.store.sqlite import SQLiteStore
+from tests.unit.factories import FakeClock, make_csr
+
+CSR = make_csr("dev.example.test")
+
+
+def test_error_table_covers_every_kind() -> None:
+    assert set(STATUS) == set(ErrorKind)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(base64.encodebytes(CSR), id="base64/lf_breaks"),
+        pytest.param(base64.encodebytes(CSR).replace(b"\n", b"\r\n"), id="base64/crlf_breaks"),
+        pytest.param(base64.b64encode(CSR), id="base64/one_line"),
+        pytest.param(b"  " + base64.b64encode(CSR) + b"\n\n", id="base64/surrounding_space"),
+        pytest.param(
+            b"-----BEGIN CERTIFICATE REQUEST-----\n"
+            + base64.encodebytes(CSR)
+            + b"-----END CERTIFICATE REQUEST-----\n",
+            id="pem",
+        ),
+        pytest.param(CSR, id="der"),
+    ],
+)
+def test_pkcs10_bodies_rfc8951_tolerates(body: bytes) -> None:
+    assert decode_pkcs10(body) == CSR
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"", id="bad_body/empty"),
+        pytest.param(b"%%%%", id="bad_body/not_base64"),
+        pytest.param(base64.b64encode(b"hello"), id="bad_body/not_pkcs10"),
+    ],
+)
+def test_unreadable_bodies_are_bad_csr(body: bytes) -> None:
+    with pytest.raises(BadCSR):
+        parse_pkcs10(decode_pkcs10(body))
+
+
+class _Values(core.SetOf):  # type: ignore[misc]
+    _child_spec = core.ObjectIdentifier
+
+
+class _Attribute(core.Sequence):  # type: ignore[misc]
+    _fields = [("type", core.ObjectIdentifier), ("values", _Values)]  # noqa: RUF012
+
+
+class _AttrOrOID(core.Choice):  # type: ignore[misc]
+    _alternatives = [("oid", core.ObjectIdentifier), ("attribute", _Attribute)]  # noqa: RUF012
+
+
+class _CsrAttrs(core.SequenceOf):  # type: ignore[misc]
+    _child_spec = _AttrOrOID
+
+
+def _oids(der: bytes) -> list[str]:
+    """Every OID in the CsrAttrs (RFC 7030 §4.5.2), in order, attributes flattened."""
+    found: list[str] = []
+    for item in _CsrAttrs.load(der):
+        if item.name == "oid":
+            found.append(item.chosen.dotted)
+        else:
+            found.append(item.chosen["type"].dotted)
+            found += [value.dotted for value in item.chosen["values"]]
+    return found
+
+
+def test_csr_attributes_name_key_curve_signature_and_san() -> None:
+    oids = _oids(csr_attributes(DEFAULT_PROFILES["tls-server"]))
+    assert oids == [
+        "1.2.840.10045.2.1",  # id-ecPublicKey
+        "1.2.840.10045.3.1.7",  # secp256r1
+        "1.2.840.10045.4.3.2",  # ecdsa-with-SHA256
+        "1.2.840.113549.1.9.14",  # extensionRequest
+        "2.5.29.17",  # subjectAltName
+    ]
+
+
+def test_csr_attributes_ask_for_challenge_password_when_linking() -> None:
+    profile = replace(DEFAULT_PROFILES["device"], est_pop_linking=True)
+    assert _oids(csr_attributes(profile))[0] == "1.2.840.113549.1.9.7"
+
+
+def _csr_with_password(password: str | None) -> x509.CertificateSigningRequest:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dev")])
+    )
+    if password is not None:
+        builder = builder.add_attribute(AttributeOID.CHALLENGE_PASSWORD, password.encode())
+    return builder.sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+
+
+def test_pop_linking_accepts_the_sessions_tls_unique() -> None:
+    unique = bytes(range(12))
+    check_pop_linking(_csr_with_password(base64.b64encode(unique).decode()), unique)
+
+
+@pytest.mark.parametrize(
+    ("password", "tls_unique"),
+    [
+        pytest.param("AAECAwQFBgcICQoL", None, id="pop/tls13_has_no_tls_unique"),
+        pytest.param(None, bytes(12), id="pop/no_challenge_password"),
+        pytest.param("AAECAwQFBgcICQoL", bytes(12), id="pop/another_session"),
+    ],
+)
+def test_pop_linking_refusals(password: str | None, tls_unique: bytes | None) -> None:
+    with pytest.raises(Forbidden):
+        check_pop_linking(_csr_with_password(password), tls_unique)
+
+
+@pytest.mark.parametrize("key_type", ["ec-p256", "ec-p384", "ed25519", "rsa-2048"])
+def test_serverkeygen_key_is_of_the_requested_kind(key_type: str) -> None:
+    csr = x509.load_der_x509_csr(make_csr("gen.example.test"))
+    csr_der, _ = keygen.request_for_new_key(csr, key_type)
+    parsed = verify_csr(csr_der)
+    assert parsed.key_type == key_type
+    assert parsed.csr.subject == csr.subject
+    assert parsed.sans == verify_csr(make_csr("gen.example.test")).sans
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    s = SQLiteStore(f"sqlite:///{tmp_path / 'est.db'}", consumers=[])
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_users_verify_remember_and_forget(store: SQLiteStore) -> None:
+    verified = VerifiedPasswords()
+    password = await add_user(store, FakeClock(), "alice")
+    assert await verify_password(store, verified, "alice", password)
+    assert len(verified.seen) == 1  # the next check skips scrypt
+    assert await verify_password(store, verified, "alice", password)
+    assert not await verify_password(store, verified, "alice", password + "x")
+    assert not await verify_password(store, verified, "bob", password)
+    await delete_user(store, "alice")
+    # Deletion is immediate even though the password was remembered.
+    assert not await verify_password(store, verified, "alice", password)
+
+
+@pytest.mark.parametrize("name", ["", "a:b", "x" * 65, "-lead"])
+async def test_user_names_are_checked(store: SQLiteStore, name: str) -> None:
+    with pytest.raises(Malformed):
+        await add_user(store, FakeClock(), name)
