@@ -159,6 +159,8 @@ class OCSPConfig:
 
 @dataclass(frozen=True, slots=True)
 class SCEPConfig:
+    # The profile /scep enrolls into (/scep/<profile> names others).
+    default_profile: str = "device"
     # One-time challenge passwords (``certforge scep challenge``; EST shares them).
     challenge_lifetime_seconds: int = 3600
     # Offer and accept SHA-1 and DES3 (GetCACaps "SHA-1", "DES3") for legacy devices.
@@ -557,7 +559,11 @@ def _scep(t: _Table, profiles: Mapping[str, ProfileConfig]) -> SCEPConfig:
             raise ConfigError(f"{static_t.name(profile)}: a static challenge needs 8+ characters")
         static[profile] = password
     static_t.done()
+    default_profile = t.get("default_profile", str, d.default_profile)
+    if default_profile not in profiles:
+        raise ConfigError(f"{t.name('default_profile')}: no profile named {default_profile!r}")
     cfg = SCEPConfig(
+        default_profile=default_profile,
         challenge_lifetime_seconds=t.positive(
             "challenge_lifetime_seconds", d.challenge_lifetime_seconds
         ),

@@ -1,0 +1,224 @@
+"""PKIOperation (RFC 8894 §3.3): what each messageType asks, translated for the engine.
+
+- PKCSReq (§3.3.1): a PKCS#10 request authorised by its challengePassword: a one-time
+  challenge (``certforge scep challenge``) or the profile's static challenge.
+- RenewalReq (§3.3.1.2): signed with a valid, unrevoked certificate this CA issued for the
+  same subject; no challenge.
+- CertPoll (§3.3.3): the state of the transaction's request (the client polls while PENDING).
+- GetCert (§3.3.4): a certificate by issuer and serial number.
+- GetCRL (§3.3.4): the current CRL of the CA that issued the named certificate.
+
+Every answer is a ``Reply``: the pkiStatus, a failInfo, or the certificate to envelope.
+Nothing is recorded before the request is authorised, and a bad CSR is refused before a
+one-time challenge is spent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import assert_never
+
+from asn1crypto import cms
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+
+from protocols.scep.failinfo import FailInfo, SCEPFailure
+from protocols.scep.messages import MessageType, PKIMessage, PKIStatus
+from protocols.scep.transactions import Transaction, Transactions, sender_of
+from server.ca.csr import ParsedCSR, challenge_password, verify_csr
+from server.challenges import Challenges
+from server.config import SCEPConfig
+from server.engine import Engine
+from server.errors import NotFound
+from server.model import (
+    AuthMethod,
+    CertStatus,
+    Denied,
+    EnrollmentRequest,
+    Issued,
+    Outcome,
+    Pending,
+    Requester,
+    Vouched,
+)
+from server.revocation.publisher import CRLPublisher
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: PKIStatus
+    fail_info: FailInfo | None = None
+    certificate: bytes | None = None  # DER, enveloped to the requester on SUCCESS
+    crl: bytes | None = None  # DER, likewise (GetCRL)
+
+
+@dataclass(frozen=True)
+class Operations:
+    engine: Engine
+    challenges: Challenges
+    transactions: Transactions
+    config: SCEPConfig
+    crls: CRLPublisher
+
+    async def handle(self, msg: PKIMessage, content: bytes, *, profile: str) -> Reply:
+        try:
+            message_type = MessageType(msg.message_type)
+        except ValueError:
+            raise SCEPFailure(
+                FailInfo.BAD_REQUEST, f"unknown messageType {msg.message_type!r}"
+            ) from None
+        match message_type:
+            case MessageType.PKCS_REQ | MessageType.RENEWAL_REQ:
+                return await self.enroll(msg, content, profile=profile)
+            case MessageType.CERT_POLL:
+                return await self.cert_poll(msg)
+            case MessageType.GET_CERT:
+                return await self.get_cert(content)
+            case MessageType.GET_CRL:
+                return await self.get_crl(content)
+            case MessageType.CERT_REP:
+                raise SCEPFailure(FailInfo.BAD_REQUEST, "a CertRep is not a request")
+            case _:
+                assert_never(message_type)
+
+    # ------------------------------------------------------------- PKCSReq
+    async def enroll(self, msg: PKIMessage, csr_der: bytes, *, profile: str) -> Reply:
+        # Verify the CSR before anything is spent or recorded (the engine checks it again).
+        csr = await asyncio.to_thread(verify_csr, csr_der)
+        sender = sender_of(msg.message_type, msg.signer.dump())
+        previous = await self.transactions.get(msg.transaction_id)
+        if previous is not None:
+            if previous.key_sha256 != csr.key_sha256:
+                # RFC 8894 §3.2.1.1: the transactionID identifies one key's enrollment.
+                raise SCEPFailure(FailInfo.BAD_REQUEST, "transactionID reused with another key")
+            if previous.sender == sender:
+                return await self._state_of(previous.request_id)  # a resend polls
+        requester, vouched = await self._authorise(msg, csr, profile)
+        outcome = await self.engine.submit(
+            EnrollmentRequest(
+                csr_der,
+                "scep",
+                requester,
+                profile=profile,
+                vouched=vouched,
+                transaction_id=msg.transaction_id,
+            )
+        )
+        await self.transactions.record(
+            Transaction(
+                msg.transaction_id,
+                outcome.request_id,
+                csr.key_sha256,
+                sender,
+                _key_sha256(msg.signer),
+            ),
+            now=self.engine.clock.now(),
+            replaces=previous,
+        )
+        return _reply(outcome)
+
+    async def _authorise(
+        self, msg: PKIMessage, csr: ParsedCSR, profile: str
+    ) -> tuple[Requester, Vouched]:
+        if msg.message_type == MessageType.RENEWAL_REQ:
+            return await self._renewal_signer(msg, csr)
+        password = challenge_password(csr.csr)
+        if not password:
+            raise SCEPFailure(FailInfo.BAD_REQUEST, "a PKCSReq needs a challengePassword")
+        static = self.config.static_challenges.get(profile)
+        if static is not None and hmac.compare_digest(password.encode(), static.encode()):
+            return Requester(AuthMethod.CHALLENGE_PASSWORD, "static"), Vouched()
+        if await self.challenges.redeem(password, profile=profile):
+            return Requester(AuthMethod.CHALLENGE_PASSWORD, "one-time"), Vouched()
+        raise SCEPFailure(FailInfo.BAD_REQUEST, "the challengePassword is wrong or used")
+
+    async def _renewal_signer(self, msg: PKIMessage, csr: ParsedCSR) -> tuple[Requester, Vouched]:
+        """RFC 8894 §3.3.1.2: a RenewalReq is signed with the certificate being renewed. It
+        must be one this CA issued, valid now, unrevoked, and for the same subject."""
+        try:
+            record = await self.engine.store.get_certificate(msg.signer.serial_number)
+        except NotFound:
+            raise SCEPFailure(
+                FailInfo.BAD_REQUEST, "the signer was not issued by this CA"
+            ) from None
+        now = self.engine.clock.now()
+        if record.der != msg.signer.dump():
+            raise SCEPFailure(FailInfo.BAD_REQUEST, "the signer was not issued by this CA")
+        if record.status is not CertStatus.VALID:
+            raise SCEPFailure(FailInfo.BAD_REQUEST, "the signer's certificate is revoked")
+        if not record.not_before <= now < record.not_after:
+            raise SCEPFailure(FailInfo.BAD_REQUEST, "the signer's certificate is not valid now")
+        # "The same subject": the certificate's, or the one its enrollment asked for (the
+        # profile may have dropped attributes the client's CSR still carries).
+        subject = csr.csr.subject
+        if x509.load_der_x509_certificate(record.der).subject != subject:
+            original = await self.engine.store.get_request(record.request_id)
+            if original.subject != subject.rfc4514_string():
+                raise SCEPFailure(FailInfo.BAD_REQUEST, "a renewal keeps the certificate's subject")
+        return (
+            Requester(AuthMethod.CLIENT_CERT, record.subject),
+            Vouched(renewal_of=record.serial),
+        )
+
+    # ------------------------------------------------------------ CertPoll
+    async def cert_poll(self, msg: PKIMessage) -> Reply:
+        tx = await self.transactions.get(msg.transaction_id)
+        if tx is None:
+            raise SCEPFailure(FailInfo.BAD_CERT_ID, "no enrollment has this transactionID")
+        # Only the requester polls: the same key that signed the request (or the CSR's key).
+        if _key_sha256(msg.signer) not in (tx.signer_key_sha256, tx.key_sha256):
+            raise SCEPFailure(FailInfo.BAD_REQUEST, "CertPoll signed by another key")
+        return await self._state_of(tx.request_id)
+
+    async def _state_of(self, request_id: str) -> Reply:
+        _, outcome = await self.engine.retrieve(request_id)
+        return _reply(outcome)
+
+    # ------------------------------------------------------------- GetCert
+    async def get_cert(self, content: bytes) -> Reply:
+        ias, serial = _issuer_and_serial(content)
+        try:
+            record = await self.engine.store.get_certificate(serial)
+        except NotFound:
+            raise SCEPFailure(FailInfo.BAD_CERT_ID, "no certificate has this serial") from None
+        issuer = x509.load_der_x509_certificate(record.der).issuer.public_bytes()
+        if issuer != ias["issuer"].dump():
+            raise SCEPFailure(FailInfo.BAD_CERT_ID, "no certificate of this issuer and serial")
+        return Reply(PKIStatus.SUCCESS, certificate=record.der)
+
+    # -------------------------------------------------------------- GetCRL
+    async def get_crl(self, content: bytes) -> Reply:
+        """RFC 8894 §3.3.4: the CRL that would hold the named certificate: its issuer's."""
+        ias, _ = _issuer_and_serial(content)
+        for name, ca in self.engine.cas.issuers.items():
+            if ca.subject.public_bytes() == ias["issuer"].dump():
+                published = self.crls.latest(name) or await self.crls.publish(name)
+                return Reply(PKIStatus.SUCCESS, crl=published.der)
+        raise SCEPFailure(FailInfo.BAD_CERT_ID, "no CA here has this issuer name")
+
+
+def _issuer_and_serial(content: bytes) -> tuple[cms.IssuerAndSerialNumber, int]:
+    try:
+        ias = cms.IssuerAndSerialNumber.load(content, strict=True)
+        return ias, int(ias["serial_number"].native)
+    except (ValueError, TypeError) as exc:
+        raise SCEPFailure(FailInfo.BAD_REQUEST, "expected IssuerAndSerialNumber") from exc
+
+
+def _key_sha256(cert: asn1_x509.Certificate) -> str:
+    return hashlib.sha256(cert["tbs_certificate"]["subject_public_key_info"].dump()).hexdigest()
+
+
+def _reply(outcome: Outcome) -> Reply:
+    match outcome:
+        case Issued(certificate=cert):
+            return Reply(PKIStatus.SUCCESS, certificate=cert.der)
+        case Pending():
+            return Reply(PKIStatus.PENDING)
+        case Denied():
+            return Reply(PKIStatus.FAILURE, FailInfo.BAD_REQUEST)
+        case _:
+            assert_never(outcome)

@@ -1,0 +1,517 @@
+"""SCEP (RFC 8894) against the real server with its default configuration: messages built with
+cryptography and asn1crypto, every operation, message type and bad-input case."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from asn1crypto import cms
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from protocols.scep.envelope import ContentCipher
+from tests.integration.scep_http import (
+    call,
+    new_challenge,
+    pki_operation,
+    requests_for,
+    scep_ca,
+    scep_url,
+)
+from tests.integration.server import BIN, CertforgeServer
+from tests.scep_client import (
+    Message,
+    MessageType,
+    issuer_and_serial,
+    issuer_and_subject,
+    make_csr,
+    read_cert_rep,
+    read_crl_rep,
+    rsa_key,
+    self_signed,
+)
+
+SUCCESS, FAILURE, PENDING = "0", "2", "3"
+BAD_ALG, BAD_MESSAGE_CHECK, BAD_REQUEST, BAD_TIME, BAD_CERT_ID = "0", "1", "2", "3", "4"
+
+KEYS = [rsa_key() for _ in range(3)]  # RSA key generation is slow: a few, reused
+
+
+@pytest.fixture(scope="module")
+def ra(server: CertforgeServer) -> tuple[list[x509.Certificate], x509.Certificate]:
+    return scep_ca(scep_url(server))
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def enroll_message(
+    server: CertforgeServer,
+    recipient: x509.Certificate,
+    *,
+    cn: str,
+    key: rsa.RSAPrivateKey | None = None,
+    challenge: str | None = "",
+    **kw: object,
+) -> tuple[Message, rsa.RSAPrivateKey, x509.Certificate]:
+    key = key or KEYS[0]
+    signer = self_signed(key, cn)
+    if challenge == "":
+        challenge = new_challenge(server)
+    msg = Message(
+        message_type=MessageType.PKCS_REQ,
+        content=make_csr(key, cn, challenge=challenge),
+        recipient=recipient,
+        signer_cert=signer,
+        signer_key=key,
+        **kw,  # type: ignore[arg-type]
+    )
+    return msg, key, signer
+
+
+def lint_and_verify(server: CertforgeServer, tmp_path: Path, cert: x509.Certificate) -> None:
+    leaf = tmp_path / "leaf.pem"
+    leaf.write_bytes(cert.public_bytes(Encoding.PEM))
+    issuing = sorted((server.data_dir / "ca").glob("*.pem"))
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(b"".join(p.read_bytes() for p in issuing if "key" not in p.name))
+    out = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(server.root), "-untrusted", str(chain), str(leaf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    lint = subprocess.run(
+        [str(BIN / "lint_pkix_cert"), "lint", "-s", "ERROR", str(leaf)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert lint.stdout.strip() == "", lint.stdout
+
+
+# ------------------------------------------------------------------ GET operations
+def test_get_ca_caps_offers_rfc8894_modern_set(server: CertforgeServer) -> None:
+    answer = call(scep_url(server), "GetCACaps")
+    assert answer.status == 200
+    caps = set(answer.body.decode().split())
+    assert {"AES", "SHA-256", "SHA-512", "POSTPKIOperation", "Renewal", "SCEPStandard"} <= caps
+    assert not caps & {"DES3", "SHA-1"}  # legacy algorithms only when configured
+
+
+def test_get_ca_cert_gives_ra_and_ca(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    answer = call(scep_url(server), "GetCACert")
+    assert answer.content_type == "application/x-x509-ca-ra-cert"
+    certs, recipient = ra
+    assert len(certs) == 2
+    assert isinstance(recipient.public_key(), rsa.RSAPublicKey)
+    ku = recipient.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert ku.key_encipherment and ku.digital_signature
+    ca = next(c for c in certs if c is not recipient)
+    assert isinstance(ca.public_key(), ec.EllipticCurvePublicKey)  # the default issuing CA
+    recipient.verify_directly_issued_by(ca)
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        pytest.param("operation=GetNextCACert", 404, id="no_rollover_prepared"),
+        pytest.param("operation=Frobnicate", 400, id="unknown_operation"),
+        pytest.param("", 400, id="no_operation"),
+        pytest.param("operation=PKIOperation", 400, id="get_without_message"),
+        pytest.param("operation=PKIOperation&message=%%%", 400, id="message_not_base64"),
+    ],
+)
+def test_bad_http_requests_get_text_4xx(server: CertforgeServer, query: str, status: int) -> None:
+    out = server.curl("-w", "\n%{http_code} %{content_type}", f"{scep_url(server)}?{query}")
+    *body, last = out.stdout.decode().splitlines()
+    code, ctype = last.split(" ", 1)
+    assert int(code) == status and ctype.startswith("text/plain") and body
+
+
+def test_unknown_profile_is_404(server: CertforgeServer) -> None:
+    assert call(scep_url(server, "nope"), "GetCACaps").status == 404
+
+
+# ------------------------------------------------------------------ PKCSReq
+@pytest.mark.parametrize(
+    ("cipher", "digest"),
+    [
+        pytest.param(ContentCipher.AES128, "sha256", id="aes128_sha256"),
+        pytest.param(ContentCipher.AES256, "sha512", id="aes256_sha512"),
+    ],
+)
+def test_pkcsreq_with_one_time_challenge_is_issued(
+    server: CertforgeServer,
+    ra: tuple[list[x509.Certificate], x509.Certificate],
+    tmp_path: Path,
+    cipher: ContentCipher,
+    digest: str,
+) -> None:
+    msg, key, signer = enroll_message(server, ra[1], cn=unique("dev"), cipher=cipher, digest=digest)
+    rep = read_cert_rep(
+        pki_operation(scep_url(server), msg.build()).body,
+        key=key,
+        cert=signer,
+        trusted_signers=[ra[1]],
+    )
+    assert (rep.status, rep.message_type) == (SUCCESS, "3")
+    # RFC 8894 §3.2.1.5: the recipientNonce is the request's senderNonce; a fresh senderNonce.
+    assert rep.transaction_id == msg.transaction_id
+    assert rep.recipient_nonce == msg.sender_nonce and rep.sender_nonce != msg.sender_nonce
+    assert rep.certificate is not None
+    assert rep.certificate.public_key() == key.public_key()
+    lint_and_verify(server, tmp_path, rep.certificate)
+
+
+def test_pkcsreq_by_get(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    msg, key, signer = enroll_message(server, ra[1], cn=unique("get"))
+    answer = call(scep_url(server), "PKIOperation", get_message=msg.build())
+    assert read_cert_rep(answer.body, key=key, cert=signer).status == SUCCESS
+
+
+def test_ec_key_in_csr_with_rsa_signer_is_issued(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    signer_key = KEYS[1]
+    signer = self_signed(signer_key, "ec-device")
+    msg = Message(
+        message_type=MessageType.PKCS_REQ,
+        content=make_csr(ec_key, unique("ecdev"), challenge=new_challenge(server)),
+        recipient=ra[1],
+        signer_cert=signer,
+        signer_key=signer_key,
+    )
+    rep = read_cert_rep(
+        pki_operation(scep_url(server), msg.build()).body, key=signer_key, cert=signer
+    )
+    assert rep.status == SUCCESS and rep.certificate is not None
+    assert rep.certificate.public_key() == ec_key.public_key()
+
+
+def test_resend_answers_the_same_certificate(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    msg, key, signer = enroll_message(server, ra[1], cn=unique("resend"), key=KEYS[2])
+    raw = msg.build()
+    first = read_cert_rep(pki_operation(scep_url(server), raw).body, key=key, cert=signer)
+    again = read_cert_rep(pki_operation(scep_url(server), raw).body, key=key, cert=signer)
+    assert first.certificate is not None and first.certificate == again.certificate
+
+
+def failure(server: CertforgeServer, message: bytes, profile: str = "") -> str | None:
+    rep = read_cert_rep(pki_operation(scep_url(server, profile), message).body)
+    assert rep.status == FAILURE, rep
+    return rep.fail_info
+
+
+# ------------------------------------------------------------------ refusals
+def test_wrong_challenge_is_bad_request_and_nothing_recorded(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    cn = unique("wrong")
+    msg, _, _ = enroll_message(server, ra[1], cn=cn, challenge="not-the-challenge")
+    assert failure(server, msg.build()) == BAD_REQUEST
+    assert requests_for(server, cn) == []
+
+
+def test_missing_challenge_is_bad_request(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    msg, _, _ = enroll_message(server, ra[1], cn=unique("nochal"), challenge=None)
+    assert failure(server, msg.build()) == BAD_REQUEST
+
+
+def test_reused_challenge_is_bad_request(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    challenge = new_challenge(server)
+    first, key, signer = enroll_message(server, ra[1], cn=unique("a"), challenge=challenge)
+    ok = read_cert_rep(pki_operation(scep_url(server), first.build()).body, key=key, cert=signer)
+    assert ok.status == SUCCESS
+    second, _, _ = enroll_message(server, ra[1], cn=unique("b"), key=KEYS[1], challenge=challenge)
+    assert failure(server, second.build()) == BAD_REQUEST
+
+
+def test_challenge_for_another_profile_is_refused_and_kept(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    challenge = new_challenge(server, profile="tls-client")
+    msg, key, signer = enroll_message(server, ra[1], cn=unique("bound"), challenge=challenge)
+    assert failure(server, msg.build()) == BAD_REQUEST  # /scep is the device profile
+    msg.transaction_id = uuid.uuid4().hex
+    rep = read_cert_rep(
+        pki_operation(scep_url(server, "tls-client"), msg.build()).body, key=key, cert=signer
+    )
+    assert rep.status == SUCCESS
+
+
+def test_transaction_id_reuse_with_another_key_is_refused(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    first, _key, _signer = enroll_message(server, ra[1], cn=unique("tx"))
+    assert read_cert_rep(pki_operation(scep_url(server), first.build()).body).status == SUCCESS
+    cn = unique("tx2")
+    second, _, _ = enroll_message(server, ra[1], cn=cn, key=KEYS[1])
+    second.transaction_id = first.transaction_id
+    assert failure(server, second.build()) == BAD_REQUEST
+    assert requests_for(server, cn) == []
+
+
+def test_des3_and_sha1_are_refused_unless_configured(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    des3, _, _ = enroll_message(server, ra[1], cn=unique("des3"), cipher=ContentCipher.DES3)
+    assert failure(server, des3.build()) == BAD_ALG
+    sha1, _, _ = enroll_message(server, ra[1], cn=unique("sha1"), digest="sha1")
+    assert failure(server, sha1.build()) == BAD_ALG
+
+
+def test_unsupported_content_cipher_is_bad_alg(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    msg, _, _ = enroll_message(server, ra[1], cn=unique("aes192"))
+    info = cms.ContentInfo.load(msg.build())
+    envelope = cms.ContentInfo.load(info["content"]["encap_content_info"]["content"].native)
+    eci = envelope["content"]["encrypted_content_info"]
+    eci["content_encryption_algorithm"]["algorithm"] = "aes192_cbc"
+    msg.envelope = envelope.dump(force=True)
+    assert failure(server, msg.build()) == BAD_ALG
+
+
+def test_bad_signature_is_bad_message_check(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    cn = unique("badsig")
+    msg, _, _ = enroll_message(server, ra[1], cn=cn, tamper_signature=True)
+    assert failure(server, msg.build()) == BAD_MESSAGE_CHECK
+    assert requests_for(server, cn) == []
+
+
+def test_wrong_message_digest_is_bad_message_check(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    msg, _, _ = enroll_message(server, ra[1], cn=unique("digest"), wrong_digest=True)
+    assert failure(server, msg.build()) == BAD_MESSAGE_CHECK
+
+
+def test_wrong_recipient_is_bad_message_check(server: CertforgeServer) -> None:
+    stranger = self_signed(KEYS[2], "not the RA")
+    cn = unique("stranger")
+    msg, _, _ = enroll_message(server, stranger, cn=cn)
+    assert failure(server, msg.build()) == BAD_MESSAGE_CHECK
+    assert requests_for(server, cn) == []
+
+
+def test_unknown_message_type_is_bad_request(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    msg, _, _ = enroll_message(server, ra[1], cn=unique("type"))
+    msg.message_type = "99"
+    assert failure(server, msg.build()) == BAD_REQUEST
+
+
+def test_signing_time_far_off_is_bad_time(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    when = datetime.now(UTC) - timedelta(days=3)
+    msg, _, _ = enroll_message(server, ra[1], cn=unique("time"), signing_time=when)
+    assert failure(server, msg.build()) == BAD_TIME
+
+
+def test_ec_signer_is_bad_alg_and_nothing_recorded(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    cn = unique("ecsigner")
+    msg = Message(
+        message_type=MessageType.PKCS_REQ,
+        content=make_csr(ec_key, cn, challenge=new_challenge(server)),
+        recipient=ra[1],
+        signer_cert=self_signed(ec_key, cn),
+        signer_key=ec_key,
+    )
+    assert failure(server, msg.build()) == BAD_ALG
+    assert requests_for(server, cn) == []
+
+
+def test_bad_csr_is_bad_request_and_keeps_the_challenge(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    challenge = new_challenge(server)
+    msg, key, signer = enroll_message(server, ra[1], cn=unique("badcsr"), challenge=challenge)
+    good = msg.content
+    msg.content = good[:-5] + bytes(5)  # the CSR's signature no longer verifies
+    assert failure(server, msg.build()) == BAD_REQUEST
+    msg.content, msg.transaction_id = good, uuid.uuid4().hex
+    ok = read_cert_rep(pki_operation(scep_url(server), msg.build()).body, key=key, cert=signer)
+    assert ok.status == SUCCESS
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        pytest.param(lambda m: b"hello, not PKCS#7", id="not_pkcs7"),
+        pytest.param(lambda m: m[: len(m) // 2], id="truncated"),
+        pytest.param(lambda m: m + b"\x00", id="trailing_garbage"),
+    ],
+)
+def test_unreadable_message_is_http_400(
+    server: CertforgeServer,
+    ra: tuple[list[x509.Certificate], x509.Certificate],
+    mangle: object,
+) -> None:
+    msg, _, _ = enroll_message(server, ra[1], cn=unique("mangled"), challenge="x")
+    assert callable(mangle)
+    answer = pki_operation(scep_url(server), mangle(msg.build()))
+    assert answer.status == 400 and answer.content_type == "text/plain"
+
+
+def test_missing_transaction_id_is_http_400(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    msg, _, _ = enroll_message(server, ra[1], cn=unique("notid"), challenge="x")
+    msg.omit = frozenset({"scep_transaction_id"})
+    assert pki_operation(scep_url(server), msg.build()).status == 400
+
+
+def test_oversized_message_is_413(server: CertforgeServer) -> None:
+    answer = pki_operation(scep_url(server), os.urandom(70 * 1024))
+    assert answer.status == 413
+
+
+# ------------------------------------------------------------------ other message types
+def test_get_cert_cert_poll_and_get_crl(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    msg, key, signer = enroll_message(server, ra[1], cn=unique("other"))
+    issued = read_cert_rep(pki_operation(scep_url(server), msg.build()).body, key=key, cert=signer)
+    assert issued.certificate is not None
+    cert = issued.certificate
+
+    def ask(message_type: str, content: bytes, tid: str | None = None) -> Message:
+        return Message(
+            message_type=message_type,
+            content=content,
+            recipient=ra[1],
+            signer_cert=signer,
+            signer_key=key,
+            transaction_id=tid or uuid.uuid4().hex,
+        )
+
+    poll = ask(
+        MessageType.CERT_POLL, issuer_and_subject(ra[0][0], cert.subject), msg.transaction_id
+    )
+    polled = read_cert_rep(pki_operation(scep_url(server), poll.build()).body, key=key, cert=signer)
+    assert polled.status == SUCCESS and polled.certificate == cert
+    unknown = ask(MessageType.CERT_POLL, issuer_and_subject(ra[0][0], cert.subject))
+    assert failure(server, unknown.build()) == BAD_CERT_ID
+
+    get = ask(MessageType.GET_CERT, issuer_and_serial(cert))
+    got = read_cert_rep(pki_operation(scep_url(server), get.build()).body, key=key, cert=signer)
+    assert got.status == SUCCESS and got.certificate == cert
+    assert failure(server, ask(MessageType.GET_CERT, issuer_and_serial(signer)).build()) == (
+        BAD_CERT_ID
+    )
+    crl_rep = pki_operation(
+        scep_url(server), ask(MessageType.GET_CRL, issuer_and_serial(cert)).build()
+    )
+    crl = read_crl_rep(crl_rep.body, key=key, cert=signer)
+    issuing_ca = next(c for c in ra[0] if c != ra[1])
+    assert crl.issuer == issuing_ca.subject
+    public = issuing_ca.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    assert crl.is_signature_valid(public)
+    assert failure(server, ask(MessageType.GET_CRL, issuer_and_serial(signer)).build()) == (
+        BAD_CERT_ID
+    )
+
+
+# ------------------------------------------------------------------ RenewalReq
+def renewal(
+    server: CertforgeServer,
+    recipient: x509.Certificate,
+    cert: x509.Certificate,
+    key: rsa.RSAPrivateKey,
+    new_key: rsa.RSAPrivateKey,
+    cn: str,
+) -> Message:
+    return Message(
+        message_type=MessageType.RENEWAL_REQ,
+        content=make_csr(new_key, cn),
+        recipient=recipient,
+        signer_cert=cert,
+        signer_key=key,
+    )
+
+
+def test_renewal_with_issued_certificate(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    cn = unique("renew")
+    msg, key, signer = enroll_message(server, ra[1], cn=cn)
+    first = read_cert_rep(pki_operation(scep_url(server), msg.build()).body, key=key, cert=signer)
+    assert first.certificate is not None
+    req = renewal(server, ra[1], first.certificate, key, KEYS[1], cn)
+    rep = read_cert_rep(
+        pki_operation(scep_url(server), req.build()).body, key=key, cert=first.certificate
+    )
+    assert rep.status == SUCCESS and rep.certificate is not None
+    assert rep.certificate.serial_number != first.certificate.serial_number
+    assert rep.certificate.public_key() == KEYS[1].public_key()
+
+    # Another subject, a self-signed signer, and a revoked certificate are all refused.
+    other = renewal(server, ra[1], first.certificate, key, KEYS[1], unique("other"))
+    assert failure(server, other.build()) == BAD_REQUEST
+    selfsigned = renewal(server, ra[1], self_signed(key, cn), key, KEYS[1], cn)
+    assert failure(server, selfsigned.build()) == BAD_REQUEST
+    serial = format(rep.certificate.serial_number, "x")
+    server.cli("cert", "revoke", serial, check=True)
+    revoked = renewal(server, ra[1], rep.certificate, KEYS[1], KEYS[2], cn)
+    assert failure(server, revoked.build()) == BAD_REQUEST
+
+
+def test_ra_certificate_persists_in_data_dir(server: CertforgeServer) -> None:
+    assert (server.data_dir / "scep" / "ra-default.pem").exists()
+    assert oct((server.data_dir / "scep" / "ra-default.key").stat().st_mode & 0o777) == "0o600"
+
+
+def test_scepclient_legacy_algorithms_are_bad_alg_by_default(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate], tmp_path: Path
+) -> None:
+    """Debian's scepclient 2.1.0 signs with SHA-1 and encrypts with DES: refused by default
+    (tests/interop/scep has it enrolling where legacy algorithms are configured)."""
+    fingerprint = hashlib.sha256(ra[1].public_bytes(Encoding.DER)).hexdigest()
+    out = subprocess.run(
+        [
+            "scepclient",
+            "-server-url",
+            scep_url(server),
+            "-private-key",
+            str(tmp_path / "key.pem"),
+            "-challenge",
+            new_challenge(server),
+            "-ca-fingerprint",
+            fingerprint,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert out.returncode != 0 and "badAlg" in out.stdout + out.stderr, out
