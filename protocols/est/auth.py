@@ -39,7 +39,7 @@ from protocols.est.context import EST, ESTContext
 from protocols.est.users import verify_password
 from server.config import ProfileConfig
 from server.errors import Forbidden, NotFound, Unauthorized
-from server.keys import CAS, STORE
+from server.keys import CAS, ENGINE, STORE
 from server.model import AuthMethod, CertificateRecord, CertStatus, Requester
 
 PROTOCOL = "est"
@@ -85,20 +85,39 @@ async def client_certificate(request: web.Request, now: datetime) -> ClientCerti
     der = tls.getpeercert(binary_form=True) if tls is not None else None
     if not der:
         return None
+    est = request.app[EST]
+    fingerprint = hashlib.sha256(der).digest()
+    known = est.known_certificate(fingerprint)
+    if known is not None and _is_current(known.certificate, now):
+        return known
+    verdict = await _verify(request, est, der, now)
+    if not est.listening:
+        request.config_dict[ENGINE].on_status_change(est.forget_certificates)
+        est.listening = True
+    est.remember_certificate(fingerprint, verdict)
+    return verdict
+
+
+def _is_current(cert: x509.Certificate, now: datetime) -> bool:
+    # RFC 5280 §6.1.3 (a)(2): the certificate validity period includes the current time.
+    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+
+
+async def _verify(
+    request: web.Request, est: ESTContext, der: bytes, now: datetime
+) -> ClientCertificate:
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:
         raise Forbidden("the TLS client certificate cannot be parsed") from None
-    # RFC 5280 §6.1.3 (a)(2): the certificate validity period includes the current time.
-    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+    if not _is_current(cert, now):
         raise Forbidden("the TLS client certificate has expired or is not yet valid")
-    est = request.app[EST]
     for ca in request.config_dict[CAS].issuers.values():
         if cert.issuer == ca.subject and _is_signed_by(est, der, cert, ca.certificate):
             return ClientCertificate(cert, await _ours(request, cert), ca.subject.rfc4514_string())
     for anchor in est.anchors:
         if cert.issuer == anchor.subject and _is_signed_by(est, der, cert, anchor):
-            if not anchor.not_valid_before_utc <= now <= anchor.not_valid_after_utc:
+            if not _is_current(anchor, now):
                 raise Forbidden("the trust anchor of the TLS client certificate has expired")
             return ClientCertificate(cert, None, anchor.subject.rfc4514_string())
     raise Forbidden(

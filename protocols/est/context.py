@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from cryptography import x509
 
 from protocols.est.users import VerifiedPasswords
+
+if TYPE_CHECKING:
+    from protocols.est.auth import ClientCertificate
+
+# A client certificate's verdict (signature, store record, revocation) is reused this long; a
+# revocation on this server clears it at once (Engine.on_status_change), one on another server
+# sharing the store shows within this time.
+RECHECK_SECONDS = 1.0
 
 
 @dataclass
@@ -17,6 +27,21 @@ class ESTContext:
     verified: VerifiedPasswords = field(default_factory=VerifiedPasswords)
     # SHA-256 of client certificates whose signature chained to a trusted CA already.
     chained: set[bytes] = field(default_factory=set)
+    # SHA-256 of a client certificate -> (monotonic expiry, its verdict).
+    client_certs: dict[bytes, tuple[float, ClientCertificate]] = field(default_factory=dict)
+    listening: bool = False  # registered with Engine.on_status_change
+
+    def known_certificate(self, fingerprint: bytes) -> ClientCertificate | None:
+        hit = self.client_certs.get(fingerprint)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def remember_certificate(self, fingerprint: bytes, cert: ClientCertificate) -> None:
+        if len(self.client_certs) > 10_000:
+            self.client_certs.clear()
+        self.client_certs[fingerprint] = (time.monotonic() + RECHECK_SECONDS, cert)
+
+    def forget_certificates(self, serial: int) -> None:
+        self.client_certs.clear()  # revocations are rare; forget every verdict
 
 
 EST = web.AppKey("est", ESTContext)

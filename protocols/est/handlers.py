@@ -150,22 +150,24 @@ async def enroll(request: web.Request, e: Enrollment) -> web.Response:
     """Find the client's pending request, or submit a new one; render the outcome."""
     if e.profile.est_pop_linking:
         check_pop_linking(e.csr, tls_unique(request))
-    # The request is verified before anything else, so that bad input changes nothing (a
-    # one-time password is not used up); the engine verifies it again, as for every front end.
-    verified = await asyncio.to_thread(verify_csr, e.csr_der)
     store, engine = request.config_dict[STORE], request.config_dict[ENGINE]
     doc_id = pending_id(e.operation, e.profile.name, e.csr, e.proof.requester)
     if (doc := await find_pending(store, doc_id)) is not None:
+        # A retry proves possession of the key again before it gets the certificate.
+        await asyncio.to_thread(verify_csr, e.csr_der)
         _, outcome = await engine.retrieve(str(doc.data["request_id"]))
         if not isinstance(outcome, Pending):
             await forget_pending(store, doc_id)
         key = bytes.fromhex(doc.data["private_key"]) if "private_key" in doc.data else None
         return render(request, outcome, key)
+    # Bad input must change nothing: before a one-time password is used up, or a key made, the
+    # request is verified here (the engine verifies it again, as for every front end).
     if e.proof.challenge is not None:
+        await asyncio.to_thread(verify_csr, e.csr_der)
         await _redeem(request, e.proof.challenge, e.profile)
     csr_der, key = e.csr_der, None
     if e.operation == "serverkeygen":
-        csr_der, key = await asyncio.to_thread(keygen.request_for_new_key, e.csr, verified.key_type)
+        csr_der, key = await asyncio.to_thread(_request_for_new_key, e)
     outcome = await engine.submit(
         EnrollmentRequest(
             csr_der=csr_der,
@@ -213,6 +215,11 @@ def _with_certificate(vouched: Vouched, proof: Proof) -> Vouched:
     if cert is None or proof.requester.identity == cert.identity:
         return vouched
     return replace(vouched, attributes=(*vouched.attributes, ("tls_client_cert", cert.identity)))
+
+
+def _request_for_new_key(e: Enrollment) -> tuple[bytes, bytes]:
+    """serverkeygen: the client's request verified, then ours for a new key of its kind."""
+    return keygen.request_for_new_key(e.csr, verify_csr(e.csr_der).key_type)
 
 
 def _requested_names(csr: x509.CertificateSigningRequest) -> list[Identifier]:

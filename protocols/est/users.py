@@ -5,10 +5,11 @@ shown once. The store keeps a salted scrypt hash (RFC 7914; N=2^14, r=8, p=1), o
 user, so guessing a stolen hash is slow.
 
 A slow hash on every enrollment would make EST a few dozen enrollments per second per core, so
-a successful check is remembered: ``VerifiedPasswords`` holds an HMAC (random per-process key)
-of the stored hash and the password that matched it. The user's document is read on every
-request, so a deleted user or a new password takes effect at once; only the scrypt computation
-is saved. A wrong password is never remembered, and always costs a full scrypt.
+a successful check is remembered: ``VerifiedPasswords`` holds a keyed hash (random per-process
+key) of the stored hash and the password that matched it. The user's document is re-read from
+the store after a second, so a deleted user or a new password takes effect within a second,
+also on other servers sharing the store; only the scrypt computation is saved for longer. A
+wrong password is never remembered, and always costs a full scrypt.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 from dataclasses import dataclass, field
 
 from server.errors import Malformed, NotFound
@@ -29,6 +31,7 @@ _ALL = "est_user"  # every user's lookup value, so that they can be listed
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")  # RFC 7617: no ':' in a user-id
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 _CACHE_LIMIT = 10_000
+RECHECK_SECONDS = 1.0  # a user document is re-read after this long (deletions show this fast)
 
 
 def scrypt(password: str, salt: bytes, *, n: int, r: int, p: int) -> bytes:
@@ -37,18 +40,38 @@ def scrypt(password: str, salt: bytes, *, n: int, r: int, p: int) -> bytes:
 
 @dataclass
 class VerifiedPasswords:
-    """Passwords that matched a stored hash, remembered as HMACs (see the module doc)."""
+    """Passwords that matched a stored hash, remembered as keyed BLAKE2b digests (see the module
+    doc), and user documents, re-read from the store after ``recheck`` seconds."""
 
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    recheck: float = RECHECK_SECONDS
     seen: set[bytes] = field(default_factory=set)
+    users: dict[str, tuple[float, Document]] = field(default_factory=dict)
 
     def tag(self, stored_hash: str, password: str) -> bytes:
-        return hmac.digest(self.key, f"{stored_hash}\0{password}".encode(), "sha256")
+        # BLAKE2b runs without releasing the GIL for short inputs (HMAC through OpenSSL 3 does,
+        # and waits for it back behind the store's threads).
+        data = f"{stored_hash}\0{password}".encode()
+        return hashlib.blake2b(data, key=self.key, digest_size=32).digest()
 
     def remember(self, tag: bytes) -> None:
         if len(self.seen) >= _CACHE_LIMIT:
             self.seen.clear()
         self.seen.add(tag)
+
+    async def user(self, store: StoreReader, name: str) -> Document | None:
+        cached = self.users.get(name)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        try:
+            doc = await store.get_doc(USER_KIND, name)
+        except NotFound:
+            self.users.pop(name, None)
+            return None
+        if len(self.users) >= _CACHE_LIMIT:
+            self.users.clear()
+        self.users[name] = (time.monotonic() + self.recheck, doc)
+        return doc
 
 
 def check_name(name: str) -> str:
@@ -98,9 +121,8 @@ async def verify_password(
     store: StoreReader, verified: VerifiedPasswords, name: str, password: str
 ) -> bool:
     """Whether ``password`` is user ``name``'s. False for an unknown user."""
-    try:
-        doc = await store.get_doc(USER_KIND, name)
-    except NotFound:
+    doc = await verified.user(store, name)
+    if doc is None:
         return False
     data = doc.data
     tag = verified.tag(str(data["hash"]), password)
