@@ -423,6 +423,7 @@ class RequestQuery:
     profile: str | None = None
     subject: str | None = None  # substring of the RFC 4514 subject, case-insensitive
     san: str | None = None  # a SAN value, exactly ("example.com" or "dns:example.com")
+    transaction_id: str | None = None  # the protocol's own id (SCEP transactionID), exactly
     limit: int = 100
     offset: int = 0
 

@@ -32,7 +32,7 @@ from datetime import datetime
 
 from aiohttp import web
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from protocols.est.context import EST, ESTContext
@@ -108,6 +108,8 @@ async def _verify(
 ) -> ClientCertificate:
     try:
         cert = x509.load_der_x509_certificate(der)
+        cert.subject.rfc4514_string()  # names are parsed lazily: fail here, not later
+        cert.issuer.rfc4514_string()
     except ValueError:
         raise Forbidden("the TLS client certificate cannot be parsed") from None
     if not _is_current(cert, now):
@@ -135,7 +137,7 @@ def _is_signed_by(
         return True
     try:
         cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     if len(est.chained) > 10_000:
         est.chained.clear()

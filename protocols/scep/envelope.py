@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.ciphers.algorithms import AES
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from protocols.scep.failinfo import FailInfo, SCEPFailure
+from server.revocation import der
 
 
 class ContentCipher(StrEnum):
@@ -128,7 +129,8 @@ def _identifies(rid: cms.RecipientIdentifier, cert: asn1_x509.Certificate) -> bo
     if rid.name == "issuer_and_serial_number":
         ias = rid.chosen
         return bool(
-            ias["serial_number"].native == cert.serial_number and ias["issuer"] == cert.issuer
+            ias["serial_number"].native == cert.serial_number
+            and ias["issuer"].dump() == cert.issuer.dump()
         )
     return bool(rid.chosen.native == cert.key_identifier)
 
@@ -176,34 +178,37 @@ def seal_envelope(content: bytes, recipient: asn1_x509.Certificate, alg: Content
     padded = padder.update(content) + padder.finalize()
     encryptor = Cipher(_cipher(alg, cek), modes.CBC(iv)).encryptor()
     ciphertext = encryptor.update(padded) + encryptor.finalize()
-    ktri = cms.KeyTransRecipientInfo(
-        {
-            "version": "v0",
-            "rid": cms.RecipientIdentifier(
-                name="issuer_and_serial_number",
-                value=cms.IssuerAndSerialNumber(
-                    {"issuer": recipient.issuer, "serial_number": recipient.serial_number}
-                ),
-            ),
-            "key_encryption_algorithm": {"algorithm": "rsaes_pkcs1v15"},
-            "encrypted_key": public_key.encrypt(cek, PKCS1v15()),
-        }
+    # Written directly in DER, like the CertRep around it (see certrep.py for why).
+    ktri = der.tlv(
+        der.SEQUENCE,
+        der.integer(0)
+        + der.tlv(
+            der.SEQUENCE, bytes(recipient.issuer.dump()) + der.integer(recipient.serial_number)
+        )
+        + _RSA_ENCRYPTION
+        + der.tlv(der.OCTET_STRING, public_key.encrypt(cek, PKCS1v15())),
     )
-    env = cms.EnvelopedData(
-        {
-            "version": "v0",
-            "recipient_infos": [cms.RecipientInfo(name="ktri", value=ktri)],
-            "encrypted_content_info": {
-                "content_type": "data",
-                "content_encryption_algorithm": {
-                    "algorithm": str(alg),
-                    "parameters": core.OctetString(iv),
-                },
-                "encrypted_content": ciphertext,
-            },
-        }
+    content_algorithm = der.tlv(der.SEQUENCE, _CIPHER_OIDS[alg] + der.tlv(der.OCTET_STRING, iv))
+    encrypted_content_info = der.tlv(
+        der.SEQUENCE,
+        _DATA + content_algorithm + der.tlv(0x80, ciphertext),  # [0] IMPLICIT, primitive
     )
-    return bytes(cms.ContentInfo({"content_type": "enveloped_data", "content": env}).dump())
+    enveloped = der.tlv(der.SEQUENCE, der.integer(0) + der.tlv(0x31, ktri) + encrypted_content_info)
+    return der.tlv(der.SEQUENCE, _ENVELOPED_DATA + der.tlv(0xA0, enveloped))
+
+
+def _oid(dotted: str) -> bytes:
+    return bytes(core.ObjectIdentifier(dotted).dump())
+
+
+_DATA = _oid("1.2.840.113549.1.7.1")
+_ENVELOPED_DATA = _oid("1.2.840.113549.1.7.3")
+_RSA_ENCRYPTION = bytes(cms.KeyEncryptionAlgorithm({"algorithm": "rsaes_pkcs1v15"}).dump())
+_CIPHER_OIDS = {
+    ContentCipher.AES128: _oid("2.16.840.1.101.3.4.1.2"),
+    ContentCipher.AES256: _oid("2.16.840.1.101.3.4.1.42"),
+    ContentCipher.DES3: _oid("1.2.840.113549.3.7"),
+}
 
 
 def degenerate_crl(crl_der: bytes) -> bytes:

@@ -34,7 +34,6 @@ from protocols.scep.messages import (
 )
 from protocols.scep.operations import Operations, Reply
 from protocols.scep.ra import Identities, Identity
-from protocols.scep.transactions import Transactions
 from server.errors import CertforgeError, UnknownProfile
 from server.keys import CHALLENGES, CONFIG, CRLS, ENGINE, REQUEST_LOG
 
@@ -62,7 +61,6 @@ def _state(request: web.Request) -> tuple[Identities, Operations]:
         state.operations = Operations(
             engine,
             request.config_dict[CHALLENGES],
-            Transactions(engine.store),
             config.scep,
             request.config_dict[CRLS],
         )

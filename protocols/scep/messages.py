@@ -213,7 +213,10 @@ def _signer_certificate(
         cert = choice.chosen
         if sid.name == "issuer_and_serial_number":
             ias = sid.chosen
-            if ias["serial_number"].native == cert.serial_number and ias["issuer"] == cert.issuer:
+            if (
+                ias["serial_number"].native == cert.serial_number
+                and ias["issuer"].dump() == cert.issuer.dump()
+            ):
                 return cert
         elif sid.chosen.native == cert.key_identifier:
             return cert

@@ -18,21 +18,23 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import assert_never
 
 from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocols.scep.failinfo import FailInfo, SCEPFailure
 from protocols.scep.messages import MessageType, PKIMessage, PKIStatus
-from protocols.scep.transactions import Transaction, Transactions, sender_of
-from server.ca.csr import ParsedCSR, challenge_password, verify_csr
+from protocols.scep.transactions import Transaction, find_transaction, sender_of
+from server.ca.csr import challenge_password, verify_csr
 from server.challenges import Challenges
 from server.config import SCEPConfig
 from server.engine import Engine
-from server.errors import NotFound
+from server.errors import BadCSR, NotFound
 from server.model import (
     AuthMethod,
     CertStatus,
@@ -59,7 +61,6 @@ class Reply:
 class Operations:
     engine: Engine
     challenges: Challenges
-    transactions: Transactions
     config: SCEPConfig
     crls: CRLPublisher
 
@@ -86,56 +87,49 @@ class Operations:
 
     # ------------------------------------------------------------- PKCSReq
     async def enroll(self, msg: PKIMessage, csr_der: bytes, *, profile: str) -> Reply:
-        # Verify the CSR before anything is spent or recorded (the engine checks it again).
-        csr = await asyncio.to_thread(verify_csr, csr_der)
+        csr, key_sha256 = _read_csr(csr_der)  # the engine verifies it
         sender = sender_of(msg.message_type, msg.signer.dump())
-        previous = await self.transactions.get(msg.transaction_id)
+        previous = await find_transaction(self.engine.store, msg.transaction_id)
         if previous is not None:
-            if previous.key_sha256 != csr.key_sha256:
+            if previous.key_sha256 != key_sha256:
                 # RFC 8894 §3.2.1.1: the transactionID identifies one key's enrollment.
                 raise SCEPFailure(FailInfo.BAD_REQUEST, "transactionID reused with another key")
             if previous.sender == sender:
                 return await self._state_of(previous.request_id)  # a resend polls
-        requester, vouched = await self._authorise(msg, csr, profile)
+        requester, vouched = await self._authorise(msg, csr, csr_der, profile)
+        transaction = Transaction("", key_sha256, sender, _key_sha256(msg.signer))
         outcome = await self.engine.submit(
             EnrollmentRequest(
                 csr_der,
                 "scep",
                 requester,
                 profile=profile,
-                vouched=vouched,
+                vouched=replace(vouched, attributes=transaction.attributes()),
                 transaction_id=msg.transaction_id,
             )
-        )
-        await self.transactions.record(
-            Transaction(
-                msg.transaction_id,
-                outcome.request_id,
-                csr.key_sha256,
-                sender,
-                _key_sha256(msg.signer),
-            ),
-            now=self.engine.clock.now(),
-            replaces=previous,
         )
         return _reply(outcome)
 
     async def _authorise(
-        self, msg: PKIMessage, csr: ParsedCSR, profile: str
+        self, msg: PKIMessage, csr: x509.CertificateSigningRequest, csr_der: bytes, profile: str
     ) -> tuple[Requester, Vouched]:
         if msg.message_type == MessageType.RENEWAL_REQ:
             return await self._renewal_signer(msg, csr)
-        password = challenge_password(csr.csr)
+        password = challenge_password(csr)
         if not password:
             raise SCEPFailure(FailInfo.BAD_REQUEST, "a PKCSReq needs a challengePassword")
         static = self.config.static_challenges.get(profile)
         if static is not None and hmac.compare_digest(password.encode(), static.encode()):
             return Requester(AuthMethod.CHALLENGE_PASSWORD, "static"), Vouched()
+        # A one-time challenge is spent only on a CSR the engine will accept as a CSR.
+        await asyncio.to_thread(verify_csr, csr_der)
         if await self.challenges.redeem(password, profile=profile):
             return Requester(AuthMethod.CHALLENGE_PASSWORD, "one-time"), Vouched()
         raise SCEPFailure(FailInfo.BAD_REQUEST, "the challengePassword is wrong or used")
 
-    async def _renewal_signer(self, msg: PKIMessage, csr: ParsedCSR) -> tuple[Requester, Vouched]:
+    async def _renewal_signer(
+        self, msg: PKIMessage, csr: x509.CertificateSigningRequest
+    ) -> tuple[Requester, Vouched]:
         """RFC 8894 §3.3.1.2: a RenewalReq is signed with the certificate being renewed. It
         must be one this CA issued, valid now, unrevoked, and for the same subject."""
         try:
@@ -153,7 +147,7 @@ class Operations:
             raise SCEPFailure(FailInfo.BAD_REQUEST, "the signer's certificate is not valid now")
         # "The same subject": the certificate's, or the one its enrollment asked for (the
         # profile may have dropped attributes the client's CSR still carries).
-        subject = csr.csr.subject
+        subject = csr.subject
         if x509.load_der_x509_certificate(record.der).subject != subject:
             original = await self.engine.store.get_request(record.request_id)
             if original.subject != subject.rfc4514_string():
@@ -165,7 +159,7 @@ class Operations:
 
     # ------------------------------------------------------------ CertPoll
     async def cert_poll(self, msg: PKIMessage) -> Reply:
-        tx = await self.transactions.get(msg.transaction_id)
+        tx = await find_transaction(self.engine.store, msg.transaction_id)
         if tx is None:
             raise SCEPFailure(FailInfo.BAD_CERT_ID, "no enrollment has this transactionID")
         # Only the requester polls: the same key that signed the request (or the CSR's key).
@@ -206,6 +200,16 @@ def _issuer_and_serial(content: bytes) -> tuple[cms.IssuerAndSerialNumber, int]:
         return ias, int(ias["serial_number"].native)
     except (ValueError, TypeError) as exc:
         raise SCEPFailure(FailInfo.BAD_REQUEST, "expected IssuerAndSerialNumber") from exc
+
+
+def _read_csr(csr_der: bytes) -> tuple[x509.CertificateSigningRequest, str]:
+    """The CSR and its key's SHA-256, without the signature check the engine makes."""
+    try:
+        csr = x509.load_der_x509_csr(csr_der)
+        spki = csr.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise BadCSR("the pkcsPKIEnvelope does not hold a DER PKCS#10 request") from exc
+    return csr, hashlib.sha256(spki).hexdigest()
 
 
 def _key_sha256(cert: asn1_x509.Certificate) -> str:

@@ -257,6 +257,7 @@ class MongoStore:
             ("status", q.status),
             ("requester", q.requester),
             ("profile", q.profile),
+            ("transaction_id", q.transaction_id),
         ):
             if value is not None:
                 flt[field] = str(value)

@@ -280,6 +280,7 @@ class SQLiteStore:
             ("status", q.status),
             ("requester", q.requester),
             ("profile", q.profile),
+            ("transaction_id", q.transaction_id),
         ):
             if value is not None:
                 where.append(f"{column} = ?")

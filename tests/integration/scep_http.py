@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
 
-from tests.integration.server import CertforgeServer
+from tests.integration.server import BIN, CertforgeServer
 from tests.scep_client import ca_certificates, recipient_of
 
 
@@ -69,3 +71,29 @@ def requests_for(server: CertforgeServer, subject: str) -> list[dict[str, object
         f"{server.url}/api/v1/admin/requests?subject={urllib.parse.quote(subject)}",
     )
     return list(json.loads(out.stdout)["requests"])
+
+
+def verify_and_lint(server: CertforgeServer, leaf_pem: Path, issuer: str = "default") -> None:
+    """The certificate chains to root.pem (openssl verify) and pkilint finds no error."""
+    out = subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-CAfile",
+            str(server.root),
+            "-untrusted",
+            str(server.data_dir / "ca" / f"{issuer}.pem"),
+            str(leaf_pem),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    lint = subprocess.run(
+        [str(BIN / "lint_pkix_cert"), "lint", "-s", "ERROR", str(leaf_pem)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert lint.stdout.strip() == "", lint.stdout

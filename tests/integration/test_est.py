@@ -291,6 +291,32 @@ def test_idevid_certificate_bootstraps_a_device(est: EST, work: Path) -> None:
     assert "CN = sensor-1" in answer.pkcs7_certs(work, "ldevid").read_text()
 
 
+def test_admin_api_lists_and_removes_users(est: EST, work: Path) -> None:
+    server = est.server
+    admin = ("-H", f"Authorization: Bearer {server.token}")
+    users_url = f"{server.url}/api/v1/admin/est/users"
+    password = server.cli("est", "user", "add", "bob", check=True).stdout.strip()
+    listed = json.loads(server.curl(*admin, users_url).stdout)
+    assert {"alice", "bob"} <= {u["name"] for u in listed["users"]}
+    assert "hash" not in json.dumps(listed)
+    again = server.cli("est", "user", "add", "bob")
+    assert again.returncode == 1
+    assert "exists" in again.stderr
+    removed = server.curl(*admin, "-X", "DELETE", "-w", "%{http_code}", f"{users_url}/bob")
+    assert removed.stdout == b"204"
+    assert enroll(est, work, "gone", "-u", f"bob:{password}").status == 401
+
+
+def test_a_policy_denial_is_a_403_with_the_reason(est: EST, work: Path) -> None:
+    _, csr = make_csr(
+        work, "edkey", subject="/CN=ed.example.com", sans="DNS:ed.example.com", key="ED25519"
+    )
+    answer = curl(est.server, "simpleenroll", *est.basic, body=base64_request(csr))
+    assert answer.status == 403
+    assert answer.text.startswith("denied:")
+    assert "ed25519" in answer.text
+
+
 # ----------------------------------------------------------------- bad input
 def _tampered(csr_b64: Path) -> Path:
     der = bytearray(base64.b64decode(csr_b64.read_bytes()))

@@ -23,8 +23,9 @@ from tests.integration.scep_http import (
     requests_for,
     scep_ca,
     scep_url,
+    verify_and_lint,
 )
-from tests.integration.server import BIN, CertforgeServer
+from tests.integration.server import CertforgeServer
 from tests.scep_client import (
     Message,
     MessageType,
@@ -79,23 +80,7 @@ def enroll_message(
 def lint_and_verify(server: CertforgeServer, tmp_path: Path, cert: x509.Certificate) -> None:
     leaf = tmp_path / "leaf.pem"
     leaf.write_bytes(cert.public_bytes(Encoding.PEM))
-    issuing = sorted((server.data_dir / "ca").glob("*.pem"))
-    chain = tmp_path / "chain.pem"
-    chain.write_bytes(b"".join(p.read_bytes() for p in issuing if "key" not in p.name))
-    out = subprocess.run(
-        ["openssl", "verify", "-CAfile", str(server.root), "-untrusted", str(chain), str(leaf)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    lint = subprocess.run(
-        [str(BIN / "lint_pkix_cert"), "lint", "-s", "ERROR", str(leaf)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert lint.stdout.strip() == "", lint.stdout
+    verify_and_lint(server, leaf)
 
 
 # ------------------------------------------------------------------ GET operations

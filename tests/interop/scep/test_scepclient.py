@@ -21,8 +21,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.integration.scep_http import new_challenge, scep_ca, scep_url
-from tests.integration.server import BIN, CertforgeServer
+from tests.integration.scep_http import new_challenge, scep_ca, scep_url, verify_and_lint
+from tests.integration.server import CertforgeServer
 
 LEGACY_CONFIG = """
 [scep]
@@ -97,31 +97,6 @@ def run(*args: object, **kw: object) -> tuple[int, str]:
     return proc.returncode, out
 
 
-def verify_chain(server: CertforgeServer, cert_pem: Path, issuer: str = "default") -> None:
-    out = subprocess.run(
-        [
-            "openssl",
-            "verify",
-            "-CAfile",
-            str(server.root),
-            "-untrusted",
-            str(server.data_dir / "ca" / f"{issuer}.pem"),
-            str(cert_pem),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    lint = subprocess.run(
-        [str(BIN / "lint_pkix_cert"), "lint", "-s", "ERROR", str(cert_pem)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert lint.stdout.strip() == "", lint.stdout
-
-
 def serial_of(pem: Path) -> int:
     return x509.load_pem_x509_certificate(pem.read_bytes()).serial_number
 
@@ -134,7 +109,7 @@ def test_enroll_with_fresh_challenge_then_renew(
     code, out = run(url, tmp_path / "c", challenge=new_challenge(legacy_server), fingerprint=fp)
     assert code == 0, out
     cert = tmp_path / "c" / "client.pem"
-    verify_chain(legacy_server, cert)
+    verify_and_lint(legacy_server, cert)
     first = serial_of(cert)
     # Run again with the issued certificate present: scepclient sends a RenewalReq signed
     # with it, and no challenge.
@@ -142,7 +117,7 @@ def test_enroll_with_fresh_challenge_then_renew(
     assert code == 0, out
     assert "RenewalReq" not in out or "failed" not in out
     assert serial_of(cert) != first
-    verify_chain(legacy_server, cert)
+    verify_and_lint(legacy_server, cert)
 
 
 def test_wrong_and_reused_challenge_are_refused(
@@ -174,7 +149,7 @@ def test_rsa_ca_is_its_own_scep_identity(legacy_server: CertforgeServer, tmp_pat
     assert len(certs) == 1  # the CA certificate alone: no RA
     code, out = run(url, tmp_path / "r", challenge=new_challenge(legacy_server))
     assert code == 0, out
-    verify_chain(legacy_server, tmp_path / "r" / "client.pem", issuer="rsa")
+    verify_and_lint(legacy_server, tmp_path / "r" / "client.pem", issuer="rsa")
 
 
 def test_pending_then_approve_then_poll(legacy_server: CertforgeServer, tmp_path: Path) -> None:
@@ -208,4 +183,4 @@ def test_pending_then_approve_then_poll(legacy_server: CertforgeServer, tmp_path
             proc.kill()
     assert proc.returncode == 0, out
     assert "PENDING" in out
-    verify_chain(legacy_server, tmp_path / "p" / "client.pem")
+    verify_and_lint(legacy_server, tmp_path / "p" / "client.pem")

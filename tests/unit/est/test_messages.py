@@ -26,7 +26,7 @@ from protocols.est.messages import (
 from protocols.est.users import VerifiedPasswords, add_user, delete_user, verify_password
 from server.ca.csr import verify_csr
 from server.config import DEFAULT_PROFILES
-from server.errors import BadCSR, ErrorKind, Forbidden, Malformed
+from server.errors import BadCSR, CertforgeError, ErrorKind, Forbidden, Malformed
 from server.store.sqlite import SQLiteStore
 from tests.unit.factories import FakeClock, make_csr
 
@@ -68,6 +68,15 @@ def test_pkcs10_bodies_rfc8951_tolerates(body: bytes) -> None:
 def test_unreadable_bodies_are_bad_csr(body: bytes) -> None:
     with pytest.raises(BadCSR):
         parse_pkcs10(decode_pkcs10(body))
+
+
+def test_unknown_key_algorithm_is_bad_public_key_not_a_crash() -> None:
+    ec_public_key_oid = bytes.fromhex("06072a8648ce3d0201")
+    assert ec_public_key_oid in CSR
+    der = CSR.replace(ec_public_key_oid, bytes.fromhex("06072a8648ce3d0209"))
+    with pytest.raises(CertforgeError) as raised:
+        parse_pkcs10(decode_pkcs10(der))
+    assert raised.value.kind in (ErrorKind.BAD_CSR, ErrorKind.BAD_PUBLIC_KEY)
 
 
 class _Values(core.SetOf):  # type: ignore[misc]

@@ -92,7 +92,12 @@ async def searchable(store: Store) -> dict[str, str]:
             subject="CN=Mail Relay,O=Example",
             sans=("email:Relay@Example.test",),
         ),
-        "bob": make_request(requester=bob, sans=("ip:2001:db8::7",), subject="CN=bob-device"),
+        "bob": make_request(
+            requester=bob,
+            sans=("ip:2001:db8::7",),
+            subject="CN=bob-device",
+            transaction_id="tx/Bob+1=",
+        ),
         "uri": make_request(status=Status.APPROVED, sans=("uri:https://svc.example.test/x",)),
     }
     for record in records.values():
@@ -122,6 +127,8 @@ async def searchable(store: Store) -> dict[str, str]:
             RequestQuery(status=Status.PENDING, requester="token:alice"), ["web"], id="combined"
         ),
         pytest.param(RequestQuery(limit=2, offset=1), ["bob", "mail"], id="limit_offset"),
+        pytest.param(RequestQuery(transaction_id="tx/Bob+1="), ["bob"], id="transaction_id"),
+        pytest.param(RequestQuery(transaction_id="tx/bob+1="), [], id="transaction_id/exact"),
     ],
 )
 async def test_find_requests(
