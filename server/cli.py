@@ -213,6 +213,17 @@ def cmd_simple_post(
     return run
 
 
+def cmd_est_user_list(args: argparse.Namespace) -> None:
+    _, body = make_client(args).call("GET", "/api/v1/admin/est/users")
+    emit(args, body, "\n".join(f"{u['name']} {u['created_at']}" for u in body["users"]))
+
+
+def cmd_est_user_remove(args: argparse.Namespace) -> None:
+    name = urllib.parse.quote(args.name, safe="")
+    make_client(args).call("DELETE", f"/api/v1/admin/est/users/{name}")
+    emit(args, {"name": args.name, "removed": True}, f"{args.name} removed")
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from server.app import serve
     from server.config import load_config
@@ -326,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         "add a user and print its password",
     ).add_argument("name")
+    leaf(est_user, "list", cmd_est_user_list, "list EST users")
+    leaf(est_user, "remove", cmd_est_user_remove, "remove an EST user").add_argument("name")
     acme = group("acme", "ACME")
     eab = acme.add_parser("eab", help="External Account Binding").add_subparsers(
         dest="sub", required=True

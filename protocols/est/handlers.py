@@ -51,6 +51,7 @@ from server.keys import CAS, CHALLENGES, ENGINE, STORE
 from server.model import (
     AuthMethod,
     Denied,
+    Document,
     EnrollmentRequest,
     Identifier,
     Issued,
@@ -150,16 +151,24 @@ async def enroll(request: web.Request, e: Enrollment) -> web.Response:
     """Find the client's pending request, or submit a new one; render the outcome."""
     if e.profile.est_pop_linking:
         check_pop_linking(e.csr, tls_unique(request))
-    store, engine = request.config_dict[STORE], request.config_dict[ENGINE]
     doc_id = pending_id(e.operation, e.profile.name, e.csr, e.proof.requester)
-    if (doc := await find_pending(store, doc_id)) is not None:
-        # A retry proves possession of the key again before it gets the certificate.
-        await asyncio.to_thread(verify_csr, e.csr_der)
-        _, outcome = await engine.retrieve(str(doc.data["request_id"]))
-        if not isinstance(outcome, Pending):
-            await forget_pending(store, doc_id)
-        key = bytes.fromhex(doc.data["private_key"]) if "private_key" in doc.data else None
-        return render(request, outcome, key)
+    if (doc := await find_pending(request.config_dict[STORE], doc_id)) is not None:
+        return await _retry(request, e, doc)
+    return await _submit(request, e, doc_id)
+
+
+async def _retry(request: web.Request, e: Enrollment, doc: Document) -> web.Response:
+    """RFC 7030 §4.2.3: the client repeats a request that was pending."""
+    # A retry proves possession of the key again before it gets the certificate.
+    await asyncio.to_thread(verify_csr, e.csr_der)
+    _, outcome = await request.config_dict[ENGINE].retrieve(str(doc.data["request_id"]))
+    if not isinstance(outcome, Pending):
+        await forget_pending(request.config_dict[STORE], doc.id)
+    key = bytes.fromhex(doc.data["private_key"]) if "private_key" in doc.data else None
+    return render(request, outcome, key)
+
+
+async def _submit(request: web.Request, e: Enrollment, doc_id: str) -> web.Response:
     # Bad input must change nothing: before a one-time password is used up, or a key made, the
     # request is verified here (the engine verifies it again, as for every front end).
     if e.proof.challenge is not None:
@@ -168,6 +177,7 @@ async def enroll(request: web.Request, e: Enrollment) -> web.Response:
     csr_der, key = e.csr_der, None
     if e.operation == "serverkeygen":
         csr_der, key = await asyncio.to_thread(_request_for_new_key, e)
+    engine = request.config_dict[ENGINE]
     outcome = await engine.submit(
         EnrollmentRequest(
             csr_der=csr_der,
@@ -179,6 +189,7 @@ async def enroll(request: web.Request, e: Enrollment) -> web.Response:
         )
     )
     if isinstance(outcome, Pending):
+        store = request.config_dict[STORE]
         await remember_pending(store, engine.clock, doc_id, outcome.request_id, key)
     return render(request, outcome, key)
 

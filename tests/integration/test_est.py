@@ -222,6 +222,14 @@ def test_serverkeygen_answers_the_key_and_its_certificate(est: EST, work: Path) 
     )
     answer = curl(est.server, "serverkeygen", *est.basic, body=base64_request(csr))
     assert answer.status == 200, answer.text
+    key_pem, cert_pem = split_serverkeygen(answer, work, "keygen")
+    assert public_key(cert_pem, of="x509") == public_key(key_pem, of="key")
+    assert public_key(key_pem, of="key") != public_key(client_key, of="key")
+
+
+def split_serverkeygen(answer: Answer, work: Path, name: str) -> tuple[Path, Path]:
+    """The multipart/mixed answer's two parts (RFC 7030 §4.4.2): the key, then the
+    certificate, each written as PEM by openssl."""
     ctype = answer.headers["content-type"]
     assert ctype.startswith("multipart/mixed")
     message = email.message_from_bytes(
@@ -233,14 +241,12 @@ def test_serverkeygen_answers_the_key_and_its_certificate(est: EST, work: Path) 
         assert isinstance(payload, bytes)
         parts[part.get_content_type()] = payload
     assert set(parts) == {"application/pkcs8", "application/pkcs7-mime"}
-    key_der = work / "server.key.der"
+    key_der = work / f"{name}.server.key.der"
     key_der.write_bytes(parts["application/pkcs8"])
-    key_pem = work / "server.key"
+    key_pem = work / f"{name}.server.key"
     run("openssl", "pkey", "-inform", "DER", "-in", str(key_der), "-out", str(key_pem))
     cert = Answer(200, {}, base64.b64encode(parts["application/pkcs7-mime"]))
-    cert_pem = cert.pkcs7_certs(work, "keygen-cert")
-    assert public_key(cert_pem, of="x509") == public_key(key_pem, of="key")
-    assert public_key(key_pem, of="key") != public_key(client_key, of="key")
+    return key_pem, cert.pkcs7_certs(work, f"{name}-cert")
 
 
 def test_a_label_selects_the_profile(est: EST, work: Path) -> None:
@@ -263,6 +269,19 @@ def test_pending_until_approved_then_the_retry_gets_the_certificate(est: EST, wo
     est.server.cli("request", "approve", ids[0], check=True)
     answer = curl(est.server, "est-manual/simpleenroll", *est.basic, body=body)
     assert "CN = held.example.com" in answer.pkcs7_certs(work, "held").read_text()
+
+
+def test_pending_serverkeygen_keeps_the_key_for_the_retry(est: EST, work: Path) -> None:
+    _, csr = make_csr(work, "heldkey", subject="/CN=hk.example.com", sans="DNS:hk.example.com")
+    body = base64_request(csr)
+    assert curl(est.server, "est-manual/serverkeygen", *est.basic, body=body).status == 202
+    pending = json.loads(est.server.cli("request", "list", "--status", "pending", "--json").stdout)
+    ids = [r["id"] for r in pending["requests"] if r["subject"] == "CN=hk.example.com"]
+    est.server.cli("request", "approve", ids[0], check=True)
+    answer = curl(est.server, "est-manual/serverkeygen", *est.basic, body=body)
+    assert answer.status == 200, answer.text
+    key_pem, cert_pem = split_serverkeygen(answer, work, "heldkey")
+    assert public_key(cert_pem, of="x509") == public_key(key_pem, of="key")
 
 
 # ----------------------------------------------------------------- authentication
@@ -304,6 +323,12 @@ def test_admin_api_lists_and_removes_users(est: EST, work: Path) -> None:
     assert "exists" in again.stderr
     removed = server.curl(*admin, "-X", "DELETE", "-w", "%{http_code}", f"{users_url}/bob")
     assert removed.stdout == b"204"
+    assert "bob" not in server.cli("est", "user", "list", check=True).stdout
+    server.cli("est", "user", "add", "carol", check=True)
+    assert (
+        server.cli("est", "user", "remove", "carol", check=True).stdout.strip() == "carol removed"
+    )
+    assert server.cli("est", "user", "remove", "carol").returncode == 1
     assert enroll(est, work, "gone", "-u", f"bob:{password}").status == 401
 
 
