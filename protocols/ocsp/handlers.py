@@ -7,6 +7,9 @@ A successful response carries RFC 5019 §6.2's caching headers: Last-Modified (t
 Expires (nextUpdate), ETag, and ``Cache-Control: max-age=..., public, no-transform,
 must-revalidate``, with max-age up to nextUpdate. A response echoing a nonce is for that
 request only: ``Cache-Control: no-store``.
+
+The hot path does no ASN.1 work: a request seen before (the same bytes, or the same GET path)
+maps straight to its CertID (``PARSED``), and the responder's cache to a signed answer.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from protocols.ocsp.errors import CONTENT_TYPE
 from protocols.ocsp.messages import MAX_REQUEST_BYTES, parse_ocsp_request
 from server.errors import Malformed
 from server.keys import OCSP
-from server.revocation.ocsp import OCSPAnswer
+from server.revocation.ocsp import CertID, OCSPAnswer
 from server.web.routes import http_date
+
+PARSED = web.AppKey("ocsp_parsed", dict[bytes | str, CertID])
+MAX_PARSED = 100_000  # requests remembered; past this the map starts over
 
 
 async def ocsp_post(request: web.Request) -> web.Response:
@@ -34,17 +40,34 @@ async def ocsp_post(request: web.Request) -> web.Response:
 async def ocsp_get(request: web.Request) -> web.Response:
     # aiohttp has already undone the URL encoding of the path.
     text = request.match_info["request"]
+    if (cert_id := request.app[PARSED].get(text)) is not None:
+        return await answer_for(request, cert_id)
     try:
         der = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise Malformed("the path is not a base64-encoded OCSPRequest") from None
-    return await answer(request, der)
+    return await answer(request, der, key=text)
 
 
-async def answer(request: web.Request, der: bytes) -> web.Response:
+async def answer(
+    request: web.Request, der: bytes, *, key: bytes | str | None = None
+) -> web.Response:
+    parsed_requests = request.app[PARSED]
+    if (cert_id := parsed_requests.get(der)) is not None:
+        return await answer_for(request, cert_id)
     parsed = parse_ocsp_request(der)
+    if parsed.nonce is not None:  # for this request only: nothing is remembered
+        result = await request.config_dict[OCSP].respond(parsed.cert_id, nonce=parsed.nonce)
+        return web.Response(body=result.der, headers=caching_headers(result))
+    if len(parsed_requests) >= MAX_PARSED:
+        parsed_requests.clear()
+    parsed_requests[der if key is None else key] = parsed.cert_id
+    return await answer_for(request, parsed.cert_id)
+
+
+async def answer_for(request: web.Request, cert_id: CertID) -> web.Response:
     responder = request.config_dict[OCSP]
-    result = await responder.respond(parsed.cert_id, nonce=parsed.nonce)
+    result = responder.cached(cert_id) or await responder.respond(cert_id)
     return web.Response(body=result.der, headers=caching_headers(result))
 
 
@@ -62,6 +85,7 @@ def caching_headers(result: OCSPAnswer) -> dict[str, str]:
 
 
 def add_routes(app: web.Application) -> None:
+    app[PARSED] = {}
     app.router.add_post("", ocsp_post)
     app.router.add_post("/", ocsp_post)
     app.router.add_get("/{request:.+}", ocsp_get)

@@ -57,8 +57,11 @@ async def _read_submission(request: web.Request) -> tuple[bytes, str | None]:
 
 def _csr_bytes(data: bytes) -> bytes:
     """PEM, DER, or base64 DER (RFC 8951 style: line breaks tolerated)."""
+    if data[:1] == b"\x30":
+        # DER as sent: stripping it would cut a signature that ends in a whitespace byte.
+        return csr_der_from_bytes(data)
     stripped = data.strip()
-    if stripped.startswith(b"-----BEGIN") or stripped[:1] == b"\x30":
+    if stripped.startswith(b"-----BEGIN"):
         return csr_der_from_bytes(stripped)
     try:
         return csr_der_from_bytes(base64.b64decode(b"".join(stripped.split()), validate=True))

@@ -153,13 +153,16 @@ def certificate_row(c: CertificateRecord) -> dict[str, Any]:
     }
 
 
+_REASONS = {str(r): r for r in RevocationReason}  # a dict lookup: Enum() is slow per entry
+
+
 def revoked_entry(row: Any) -> RevokedEntry:
-    """A CRL entry from a row or document with serial, revoked_at, reason, invalidity_date."""
-    revoked_at = datetime.fromisoformat(row["revoked_at"])
+    """A CRL entry from a row or document with serial, revoked_at, reason, invalidity_date.
+    Called once per entry of a CRL, so kept to the bare conversions."""
     invalidity = row["invalidity_date"]
     return RevokedEntry(
-        serial=int(row["serial"], 16),
-        revoked_at=revoked_at,
-        reason=RevocationReason(row["reason"]),
-        invalidity_date=datetime.fromisoformat(invalidity) if invalidity else None,
+        int(row["serial"], 16),
+        datetime.fromisoformat(row["revoked_at"]),
+        _REASONS[row["reason"]],
+        datetime.fromisoformat(invalidity) if invalidity else None,
     )

@@ -347,11 +347,12 @@ class SQLiteStore:
         after_serial: int = 0,
         limit: int = 10_000,
     ) -> list[RevokedEntry]:
-        # The partial index certificates_revoked holds revoked certificates only, in serial
-        # order per issuer: each page is one range scan, however many valid ones there are.
+        # The partial, covering index certificates_revoked_entries holds revoked certificates
+        # only, in serial order per issuer: each page is one range scan of the index alone,
+        # however many valid certificates there are.
         rows = await self._read(
             "SELECT serial, revoked_at, reason, invalidity_date FROM certificates "
-            "INDEXED BY certificates_revoked WHERE issuer = ? AND status = 'revoked' "
+            "INDEXED BY certificates_revoked_entries WHERE issuer = ? AND status = 'revoked' "
             "AND serial > ? AND not_after >= ? ORDER BY serial LIMIT ?",
             (issuer, codec.serial_key(after_serial), codec.ts(expires_after), limit),
         )

@@ -1,0 +1,16 @@
+"""The REST front end takes a CSR as DER exactly as sent: a DER request whose last byte
+happens to be whitespace (0x09-0x0d, 0x20) must not be stripped and refused."""
+
+from __future__ import annotations
+
+from protocols.rest.handlers import _csr_bytes
+from tests.unit.factories import make_csr
+
+
+def test_der_ending_in_a_whitespace_byte_is_kept_whole() -> None:
+    for i in range(2000):
+        der = make_csr(f"h{i}.example.test")
+        if der[-1:].isspace():
+            assert _csr_bytes(der) == der
+            return
+    raise AssertionError("no CSR ending in a whitespace byte in 2000 tries")
