@@ -308,7 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_simple_post(
             "/api/v1/admin/crl/publish",
             lambda b: "\n".join(
-                f"{c['issuer']} crl {c['number']} {c['entries']} entries" for c in b["crls"]
+                f"{c['issuer']}{'' if c.get('shard') is None else '/' + str(c['shard'])} "
+                f"crl {c['number']} {c['entries']} entries"
+                for c in b["crls"]
             ),
             lambda a: {"issuer": a.issuer} if a.issuer else {},
         ),

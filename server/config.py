@@ -138,10 +138,14 @@ class ESTConfig:
     retry_after: int = 60  # seconds, the Retry-After of a pending enrollment (202)
 
 
+MAX_CRL_SHARDS = 1024
+
+
 @dataclass(frozen=True, slots=True)
 class CRLConfig:
     interval_minutes: int = 60  # every issuing CA's CRL is re-issued this often
     next_update_hours: int = 24  # nextUpdate is this long after thisUpdate
+    shards: int = 1  # > 1: also this many partitioned CRLs per CA, each certificate in one
 
 
 @dataclass(frozen=True, slots=True)
@@ -516,8 +520,11 @@ def _crl(t: _Table) -> CRLConfig:
     cfg = CRLConfig(
         interval_minutes=t.positive("interval_minutes", d.interval_minutes),
         next_update_hours=t.positive("next_update_hours", d.next_update_hours),
+        shards=t.positive("shards", d.shards),
     )
     t.done()
+    if cfg.shards > MAX_CRL_SHARDS:
+        raise ConfigError(f"{t.name('shards')}: at most {MAX_CRL_SHARDS}")
     # A relying party must get the next CRL before its copy's nextUpdate passes.
     if cfg.next_update_hours * 60 <= cfg.interval_minutes:
         raise ConfigError(f"{t.name('next_update_hours')}: must be longer than interval_minutes")

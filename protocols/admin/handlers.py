@@ -214,7 +214,7 @@ async def publish_crls(request: web.Request) -> web.Response:
     if issuer is not None and not isinstance(issuer, str):
         raise Malformed("issuer must be the name of a CA")
     crls = request.config_dict[CRLS]
-    published = [await crls.publish(issuer)] if issuer else await crls.publish_all()
+    published = await crls.publish_ca(issuer) if issuer else await crls.publish_all()
     return web.json_response({"crls": [crl_json(c) for c in published]})
 
 

@@ -60,6 +60,7 @@ def certificate_json(c: CertificateRecord, *, full: bool = False) -> dict[str, A
 def crl_json(c: PublishedCRL) -> dict[str, Any]:
     return {
         "issuer": c.issuer,
+        "shard": c.shard,
         "number": c.number,
         "this_update": c.this_update.isoformat(),
         "next_update": c.next_update.isoformat(),

@@ -80,7 +80,7 @@ def build_certificate(
         # The builder's own setters store naive UTC; the constructor takes them as stored.
         not_valid_before=not_before.replace(tzinfo=None),
         not_valid_after=not_after.replace(tzinfo=None),
-        extensions=_extensions(draft, public_key, issuer),
+        extensions=_extensions(draft, public_key, issuer, serial),
     )
     return builder.sign(issuer.key, issuer.hash_algorithm)
 
@@ -103,7 +103,7 @@ def _validity(
 
 
 def _extensions(
-    draft: CertificateDraft, public_key: CertificatePublicKeyTypes, issuer: IssuingCA
+    draft: CertificateDraft, public_key: CertificatePublicKeyTypes, issuer: IssuingCA, serial: int
 ) -> list[x509.Extension[x509.ExtensionType]]:
     extensions: list[x509.Extension[x509.ExtensionType]] = [_NOT_A_CA]
     for cached in (_key_usage(draft.key_usage), _extended_key_usage(draft.extended_key_usage)):
@@ -118,7 +118,7 @@ def _extensions(
         raise Internal("a certificate needs a subject or a subject alternative name")
     ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
     extensions.append(x509.Extension(ski.oid, False, ski))
-    extensions.extend(issuer.leaf_extensions)
+    extensions.extend(issuer.leaf_extensions_for(serial))
     policies = _certificate_policies(draft.certificate_policies)
     if policies is not None:
         extensions.append(policies)

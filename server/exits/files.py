@@ -2,7 +2,8 @@
 
 Layout: ``<directory>/certs/<serial hex>.pem`` for each ``issued`` event and
 ``<directory>/crls/<issuer>.crl`` (PEM, replaced by each newer CRL) for each
-``crl_published`` event. Other kinds are acknowledged without writing. Directories are created
+``crl_published`` event (``<directory>/crls/<issuer>/<k>.crl`` for partition k of a
+partitioned CRL). Other kinds are acknowledged without writing. Directories are created
 on first use; a relative ``directory`` is taken inside the data directory.
 
 Every file is written atomically (a temporary file in the same directory, fsync, rename over
@@ -115,7 +116,12 @@ class FilesExit:
                     raise _Unusable(f"issuer {issuer!r} is not a file name")
                 if not isinstance(pem, str) or not pem:
                     raise _Unusable("no crl_pem")
-                return self.directory / "crls" / f"{issuer}.crl", pem
+                shard = event.data.get("shard")
+                if shard is None:
+                    return self.directory / "crls" / f"{issuer}.crl", pem
+                if not isinstance(shard, int) or shard < 0:
+                    raise _Unusable(f"shard {shard!r} is not a partition number")
+                return self.directory / "crls" / issuer / f"{shard}.crl", pem
             case _:
                 return None
 

@@ -92,6 +92,35 @@ def encode_entries(entries: Iterable[RevokedEntry]) -> bytes:
     return b"".join([encode_entry(e) for e in entries])
 
 
+@dataclass(slots=True)
+class EncodedEntries:
+    """A CRL's encoded entries, collected page by page; with partitions, each entry is also
+    filed under its partition (``serial mod shards``), encoded once for both."""
+
+    chunks: list[bytes]
+    count: int
+    shards: list[list[bytes]]
+
+    @classmethod
+    def empty(cls, shards: int) -> EncodedEntries:
+        return cls([], 0, [[] for _ in range(shards)])
+
+    def add(self, page: list[RevokedEntry]) -> None:
+        encoded = [encode_entry(e) for e in page]
+        self.chunks.append(b"".join(encoded))
+        self.count += len(page)
+        if self.shards:
+            n = len(self.shards)
+            for entry, der in zip(page, encoded, strict=True):
+                self.shards[entry.serial % n].append(der)
+
+    def full(self) -> tuple[bytes, int]:
+        return b"".join(self.chunks), self.count
+
+    def shard(self, k: int) -> tuple[bytes, int]:
+        return b"".join(self.shards[k]), len(self.shards[k])
+
+
 @dataclass(frozen=True, slots=True)
 class CRLHeader:
     """Everything of a CRL but its entries."""

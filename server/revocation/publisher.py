@@ -2,6 +2,14 @@
 re-issued on a schedule and on demand, kept in memory for the HTTP listener to serve at the
 URL certificates name in their CRL distribution point.
 
+Partitioned CRLs (``[crl] shards`` > 1), for very large CAs: each certificate names partition
+``serial mod shards`` in its CRL distribution point (``IssuingCA.leaf_extensions_for``), and
+each partition is a CRL of its own at ``/crl/<issuer>/<k>.crl`` whose issuing distribution
+point names that URL (RFC 5280 §5.2.5), listing only that partition's certificates. They are
+built in the same pass over the store as the full CRL, which is still published for the
+certificates issued before partitioning was switched on. One publication gives the full CRL
+and every partition the same cRLNumber, so each partition's numbers grow too.
+
 Each CRL gets the next cRLNumber of its CA from a store document (kind ``crl``, id the CA's
 name), advanced by a conditional update: numbers only grow, also across servers sharing the
 store and across restarts (RFC 5280 §5.2.3: "monotonically increasing"). Entries are read from
@@ -32,7 +40,7 @@ from server.ca.keystore import CAKey
 from server.config import CRLConfig
 from server.errors import Conflict, NotFound
 from server.model import Clock, Document, Event, EventKind
-from server.revocation.crl import CRLHeader, build_template, encode_entries, splice_entries
+from server.revocation.crl import CRLHeader, EncodedEntries, build_template, splice_entries
 from server.store.base import Store
 
 log = logging.getLogger("certforge.crl")
@@ -50,6 +58,12 @@ class PublishedCRL:
     next_update: datetime
     entries: int
     der: bytes
+    shard: int | None = None  # the partition, for a partitioned CRL
+
+    @property
+    def key(self) -> str:
+        """What ``CRLPublisher.latest`` knows it by: ``issuer`` or ``issuer/shard``."""
+        return self.issuer if self.shard is None else f"{self.issuer}/{self.shard}"
 
     @property
     def etag(self) -> str:
@@ -69,6 +83,7 @@ class _Signer:
     key: CAKey
     url: str
     is_root: bool
+    shard_urls: tuple[str, ...] = ()
 
 
 class CRLPublisher:
@@ -88,7 +103,17 @@ class CRLPublisher:
         self._latest: dict[str, PublishedCRL] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._signers = {
-            name: _Signer(name, ca.subject, ca.ski, ca.key, ca.crl_url, is_root=False)
+            name: _Signer(
+                name,
+                ca.subject,
+                ca.ski,
+                ca.key,
+                ca.crl_url,
+                is_root=False,
+                shard_urls=tuple(ca.crl_shard_url(k) for k in range(ca.crl_shards))
+                if ca.crl_shards > 1
+                else (),
+            )
             for name, ca in cas.issuers.items()
         }
         if cas.root_key is not None:
@@ -100,23 +125,31 @@ class CRLPublisher:
     def names(self) -> list[str]:
         return list(self._signers)
 
-    def latest(self, name: str) -> PublishedCRL | None:
-        """The newest CRL published by this server for the CA ``name``."""
-        return self._latest.get(name)
+    def latest(self, key: str) -> PublishedCRL | None:
+        """The newest CRL published by this server for CA ``key``, or for partition ``k`` of
+        CA ``name`` with ``key`` ``name/k``."""
+        return self._latest.get(key)
 
     async def publish_all(self) -> list[PublishedCRL]:
-        return [await self.publish(name) for name in self._signers]
+        return [crl for name in self._signers for crl in await self.publish_ca(name)]
 
     async def publish(self, name: str) -> PublishedCRL:
+        """Publish the CA's CRLs; its full CRL."""
+        return (await self.publish_ca(name))[0]
+
+    async def publish_ca(self, name: str) -> list[PublishedCRL]:
+        """Publish the CA's CRLs: its full CRL, then its partitions (if any)."""
         signer = self._signers.get(name)
         if signer is None:
             raise NotFound(f"no CA named {name!r} publishes CRLs here")
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:  # one build at a time per CA: the newest number is served last
-            crl = await self._build(signer)
-            self._latest[name] = crl
-        await self._announce(signer, crl)
-        return crl
+            crls = await self._build(signer)
+            for crl in crls:
+                self._latest[crl.key] = crl
+        for crl in crls:
+            await self._announce(signer, crl)
+        return crls
 
     async def run(self) -> None:
         """Re-issue every CRL each ``interval_minutes``, for as long as the server runs."""
@@ -128,38 +161,55 @@ class CRLPublisher:
             except Exception:
                 log.exception("publishing CRLs failed; the previous ones are served until retry")
 
-    async def _build(self, signer: _Signer) -> PublishedCRL:
+    async def _build(self, signer: _Signer) -> list[PublishedCRL]:
         this_update = self._clock.now().replace(microsecond=0)
-        header = CRLHeader(
-            issuer=signer.subject,
-            authority_key_id=signer.ski,
-            number=await self._next_number(signer.name),
-            this_update=this_update,
-            next_update=this_update + timedelta(hours=self._config.next_update_hours),
-            distribution_point=signer.url,
-            covers_ca_certificates=signer.is_root,
-        )
-        template = await asyncio.to_thread(build_template, header, signer.key)
-        entries, count = (b"", 0) if signer.is_root else await self._entries(signer, this_update)
-        der = await asyncio.to_thread(splice_entries, template, entries, signer.key)
-        return PublishedCRL(signer.name, header.number, this_update, header.next_update, count, der)
+        number = await self._next_number(signer.name)
+        urls = [signer.url, *signer.shard_urls]
+        headers = [
+            CRLHeader(
+                issuer=signer.subject,
+                authority_key_id=signer.ski,
+                number=number,
+                this_update=this_update,
+                next_update=this_update + timedelta(hours=self._config.next_update_hours),
+                distribution_point=url,
+                covers_ca_certificates=signer.is_root,
+            )
+            for url in urls
+        ]
+        templates = [await asyncio.to_thread(build_template, h, signer.key) for h in headers]
+        if signer.is_root:
+            entries = EncodedEntries.empty(0)
+        else:
+            entries = await self._entries(signer, this_update, len(signer.shard_urls))
+        crls = []
+        for i, (header, template) in enumerate(zip(headers, templates, strict=True)):
+            body, count = entries.full() if i == 0 else entries.shard(i - 1)
+            der = await asyncio.to_thread(splice_entries, template, body, signer.key)
+            shard = None if i == 0 else i - 1
+            crls.append(
+                PublishedCRL(
+                    signer.name, number, this_update, header.next_update, count, der, shard
+                )
+            )
+        return crls
 
-    async def _entries(self, signer: _Signer, now: datetime) -> tuple[bytes, int]:
-        """The encoded revokedCertificates of the CA's unexpired revoked certificates."""
-        chunks: list[bytes] = []
-        count, after = 0, 0
+    async def _entries(self, signer: _Signer, now: datetime, shards: int) -> EncodedEntries:
+        """The encoded revokedCertificates of the CA's unexpired revoked certificates, and of
+        each partition's."""
+        entries = EncodedEntries.empty(shards)
+        after = 0
         while True:
             page = await self._store.find_revoked(
                 signer.name, expires_after=now, after_serial=after, limit=PAGE
             )
             if not page:
                 break
-            chunks.append(await asyncio.to_thread(encode_entries, page))
-            count += len(page)
+            await asyncio.to_thread(entries.add, page)
             after = page[-1].serial
             if len(page) < PAGE:
                 break
-        return b"".join(chunks), count
+        return entries
 
     async def _next_number(self, name: str) -> int:
         """The CA's next cRLNumber, advanced in the store by a conditional write."""
@@ -188,13 +238,15 @@ class CRLPublisher:
             "this_update": crl.this_update.isoformat(),
             "next_update": crl.next_update.isoformat(),
             "entries": crl.entries,
-            "url": signer.url,
+            "url": signer.url if crl.shard is None else signer.shard_urls[crl.shard],
         }
+        if crl.shard is not None:
+            data["shard"] = crl.shard
         if len(crl.der) <= EVENT_PEM_LIMIT:
             data["crl_pem"] = crl.pem()
         await self._store.add_event(Event(EventKind.CRL_PUBLISHED, self._clock.now(), data=data))
         self._notify()
         log.info(
             "published CRL",
-            extra={"issuer": crl.issuer, "number": crl.number, "entries": crl.entries},
+            extra={"crl": crl.key, "number": crl.number, "entries": crl.entries},
         )

@@ -44,7 +44,10 @@ async def crl(request: web.Request) -> web.Response:
     RFC 5280 §4.2.1.13 and §4.2.2.1: a CRL over HTTP is DER, ``application/pkix-crl``. It may be
     cached until a newer one is due: until the next scheduled CRL, and never past nextUpdate.
     """
-    published = request.config_dict[CRLS].latest(request.match_info["name"])
+    key = request.match_info["name"]
+    if "shard" in request.match_info:
+        key += "/" + request.match_info["shard"]
+    published = request.config_dict[CRLS].latest(key)
     if published is None:
         raise web.HTTPNotFound(text="no such CRL\n")
     if request.headers.get("If-None-Match") == published.etag:
@@ -79,3 +82,4 @@ def add_http_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/ca/{name}.cer", ca_certificate)
     app.router.add_get("/crl/{name}.crl", crl)
+    app.router.add_get("/crl/{name}/{shard}.crl", crl)

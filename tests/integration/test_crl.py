@@ -141,3 +141,35 @@ def test_unknown_crl_is_404(server: CertforgeServer, path: str) -> None:
         urllib.request.urlopen(server.http_url + path, timeout=30)
     caught.value.close()
     assert caught.value.code == 404
+
+
+def test_partitioned_crls(tmp_path: Path) -> None:
+    """[crl] shards: a certificate names its partition's CRL, which openssl accepts as that
+    certificate's CRL (its IDP matches the CDP) and which lists it once revoked."""
+    server = CertforgeServer(tmp_path / "data", extra_config="[crl]\nshards = 4\n")
+    server.start()
+    try:
+        serial, revoked = issue(server, tmp_path, "shard-revoked")
+        _, good = issue(server, tmp_path, "shard-good")
+        server.cli("cert", "revoke", serial, "--reason", "keyCompromise", check=True)
+        lines = publish(server)
+        assert {f"default/{k}" for k in range(4)} <= {line.split()[0] for line in lines}
+
+        for chain, expect_ok in ((revoked, False), (good, True)):
+            url = cdp_url(chain)
+            shard = serial_of(chain) % 4
+            assert url == f"{server.http_url}/crl/default/{shard}.crl"
+            der, headers = fetch(url)
+            assert headers["Content-Type"] == "application/pkix-crl"
+            checked = openssl_verify_crl(server.root, chain, [save_crl(tmp_path, der, str(shard))])
+            assert (checked.returncode == 0) is expect_ok, checked.stdout + checked.stderr
+            path = tmp_path / f"shard{shard}.crl"
+            path.write_bytes(der)
+            findings = pkilint("lint_crl", path, "-t", "CRL", "-p", "BR")
+            assert [f for f in findings if "ERROR" in f or "FATAL" in f] == []
+        full, _ = fetch(f"{server.http_url}/crl/default.crl")
+        assert x509.load_der_x509_crl(full).get_revoked_certificate_by_serial_number(
+            serial_of(revoked)
+        )
+    finally:
+        assert server.stop() == 0

@@ -116,6 +116,8 @@ def test_default_store_follows_data_dir() -> None:
             id="bad/crl_next_update_before_next_crl",
         ),
         pytest.param("[crl]\ndelta = 1", "[crl]", id="unknown/crl_key"),
+        pytest.param("[crl]\nshards = 0", "shards", id="bad/crl_shards_zero"),
+        pytest.param("[crl]\nshards = 5000", "shards", id="bad/crl_shards_too_many"),
         pytest.param('[ocsp]\ndisabled_issuers = ["nope"]', "disabled_issuers", id="bad/ocsp_ca"),
         pytest.param('[ocsp]\nenabled = "yes"', "enabled", id="bad/ocsp_enabled_type"),
         pytest.param(

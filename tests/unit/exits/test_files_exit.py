@@ -68,6 +68,15 @@ async def test_published_crl_replaces_the_previous_one(exports: FilesExit) -> No
     assert (exports.directory / "crls" / "default.crl").read_text() == newer
 
 
+async def test_partition_crl_goes_beside_the_full_one(exports: FilesExit) -> None:
+    shard = crl_published(pem=CRL_PEM.replace("MIIC", "MIIS"))
+    shard = Event(shard.kind, shard.at, data={**shard.data, "shard": 3})
+    await exports.deliver(crl_published())
+    await exports.deliver(shard)
+    assert (exports.directory / "crls" / "default.crl").read_text() == CRL_PEM
+    assert "MIIS" in (exports.directory / "crls" / "default" / "3.crl").read_text()
+
+
 async def test_redelivery_is_idempotent(exports: FilesExit) -> None:
     event = issued()
     await exports.deliver(event)

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from server.ca.keystore import CAKey, signing_hash
-from server.config import CRLConfig
+from server.config import Config, CRLConfig
 from server.model import (
     AuthMethod,
     EnrollmentRequest,
@@ -146,5 +146,52 @@ async def test_publisher_numbers_grow_and_expired_certificates_drop_off(tmp_path
         events = [e for e in await store.list_events() if e.kind is EventKind.CRL_PUBLISHED]
         assert [e.data["number"] for e in events] == [first.number, second.number]
         assert "BEGIN X509 CRL" in events[0].data["crl_pem"]
+    finally:
+        await store.close()
+
+
+async def test_partitions_hold_their_own_certificates(tmp_path: Path) -> None:
+    """Each certificate names partition serial mod shards; that partition's CRL lists it,
+    with an issuing distribution point naming the same URL, and no other partition does."""
+    clock = FakeClock(NOW)
+    config = Config(crl=CRLConfig(shards=3))
+    engine, store = await make_engine(tmp_path, clock=clock, config=config)
+    try:
+        certs = []
+        for i in range(6):
+            outcome = await engine.submit(
+                EnrollmentRequest(make_csr(f"h{i}.example.test"), "rest", ADMIN)
+            )
+            assert isinstance(outcome, Issued)
+            certs.append(x509.load_der_x509_certificate(outcome.certificate.der))
+            await engine.revoke(
+                outcome.certificate.serial, reason=RevocationReason.SUPERSEDED, by=ADMIN
+            )
+        publisher = CRLPublisher(store=store, cas=engine.cas, config=config.crl, clock=clock)
+
+        published = await publisher.publish_ca("default")
+
+        assert [c.shard for c in published] == [None, 0, 1, 2]
+        assert published[0].entries == 6 == sum(c.entries for c in published[1:])
+        ca = engine.cas.issuer("default")
+        for cert in certs:
+            cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+            url = cdp[0].full_name[0].value
+            shard = cert.serial_number % 3
+            assert url == ca.crl_shard_url(shard)
+            crl_of = publisher.latest(f"default/{shard}")
+            assert crl_of is not None
+            crl = x509.load_der_x509_crl(crl_of.der)
+            idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+            assert idp.full_name == [x509.UniformResourceIdentifier(url)]
+            assert crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None
+            other = publisher.latest(f"default/{(shard + 1) % 3}")
+            assert other is not None
+            assert (
+                x509.load_der_x509_crl(other.der).get_revoked_certificate_by_serial_number(
+                    cert.serial_number
+                )
+                is None
+            )
     finally:
         await store.close()
