@@ -141,7 +141,7 @@ async def pki_operation(request: web.Request, profile: str, der: bytes) -> web.R
             raise SCEPFailure(FailInfo.BAD_ALG, "the signer certificate's key must be RSA")
         if msg.envelope is None:
             raise SCEPFailure(FailInfo.BAD_REQUEST, "the pkiMessage has no pkcsPKIEnvelope")
-        content, cipher = open_envelope(msg.envelope, identity.recipients, legacy=legacy)
+        content, cipher = await _open(request, identity, msg.envelope, legacy=legacy)
         reply = await operations.handle(msg, content, profile=profile)
         envelope = _seal(reply, msg, cipher)
     except SCEPFailure as exc:
@@ -158,6 +158,20 @@ async def pki_operation(request: web.Request, profile: str, der: bytes) -> web.R
     )
     _note(request, msg, reply)
     return web.Response(body=body, content_type=PKI_MESSAGE)
+
+
+async def _open(
+    request: web.Request, identity: Identity, envelope: bytes, *, legacy: bool
+) -> tuple[bytes, ContentCipher]:
+    try:
+        return open_envelope(envelope, identity.recipients, legacy=legacy)
+    except SCEPFailure as exc:
+        if exc.fail_info is not FailInfo.BAD_MESSAGE_CHECK:
+            raise
+    # Perhaps sealed to an RA another process sharing the data directory renewed: read it.
+    identities, _ = _state(request)
+    fresh = await identities.reload(identity.issuer, stale=identity)
+    return open_envelope(envelope, fresh.recipients, legacy=legacy)
 
 
 def _seal(reply: Reply, msg: PKIMessage, cipher: ContentCipher) -> bytes | None:

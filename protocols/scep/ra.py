@@ -15,7 +15,10 @@ expires; the previous RA key still opens envelopes sealed to it until it expires
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -40,6 +43,7 @@ log = logging.getLogger("certforge.scep")
 
 RA_REQUESTER = Requester(AuthMethod.TOKEN, "certforge-scep-ra", frozenset({Role.ADMINISTRATOR}))
 RA_KEY_BITS = 2048
+RELOAD_SECONDS = 5.0  # a message sealed to an unknown RA rereads the disk at most this often
 
 
 @dataclass(frozen=True)
@@ -73,17 +77,28 @@ class Identities:
         self._passphrase = load_passphrase(config.ca)
         self._identities: dict[str, Identity] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._reloaded: dict[str, float] = {}  # monotonic time of the last read from disk
 
     async def of(self, issuer: str) -> Identity:
         """The issuer's SCEP identity, (re)issuing its RA certificate when due."""
         identity = self._identities.get(issuer)
         if identity is not None and not self._due(identity):
             return identity
+        return await self.reload(issuer, stale=identity)
+
+    async def reload(self, issuer: str, *, stale: Identity | None) -> Identity:
+        """Read the RA again from the data directory (another process sharing it may have
+        renewed it), issuing a new one when there is none or it is due."""
         async with self._locks.setdefault(issuer, asyncio.Lock()):
             identity = self._identities.get(issuer)
-            if identity is None or self._due(identity):
+            recently = time.monotonic() - self._reloaded.get(issuer, -RELOAD_SECONDS)
+            if identity is stale and (
+                identity is None or self._due(identity) or recently >= RELOAD_SECONDS
+            ):
+                self._reloaded[issuer] = time.monotonic()
                 identity = await self._load_or_issue(issuer, previous=identity)
                 self._identities[issuer] = identity
+        assert identity is not None  # noqa: S101 - set just above, or by the lock's holder
         return identity
 
     def _due(self, identity: Identity) -> bool:
@@ -98,14 +113,28 @@ class Identities:
             signer = Signer(_asn1(ca.certificate), ca.key)
             recipient = Recipient(signer.certificate, ca.key)
             return Identity(issuer, ca.certificate, None, signer, [recipient])
-        loaded = await asyncio.to_thread(self._load, issuer, ca.certificate)
-        if loaded is None or self._due_cert(loaded[0]):
-            loaded = await self._issue(issuer)
+        # Processes sharing the data directory (prefork workers) agree on one RA: whoever
+        # holds the lock issues it, the others then load it.
+        self._dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self._dir / f".ra-{issuer}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+            loaded = await asyncio.to_thread(self._load, issuer, ca.certificate)
+            if loaded is None or self._due_cert(loaded[0]):
+                loaded = await self._issue(issuer)
+        finally:
+            os.close(fd)  # releases the lock
         cert, key = loaded
         signer = Signer(_asn1(cert), key)
         recipients = [Recipient(signer.certificate, key)]
         if previous is not None and previous.ra is not None:
-            recipients += [r for r in previous.recipients if r.certificate != signer.certificate]
+            now = self._engine.clock.now()
+            recipients += [
+                r
+                for r in previous.recipients
+                if r.certificate.dump() != signer.certificate.dump()
+                and r.certificate.not_valid_after > now  # expired RAs are dropped
+            ]
         return Identity(issuer, ca.certificate, cert, signer, recipients)
 
     def _due_cert(self, cert: x509.Certificate) -> bool:
