@@ -1,14 +1,17 @@
 """Certificates issued per second, ECDSA P-256, reported as ratios to bare signing.
 
-    .venv/bin/python -m bench.issuance [--seconds 10]
+    .venv/bin/python -m bench.issuance [--seconds 10] [--processes N] [--workers N]
 
 In the same run:
-  bare    building and signing the same tls-server certificate with ``cryptography`` alone,
-          on one core (the baseline);
-  engine  ``Engine.submit`` in process (CSR check, profile policy, signing) with the durable
-          SQLite store (WAL, synchronous=FULL), 64 concurrent submitters;
-  rest    ``POST /api/v1/requests`` over HTTPS with a requester token, 32 concurrent
-          keep-alive connections, against ``certforge serve`` as a subprocess.
+  bare     building and signing the same tls-server certificate with ``cryptography`` alone,
+           on one core (the baseline);
+  engine   ``Engine.submit`` in process (CSR check, profile policy, signing) with the durable
+           SQLite store (WAL, synchronous=FULL, group commit), 64 concurrent submitters: in one
+           process, and in ``--processes`` processes (default: one per core) sharing the store,
+           as ``certforge serve`` runs with ``[server] workers``;
+  rest     ``POST /api/v1/requests`` over HTTPS with a requester token, 32 concurrent
+           keep-alive connections driven by ``wrk`` (falls back to an aiohttp client), against
+           ``certforge serve`` as a subprocess with ``[server] workers`` (default: one per core).
 Targets (issue #2): engine >= 0.5 x bare, rest >= 0.15 x bare.
 """
 
@@ -16,12 +19,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import multiprocessing
+import os
+import re
+import shutil
 import ssl
+import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier as BarrierType
 from pathlib import Path
 
 import aiohttp
@@ -135,51 +146,151 @@ async def run_workers(
     return done / (time.perf_counter() - started)
 
 
-async def engine_rate(seconds: float, csrs: list[bytes], concurrency: int = 64) -> float:
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Config().with_data_dir(Path(tmp))
-        cas = load_or_create(config, passphrase=None, now=datetime.now(UTC))
-        store = SQLiteStore(f"sqlite:///{tmp}/certforge.db", consumers=[])
-        await store.open()
-        engine = Engine(
-            EngineDeps(
-                store=store,
-                cas=cas,
-                profiles=config.profiles,
-                default_profile="tls-server",
-                policies=[ProfilePolicy(config)],
-            )
+def _engine(config: Config, store: SQLiteStore) -> Engine:
+    cas = load_or_create(config, passphrase=None, now=datetime.now(UTC))
+    return Engine(
+        EngineDeps(
+            store=store,
+            cas=cas,
+            profiles=config.profiles,
+            default_profile="tls-server",
+            policies=[ProfilePolicy(config)],
         )
+    )
+
+
+async def _engine_run(
+    data_dir: Path, seconds: float, csrs: list[bytes], concurrency: int, start: Callable[[], object]
+) -> float:
+    """Submit for ``seconds`` with ``concurrency`` submitters; issuances per second."""
+    config = Config().with_data_dir(data_dir)
+    store = SQLiteStore(f"sqlite:///{data_dir}/certforge.db", consumers=[])
+    await store.open()
+    engine = _engine(config, store)
+
+    async def one(i: int) -> bool:
+        req = EnrollmentRequest(csrs[i % len(csrs)], "rest", REQUESTER)
+        return isinstance(await engine.submit(req), Issued)
+
+    try:
+        start()
+        return await run_workers(concurrency, seconds, one)
+    finally:
+        await store.close()
+
+
+def _engine_process(
+    data_dir: Path,
+    seconds: float,
+    csrs: list[bytes],
+    concurrency: int,
+    barrier: BarrierType,
+    results: Queue[float],
+) -> None:
+    results.put(asyncio.run(_engine_run(data_dir, seconds, csrs, concurrency, barrier.wait)))
+
+
+def engine_rate(
+    seconds: float, csrs: list[bytes], processes: int = 1, concurrency: int = 64
+) -> float:
+    """Issuances per second through ``Engine.submit`` in ``processes`` processes that share
+    one durable SQLite store (the processes start submitting together)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp)
+        load_or_create(Config().with_data_dir(data_dir), passphrase=None, now=datetime.now(UTC))
+        if processes == 1:
+            return asyncio.run(_engine_run(data_dir, seconds, csrs, concurrency, lambda: None))
+        # fork: the parent has no threads here, and the children need none of its state.
+        mp = multiprocessing.get_context("fork")
+        barrier = mp.Barrier(processes + 1)
+        results: Queue[float] = mp.Queue()
+        each = max(1, concurrency // processes)
+        procs = [
+            mp.Process(
+                target=_engine_process, args=(data_dir, seconds, csrs, each, barrier, results)
+            )
+            for _ in range(processes)
+        ]
+        for proc in procs:
+            proc.start()
+        barrier.wait()  # all submit over the same window, so their rates add up
+        total = sum(results.get(timeout=seconds + 60) for _ in procs)
+        for proc in procs:
+            proc.join()
+        return total
+
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/pkcs10"
+wrk.headers["Authorization"] = "Bearer %(token)s"
+local bodies = {%(bodies)s}
+local i = 0
+request = function()
+  i = i + 1
+  return wrk.format(nil, nil, nil, bodies[(i %% #bodies) + 1])
+end
+"""
+
+
+def wrk_rate(url: str, token: str, csrs: list[bytes], seconds: float, concurrency: int) -> float:
+    """Requests per second as wrk measures them; every answer must be 201."""
+    bodies = ",".join(f'"{base64.b64encode(c).decode()}"' for c in csrs)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        script.write(WRK_SCRIPT % {"token": token, "bodies": bodies})
+        script.flush()
+        args = [
+            "wrk",
+            "-t1",
+            f"-c{concurrency}",
+            f"-d{max(1, round(seconds))}s",
+            "-s",
+            script.name,
+            url,
+        ]
+        out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw failed requests:\n{out}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None:
+        raise RuntimeError(f"wrk printed no rate:\n{out}")
+    return float(match.group(1))
+
+
+async def aiohttp_rate(
+    url: str, token: str, csrs: list[bytes], seconds: float, concurrency: int, root: Path
+) -> float:
+    ctx = ssl.create_default_context(cafile=str(root))
+    headers = {"Content-Type": "application/pkcs10", "Authorization": f"Bearer {token}"}
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=ctx)
+    async with aiohttp.ClientSession(connector=connector) as session:
 
         async def one(i: int) -> bool:
-            req = EnrollmentRequest(csrs[i % len(csrs)], "rest", REQUESTER)
-            return isinstance(await engine.submit(req), Issued)
+            async with session.post(url, data=csrs[i % len(csrs)], headers=headers) as resp:
+                await resp.read()
+                return resp.status == 201
 
-        try:
-            return await run_workers(concurrency, seconds, one)
-        finally:
-            await store.close()
+        await run_workers(concurrency, 1.0, one)  # warm up the connections
+        return await run_workers(concurrency, seconds, one)
 
 
-async def rest_rate(seconds: float, csrs: list[bytes], concurrency: int = 32) -> float:
+def rest_rate(
+    seconds: float, csrs: list[bytes], workers: int, concurrency: int = 32
+) -> tuple[float, str]:
+    """Issuances per second over HTTPS, and which load driver measured them."""
     with tempfile.TemporaryDirectory() as tmp:
-        server = CertforgeServer(Path(tmp) / "data", extra_config='log_level = "warning"')
+        server = CertforgeServer(
+            Path(tmp) / "data", extra_config=f'log_level = "warning"\nworkers = {workers}'
+        )
         server.start()
         try:
             token = server.cli("token", "create", "bench", check=True).stdout.strip()
-            ctx = ssl.create_default_context(cafile=str(server.root))
-            headers = {"Content-Type": "application/pkcs10", "Authorization": f"Bearer {token}"}
-            connector = aiohttp.TCPConnector(limit=concurrency, ssl=ctx)
-            async with aiohttp.ClientSession(connector=connector) as session:
-                url = f"{server.url}/api/v1/requests"
-
-                async def one(i: int) -> bool:
-                    async with session.post(url, data=csrs[i % len(csrs)], headers=headers) as resp:
-                        await resp.read()
-                        return resp.status == 201
-
-                await run_workers(concurrency, 1.0, one)  # warm up the connections
-                return await run_workers(concurrency, seconds, one)
+            url = f"{server.url}/api/v1/requests"
+            if shutil.which("wrk"):
+                wrk_rate(url, token, csrs, 1, concurrency)  # warm up
+                return wrk_rate(url, token, csrs, seconds, concurrency), "wrk"
+            rate = asyncio.run(aiohttp_rate(url, token, csrs, seconds, concurrency, server.root))
+            return rate, "aiohttp"
         finally:
             assert server.stop() == 0
 
@@ -187,17 +298,27 @@ async def rest_rate(seconds: float, csrs: list[bytes], concurrency: int = 32) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--seconds", type=float, default=10.0)
+    cores = os.cpu_count() or 1
+    parser.add_argument("--processes", type=int, default=cores, help="engine processes")
+    parser.add_argument("--workers", type=int, default=cores, help="server workers for rest")
     args = parser.parse_args()
     csrs = [make_csr(f"host{i}.bench.test") for i in range(200)]
     bare = bare_rate(args.seconds)
-    engine = asyncio.run(engine_rate(args.seconds, csrs))
-    rest = asyncio.run(rest_rate(args.seconds, csrs))
+    engine_1 = engine_rate(args.seconds, csrs, processes=1)
+    engine_n = engine_rate(args.seconds, csrs, processes=args.processes)
+    rest, driver = rest_rate(args.seconds, csrs, args.workers)
+    bare_after = bare_rate(args.seconds)  # the machine may have changed pace meanwhile
+    baseline = (bare + bare_after) / 2
     result = {
-        "bare_per_s": round(bare),
-        "engine_per_s": round(engine),
-        "rest_per_s": round(rest),
-        "engine_ratio": round(engine / bare, 3),
-        "rest_ratio": round(rest / bare, 3),
+        "bare_per_s": round(baseline),
+        "bare_before_after": [round(bare), round(bare_after)],
+        "engine_1_process_per_s": round(engine_1),
+        f"engine_{args.processes}_processes_per_s": round(engine_n),
+        f"rest_{args.workers}_workers_per_s": round(rest),
+        "rest_driver": driver,
+        "engine_ratio_1_process": round(engine_1 / baseline, 3),
+        "engine_ratio": round(engine_n / baseline, 3),
+        "rest_ratio": round(rest / baseline, 3),
         "targets": {"engine_ratio": 0.5, "rest_ratio": 0.15},
     }
     print(json.dumps(result, indent=2))

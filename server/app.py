@@ -34,20 +34,24 @@ from server.tokens import TokenService
 from server.web.metrics import Metrics
 from server.web.middleware import last_resort, request_log
 from server.web.routes import add_http_routes, add_https_routes
+from server.workers import Worker
 
 log = logging.getLogger("certforge")
 
 TLS_KEY = web.AppKey("tls", ServerTLS)
 HTTP_APP = web.AppKey("http_app", web.Application)
+WORKER = web.AppKey("worker", Worker)
+SINGLE = Worker(0)  # a server of one process: its own listeners, and the background jobs
 
 
-def build_apps(config: Config) -> tuple[web.Application, web.Application]:
+def build_apps(config: Config, worker: Worker = SINGLE) -> tuple[web.Application, web.Application]:
     limit = config.server.max_body_bytes
     https = web.Application(middlewares=[request_log, last_resort], client_max_size=limit)
     http = web.Application(middlewares=[request_log, last_resort], client_max_size=limit)
     for app in (https, http):
         app[CONFIG] = config
     https[HTTP_APP] = http
+    https[WORKER] = worker
     https.cleanup_ctx.append(core)
     add_https_routes(https)
     add_http_routes(http)
@@ -58,6 +62,7 @@ def build_apps(config: Config) -> tuple[web.Application, web.Application]:
 
 async def core(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
+    primary = app[WORKER].primary  # the one worker that runs the background jobs
     clock = SystemClock()
     config.server.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     cas = await asyncio.to_thread(
@@ -79,7 +84,8 @@ async def core(app: web.Application) -> AsyncIterator[None]:
                 policies=policies,
                 clock=clock,
                 observer=metrics,
-                notify=dispatcher.notify,
+                # Other workers' events reach worker 0's dispatcher by its polling.
+                notify=dispatcher.notify if primary else lambda: None,
             )
         )
         tokens = TokenService(store, clock)
@@ -87,7 +93,7 @@ async def core(app: web.Application) -> AsyncIterator[None]:
         challenges = Challenges(
             store, clock.now, timedelta(seconds=config.scep.challenge_lifetime_seconds)
         )
-        if resumed := await engine.resume_approved():
+        if primary and (resumed := await engine.resume_approved()):
             log.info("finished approved requests left by a stop", extra={"count": resumed})
         tls = ServerTLS(config, engine)
         await tls.ensure()
@@ -101,11 +107,16 @@ async def core(app: web.Application) -> AsyncIterator[None]:
             target[CHALLENGES] = challenges
         app[TLS_KEY] = tls
         async with asyncio.TaskGroup() as tasks:
-            background = [
-                tasks.create_task(dispatcher.run()),
-                tasks.create_task(tls.renew_forever()),
-                *(tasks.create_task(job) for job in revocation.background()),
-            ]
+            # CRLs and OCSP signers are kept fresh by every worker, as by every server that
+            # shares a store; the exit dispatcher and the TLS renewal run in worker 0 only.
+            background = [tasks.create_task(job) for job in revocation.background()]
+            if primary:
+                background += [
+                    tasks.create_task(dispatcher.run()),
+                    tasks.create_task(tls.renew_forever()),
+                ]
+            else:
+                background.append(tasks.create_task(tls.reload_forever()))
             yield
             for task in background:
                 task.cancel()
@@ -114,9 +125,21 @@ async def core(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
-async def serve(config: Config) -> None:
-    """Start both listeners, run until SIGTERM or SIGINT, then drain and stop."""
-    https_app, http_app = build_apps(config)
+async def prepare(config: Config) -> None:
+    """Everything a first start creates (CA, store, admin token, TLS certificate), without
+    listening: run once before the workers start, so that they only ever load it."""
+    https_app, _ = build_apps(config)
+    runner = web.AppRunner(https_app, handle_signals=False)
+    await runner.setup()
+    await runner.cleanup()
+
+
+async def serve(config: Config, worker: Worker | None = None) -> None:
+    """Start both listeners, run until SIGTERM or SIGINT, then drain and stop.
+
+    Alone, the server binds its listeners itself; as one of several workers
+    (``server.workers``) it serves on the sockets the parent process bound for it."""
+    https_app, http_app = build_apps(config, worker or SINGLE)
     timeout = config.server.shutdown_timeout
     https_runner = web.AppRunner(
         https_app, shutdown_timeout=timeout, handle_signals=False, access_log=None
@@ -128,16 +151,33 @@ async def serve(config: Config) -> None:
     try:
         await http_runner.setup()
         s = config.server
-        await web.TCPSite(
-            https_runner,
-            s.https_listen.host,
-            s.https_listen.port,
-            ssl_context=https_app[TLS_KEY].context,
-            backlog=1024,
-        ).start()
-        await web.TCPSite(http_runner, s.http_listen.host, s.http_listen.port, backlog=1024).start()
+        context = https_app[TLS_KEY].context
+        sites: list[web.BaseSite]
+        if worker is not None and worker.https is not None and worker.http is not None:
+            sites = [
+                web.SockSite(https_runner, worker.https, ssl_context=context),
+                web.SockSite(http_runner, worker.http),
+            ]
+        else:
+            sites = [
+                web.TCPSite(
+                    https_runner,
+                    s.https_listen.host,
+                    s.https_listen.port,
+                    ssl_context=context,
+                    backlog=1024,
+                ),
+                web.TCPSite(http_runner, s.http_listen.host, s.http_listen.port, backlog=1024),
+            ]
+        for site in sites:
+            await site.start()
         log.info(
-            "certforge is ready", extra={"https": str(s.https_listen), "http": str(s.http_listen)}
+            "certforge is ready",
+            extra={
+                "https": str(s.https_listen),
+                "http": str(s.http_listen),
+                "worker": worker.index if worker else 0,
+            },
         )
         await _wait_for_stop_signal()
         log.info("stopping: finishing requests in flight")

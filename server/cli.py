@@ -15,12 +15,16 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.errors import ConfigError
+
+if TYPE_CHECKING:
+    from server.config import Config
+    from server.workers import Worker
 
 DEFAULT_URL = "https://127.0.0.1:8443"
 DEFAULT_DATA_DIR = Path("certforge-data")
@@ -224,10 +228,29 @@ def cmd_est_user_remove(args: argparse.Namespace) -> None:
     emit(args, {"name": args.name, "removed": True}, f"{args.name} removed")
 
 
-def cmd_serve(args: argparse.Namespace) -> None:
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run the server's event loop: uvloop's where it is installed (Linux and macOS), which
+    takes a good part off every request's cost, else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
+
+
+def _serve_worker(config: Config, worker: Worker) -> int:
     from server.app import serve
+
+    run_loop(serve(config, worker))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from server.app import prepare, serve
     from server.config import load_config
     from server.web.requestlog import setup_logging
+    from server.workers import run_workers
 
     try:
         config = load_config(Path(args.config) if args.config else None)
@@ -237,7 +260,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
         config = config.with_data_dir(Path(args.data_dir))
     setup_logging(config.server.log_level, config.server.log_format)
     try:
-        asyncio.run(serve(config))
+        if config.server.workers > 1:
+            run_loop(prepare(config))
+            status = run_workers(config, lambda worker: _serve_worker(config, worker))
+            if status:
+                raise Refused("a worker did not stop cleanly")
+            return
+        run_loop(serve(config))
     except ConfigError as exc:
         raise Refused(f"configuration: {exc}") from None
     except OSError as exc:  # a listener's port in use, an unwritable data directory...

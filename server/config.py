@@ -77,6 +77,7 @@ class ServerConfig:
     tls_cert_days: int = 30
     tls_renew_before_days: int = 10
     shutdown_timeout: float = 10.0
+    workers: int = 1
     log_level: str = "info"
     log_format: str = "json"
 
@@ -381,6 +382,7 @@ def _server(t: _Table) -> ServerConfig:
         tls_cert_days=t.positive("tls_cert_days", d.tls_cert_days),
         tls_renew_before_days=t.positive("tls_renew_before_days", d.tls_renew_before_days),
         shutdown_timeout=t.get("shutdown_timeout", float, d.shutdown_timeout),
+        workers=t.positive("workers", d.workers),
         log_level=t.choice("log_level", d.log_level, ("debug", "info", "warning", "error")),
         log_format=t.choice("log_format", d.log_format, ("json", "text")),
     )

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -66,6 +64,7 @@ from server.model import (
     RevocationReason,
     Status,
     SystemClock,
+    new_id,
 )
 from server.profiles import draft_for
 from server.store.base import Store
@@ -158,7 +157,7 @@ class Engine:
     ) -> RequestRecord:
         now = self._d.clock.now()
         return RequestRecord(
-            id=uuid.uuid4().hex,
+            id=new_id(),
             status=status,
             created_at=now,
             updated_at=now,
@@ -413,7 +412,8 @@ class Engine:
         return Event(kind, self._d.clock.now(), request_id=record.id, data=data)
 
     def _issued_event(self, record: RequestRecord, cert: CertificateRecord) -> Event:
-        pem = ssl.DER_cert_to_PEM_cert(cert.der)
+        # The certificate itself is not copied into the event: the store keeps it once, and
+        # the exit dispatcher adds it as ``certificate_pem`` when it delivers the event.
         return Event(
             EventKind.ISSUED,
             self._d.clock.now(),
@@ -428,7 +428,6 @@ class Engine:
                 "not_after": cert.not_after.isoformat(),
                 "requester": cert.requester,
                 "protocol": record.protocol,
-                "certificate_pem": pem,
             },
         )
 

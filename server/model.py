@@ -13,7 +13,7 @@ store keeps; ``to_json``/``from_json`` helpers give both store back-ends one ser
 from __future__ import annotations
 
 import ipaddress
-import uuid
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +28,13 @@ from server.errors import Malformed
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """A fresh identifier for a request or an event: 128 random bits as 32 hex digits.
+
+    Request ids are what requesters poll by, so they must not be guessable."""
+    return os.urandom(16).hex()
 
 
 class Clock(Protocol):
@@ -392,7 +399,7 @@ class Event:
     request_id: str | None = None
     serial: int | None = None
     data: Mapping[str, Any] = field(default_factory=dict)  # JSON-serializable
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=new_id)
 
     def to_json(self) -> dict[str, Any]:
         return {

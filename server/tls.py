@@ -133,6 +133,27 @@ class ServerTLS:
             extra={"serial": format(issued.certificate.serial, "x")},
         )
 
+    async def reload_forever(self, interval: float = 60.0) -> None:
+        """In workers other than worker 0: load the certificate again when worker 0 has
+        renewed it (new connections get the new one)."""
+        loaded = self._mtime()
+        while True:
+            await asyncio.sleep(interval)
+            if (mtime := self._mtime()) == loaded:
+                continue
+            try:
+                self.context.load_cert_chain(self.cert_path, self.key_path)
+            except (OSError, ssl.SSLError):  # caught between the key's and the chain's write
+                log.warning("reloading the server's TLS certificate failed; will retry")
+                continue
+            loaded = mtime
+
+    def _mtime(self) -> float:
+        try:
+            return self.cert_path.stat().st_mtime
+        except OSError:
+            return 0.0
+
     async def renew_forever(self, interval: float = 3600.0) -> None:
         while True:
             await asyncio.sleep(interval)

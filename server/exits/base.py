@@ -27,7 +27,8 @@ Event payloads, as the engine fills ``event.data`` (all values JSON types; seria
 
 - ``issued``: ``profile``, ``subject`` (RFC 4514), ``sans`` (``["dns:example.com"]``),
   ``serial``, ``issuer`` (issuing CA name), ``not_after`` (ISO 8601), ``requester``
-  (``Requester.label()``), ``protocol``, ``certificate_pem``.
+  (``Requester.label()``), ``protocol``, ``certificate_pem`` (added by the dispatcher at
+  delivery from the certificate record: the stored event does not repeat the certificate).
 - ``pending``, ``denied``, ``approved``, ``failed``: ``profile``, ``subject``, ``sans``,
   ``requester``, ``protocol``, ``reason``.
 - ``revoked``, ``unrevoked``: ``serial``, ``issuer``, ``reason`` (RFC 5280 reason name).

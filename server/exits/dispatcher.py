@@ -29,12 +29,15 @@ import asyncio
 import contextlib
 import logging
 import random
+import ssl
 from collections.abc import Mapping
+from dataclasses import replace
 from types import TracebackType
 from typing import Protocol
 
+from server.errors import NotFound
 from server.exits.base import ExitModule
-from server.model import Event
+from server.model import CertificateRecord, Event, EventKind
 
 log = logging.getLogger("certforge.exits")
 
@@ -45,6 +48,12 @@ class EventOutbox(Protocol):
     async def pending_events(self, consumer: str, limit: int = 100) -> list[Event]: ...
 
     async def ack_event(self, consumer: str, event_id: str) -> None: ...
+
+    async def get_certificate(self, serial: int) -> CertificateRecord: ...
+
+
+def pem_certificate(der: bytes) -> str:
+    return ssl.DER_cert_to_PEM_cert(der)
 
 
 def _describe(exc: BaseException) -> str:
@@ -152,9 +161,24 @@ class Dispatcher:
         """Deliver one batch in order; True when the module has caught up."""
         events = await self._store.pending_events(name, self._batch)
         for event in events:
-            await self._deliver(name, module, event)
+            await self._deliver(name, module, await self._with_certificate(event))
             await self._store.ack_event(name, event.id)
         return len(events) < self._batch
+
+    async def _with_certificate(self, event: Event) -> Event:
+        """An ``issued`` event as exit modules get it: with ``certificate_pem``.
+
+        The engine records the event without the certificate, which the store keeps once, in
+        the certificate record; it is added back here, at delivery."""
+        if event.kind is not EventKind.ISSUED or event.serial is None:
+            return event
+        if "certificate_pem" in event.data:
+            return event
+        try:
+            cert = await self._store.get_certificate(event.serial)
+        except NotFound:  # cannot happen: the event is written with its certificate
+            return event
+        return replace(event, data={**event.data, "certificate_pem": pem_certificate(cert.der)})
 
     async def _deliver(self, name: str, module: ExitModule, event: Event) -> None:
         """Deliver one event, retrying with backoff until the module accepts it."""

@@ -38,9 +38,11 @@ def ts(value: datetime) -> str:
 
     A naive datetime is refused rather than guessed: read as local time it would silently move
     an expiry or a revocation by the server's UTC offset."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value!r}: the store keeps timezone-aware UTC times")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    if value.tzinfo is not UTC:
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: the store keeps timezone-aware UTC times")
+        value = value.astimezone(UTC)
+    return value.isoformat(timespec="microseconds")  # "...T12:00:00.000000+00:00"
 
 
 def from_ts(value: str | None) -> datetime | None:

@@ -7,6 +7,12 @@ after it is durable (WAL, ``synchronous=FULL``). Concurrent writers therefore sh
 commit and one fsync, which is what lets the store keep up with thousands of issuances a
 second. The event loop never blocks on sqlite3.
 
+Several processes may share the database (``[server] workers``). SQLite lets one write at a
+time and makes the others poll, sleeping a millisecond and then longer between tries; the
+writer threads therefore take turns on an exclusive ``flock`` of a file beside the database
+instead, which the kernel hands to the next waiter the moment it is released, and only then
+begin their transaction.
+
 One write's failure (a ``Conflict``) must not undo the others in its group. The obvious way
 is a SAVEPOINT around every write; since failures are rare, the fast path runs the group
 without them, and only when some write raised does it roll the group back and replay it with
@@ -17,11 +23,14 @@ of values captured before it was queued, so running it again after a rollback do
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
+import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 log = logging.getLogger("certforge.store.sqlite")
@@ -48,8 +57,11 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
 class Writer:
     """Owns the write connection and the thread that uses it; see the module docstring."""
 
-    def __init__(self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, loop: asyncio.AbstractEventLoop, lock_path: str
+    ) -> None:
         self._loop = loop
+        self._lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._conn = conn
         self._closed = False
@@ -76,13 +88,15 @@ class Writer:
         self._queue.put(_STOP)
         self._thread.join()
         self._conn.close()
+        os.close(self._lock_fd)
 
     def _run(self) -> None:
         while True:
             batch, stop = self._take()
             if batch:
                 try:
-                    results = self._commit(batch)
+                    with self._turn():
+                        results = self._commit(batch)
                 except BaseException as exc:  # never die with callers waiting on futures
                     log.exception("SQLite writer failed")
                     results = [(future, False, exc) for _, future in batch]
@@ -105,6 +119,15 @@ class Writer:
                 return batch, True
             batch.append(item)
         return batch, False
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """This process's turn to write, among the processes sharing the database."""
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # blocks without holding the GIL
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _deliver(self, results: list[Result]) -> None:
         try:

@@ -3,6 +3,8 @@ happens to be whitespace (0x09-0x0d, 0x20) must not be stripped and refused."""
 
 from __future__ import annotations
 
+import base64
+
 from protocols.rest.handlers import _csr_bytes
 from tests.unit.factories import make_csr
 
@@ -14,3 +16,11 @@ def test_der_ending_in_a_whitespace_byte_is_kept_whole() -> None:
             assert _csr_bytes(der) == der
             return
     raise AssertionError("no CSR ending in a whitespace byte in 2000 tries")
+
+
+def test_pem_and_base64_with_line_breaks_give_the_der() -> None:
+    der = make_csr("pem.example.test")
+    b64 = base64.encodebytes(der)
+    pem = b"-----BEGIN CERTIFICATE REQUEST-----\n" + b64 + b"-----END CERTIFICATE REQUEST-----\n"
+    assert _csr_bytes(pem) == der
+    assert _csr_bytes(b"\r\n" + b64 + b"\r\n") == der

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -16,9 +17,11 @@ from typing import Any
 
 import pytest
 
+from server.errors import NotFound
 from server.exits.base import ExitModule
 from server.exits.dispatcher import Dispatcher
-from server.model import Event, EventKind
+from server.model import CertificateRecord, Event, EventKind
+from tests.unit.store.records import issued
 
 IDLE = 60.0  # a poll interval no test waits for: only notify() or a full batch may wake
 
@@ -32,6 +35,7 @@ class FakeOutbox:
         self.reads: list[str] = []
         self.fail_reads = fail_reads
         self.changed = asyncio.Event()
+        self.certificates: dict[int, CertificateRecord] = {}
 
     async def add_event(self, event: Event) -> None:
         self.events.append(event)
@@ -48,6 +52,12 @@ class FakeOutbox:
     async def ack_event(self, consumer: str, event_id: str) -> None:
         self.acked[consumer].append(event_id)
         self.signal()
+
+    async def get_certificate(self, serial: int) -> CertificateRecord:
+        try:
+            return self.certificates[serial]
+        except KeyError:
+            raise NotFound(f"no certificate {serial:x}") from None
 
     def signal(self) -> None:
         self.changed.set()
@@ -69,6 +79,7 @@ class RecordingExit:
         self.name = name
         self.attempts: list[str] = []
         self.delivered: list[str] = []
+        self.events: list[Event] = []
         self.failures = failures
         self.on_attempt = on_attempt
 
@@ -79,6 +90,7 @@ class RecordingExit:
             self.failures -= 1
             raise ConnectionRefusedError(f"{self.name} is down")
         self.delivered.append(event.id)
+        self.events.append(event)
 
 
 class BlockingExit:
@@ -134,6 +146,21 @@ async def test_delivers_in_order_and_acks_after_each() -> None:
         await outbox.until(lambda: len(outbox.acked["hooks"]) == 5)
     assert hooks.delivered == ids
     assert outbox.acked["hooks"] == ids
+
+
+async def test_issued_events_reach_modules_with_their_certificate() -> None:
+    """The store keeps the certificate once; the dispatcher adds it to the issued event."""
+    outbox = FakeOutbox()
+    _, cert = issued()
+    outbox.certificates[cert.serial] = cert
+    event = Event(EventKind.ISSUED, datetime(2025, 1, 1, tzinfo=UTC), serial=cert.serial)
+    await outbox.add_event(event)
+    hooks = RecordingExit("hooks")
+    async with make_dispatcher(outbox, {"hooks": hooks}):
+        await outbox.until(lambda: len(outbox.acked["hooks"]) == 1)
+    pem = hooks.events[0].data["certificate_pem"]
+    assert pem.startswith("-----BEGIN CERTIFICATE-----")
+    assert ssl.PEM_cert_to_DER_cert(pem) == cert.der
 
 
 async def test_full_batches_are_drained_without_waiting_for_the_poll() -> None:
