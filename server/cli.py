@@ -228,6 +228,13 @@ def cmd_est_user_remove(args: argparse.Namespace) -> None:
     emit(args, {"name": args.name, "removed": True}, f"{args.name} removed")
 
 
+def _crl_name(c: dict[str, Any]) -> str:
+    """``default``, ``default/3`` (a partition) or ``default/delta``."""
+    if c.get("delta_of") is not None:
+        return f"{c['issuer']}/delta"
+    return c["issuer"] if c.get("shard") is None else f"{c['issuer']}/{c['shard']}"
+
+
 def run_loop(main: Coroutine[Any, Any, None]) -> None:
     """Run the server's event loop: uvloop's where it is installed (Linux and macOS), which
     takes a good part off every request's cost, else asyncio's own."""
@@ -337,15 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_simple_post(
             "/api/v1/admin/crl/publish",
             lambda b: "\n".join(
-                f"{c['issuer']}{'' if c.get('shard') is None else '/' + str(c['shard'])} "
-                f"crl {c['number']} {c['entries']} entries"
-                for c in b["crls"]
+                f"{_crl_name(c)} crl {c['number']} {c['entries']} entries" for c in b["crls"]
             ),
-            lambda a: {"issuer": a.issuer} if a.issuer else {},
+            lambda a: {
+                **({"issuer": a.issuer} if a.issuer else {}),
+                **({"delta": True} if a.delta else {}),
+            },
         ),
         "issue fresh CRLs now (every CA's, or --issuer NAME's)",
     )
     p.add_argument("--issuer", help="only this CA's CRL")
+    p.add_argument("--delta", action="store_true", help="delta CRLs (of the newest full ones)")
 
     scep = group("scep", "SCEP")
     leaf(

@@ -147,6 +147,7 @@ class CRLConfig:
     interval_minutes: int = 60  # every issuing CA's CRL is re-issued this often
     next_update_hours: int = 24  # nextUpdate is this long after thisUpdate
     shards: int = 1  # > 1: also this many partitioned CRLs per CA, each certificate in one
+    delta_interval_minutes: int = 0  # > 0: a delta CRL this often between full CRLs
 
 
 @dataclass(frozen=True, slots=True)
@@ -523,8 +524,16 @@ def _crl(t: _Table) -> CRLConfig:
         interval_minutes=t.positive("interval_minutes", d.interval_minutes),
         next_update_hours=t.positive("next_update_hours", d.next_update_hours),
         shards=t.positive("shards", d.shards),
+        delta_interval_minutes=t.get("delta_interval_minutes", int, d.delta_interval_minutes),
     )
     t.done()
+    if not 0 <= cfg.delta_interval_minutes < cfg.interval_minutes:
+        raise ConfigError(
+            f"{t.name('delta_interval_minutes')}: 0 (no delta CRLs) or less than interval_minutes"
+        )
+    if cfg.delta_interval_minutes and cfg.shards > 1:
+        # A delta CRL has its base's scope; certificates naming a partition are out of it.
+        raise ConfigError(f"{t.name('delta_interval_minutes')}: delta CRLs need shards = 1")
     if cfg.shards > MAX_CRL_SHARDS:
         raise ConfigError(f"{t.name('shards')}: at most {MAX_CRL_SHARDS}")
     # A relying party must get the next CRL before its copy's nextUpdate passes.

@@ -207,14 +207,21 @@ async def create_token(request: web.Request) -> web.Response:
 
 
 async def publish_crls(request: web.Request) -> web.Response:
-    """Issue fresh CRLs now: every CA's, or one CA's with ``{"issuer": NAME}``."""
+    """Issue fresh CRLs now: every CA's, or one CA's with ``{"issuer": NAME}``; delta CRLs
+    with ``{"delta": true}``."""
     await require_role(request, Role.ADMINISTRATOR)
     body = await _json_body(request)
     issuer = body.get("issuer")
     if issuer is not None and not isinstance(issuer, str):
         raise Malformed("issuer must be the name of a CA")
+    delta = body.get("delta", False)
+    if not isinstance(delta, bool):
+        raise Malformed("delta must be true or false")
     crls = request.config_dict[CRLS]
-    published = await crls.publish_ca(issuer) if issuer else await crls.publish_all()
+    if delta:
+        published = [await crls.publish_delta(issuer)] if issuer else await crls.publish_deltas()
+    else:
+        published = await crls.publish_ca(issuer) if issuer else await crls.publish_all()
     return web.json_response({"crls": [crl_json(c) for c in published]})
 
 

@@ -61,6 +61,7 @@ def crl_json(c: PublishedCRL) -> dict[str, Any]:
     return {
         "issuer": c.issuer,
         "shard": c.shard,
+        "delta_of": c.base_number,
         "number": c.number,
         "this_update": c.this_update.isoformat(),
         "next_update": c.next_update.isoformat(),

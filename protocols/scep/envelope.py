@@ -78,13 +78,17 @@ def open_envelope(
         alg = _content_cipher(eci["content_encryption_algorithm"]["algorithm"].native, legacy)
         iv = eci["content_encryption_algorithm"].encryption_iv
         ciphertext = _encrypted_content(eci)
-    except (ValueError, TypeError, KeyError) as exc:
+        key_transport = ktri["key_encryption_algorithm"]["algorithm"].native
+        encrypted_key = ktri["encrypted_key"].native
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         raise SCEPFailure(FailInfo.BAD_MESSAGE_CHECK, f"unreadable pkcsPKIEnvelope: {exc}") from exc
-    if ktri["key_encryption_algorithm"]["algorithm"].native != "rsaes_pkcs1v15":
+    if key_transport != "rsaes_pkcs1v15":
         raise SCEPFailure(FailInfo.BAD_ALG, "key transport must be rsaEncryption (PKCS#1 v1.5)")
-    if not isinstance(ciphertext, bytes) or not isinstance(iv, bytes):
+    if not (
+        isinstance(ciphertext, bytes) and isinstance(iv, bytes) and isinstance(encrypted_key, bytes)
+    ):
         raise SCEPFailure(FailInfo.BAD_MESSAGE_CHECK, "the envelope has no encrypted content")
-    return _decrypt(alg, recipient.key, ktri["encrypted_key"].native, iv, ciphertext), alg
+    return _decrypt(alg, recipient.key, encrypted_key, iv, ciphertext), alg
 
 
 def _encrypted_content(eci: cms.EncryptedContentInfo) -> bytes | None:

@@ -26,6 +26,7 @@ from http import HTTPStatus
 
 from asn1crypto import cms, core
 from asn1crypto import x509 as asn1_x509
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -132,6 +133,10 @@ def read_pki_message(der: bytes, *, legacy: bool, now: datetime) -> PKIMessage:
         _check_signing_time(attrs, now)
     except SCEPFailure as exc:
         raise SCEPMessageError(exc, addressee) from exc
+    except _MALFORMED as exc:
+        # asn1crypto parses lazily: a defect deep inside surfaces only when it is reached.
+        failure = SCEPFailure(FailInfo.BAD_MESSAGE_CHECK, f"malformed pkiMessage: {exc}")
+        raise SCEPMessageError(failure, addressee) from exc
     message_type = _single(attrs, "scep_message_type")
     if message_type is None:
         raise SCEPMessageError(
@@ -147,6 +152,9 @@ def read_pki_message(der: bytes, *, legacy: bool, now: datetime) -> PKIMessage:
     )
 
 
+_MALFORMED = (ValueError, TypeError, KeyError, IndexError, OverflowError)
+
+
 def _signed_data(der: bytes) -> tuple[cms.SignedData, cms.SignerInfo]:
     try:
         info = cms.ContentInfo.load(der, strict=True)
@@ -154,7 +162,7 @@ def _signed_data(der: bytes) -> tuple[cms.SignedData, cms.SignerInfo]:
             raise BadHTTP(HTTPStatus.BAD_REQUEST, "the pkiMessage is not CMS SignedData")
         signed = info["content"]
         signer_infos = list(signed["signer_infos"])
-    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+    except _MALFORMED as exc:
         raise BadHTTP(HTTPStatus.BAD_REQUEST, "the message is not a DER pkiMessage") from exc
     if len(signer_infos) != 1:
         raise BadHTTP(HTTPStatus.BAD_REQUEST, "a pkiMessage has exactly one signerInfo")
@@ -169,7 +177,7 @@ def _attributes(signer_info: cms.SignerInfo) -> dict[str, list[object]]:
             if name in attrs:
                 raise BadHTTP(HTTPStatus.BAD_REQUEST, f"the attribute {name} appears twice")
             attrs[name] = [v.native if hasattr(v, "native") else v for v in attr["values"]]
-    except (ValueError, TypeError, KeyError) as exc:
+    except _MALFORMED as exc:
         raise BadHTTP(HTTPStatus.BAD_REQUEST, "the signed attributes are malformed") from exc
     return attrs
 
@@ -191,7 +199,10 @@ def _addressee(
         raise BadHTTP(HTTPStatus.BAD_REQUEST, "the pkiMessage has no usable transactionID")
     if len(nonces) != 1 or not isinstance(nonces[0], bytes) or len(nonces[0]) != NONCE_BYTES:
         raise BadHTTP(HTTPStatus.BAD_REQUEST, "the senderNonce must be 16 bytes")
-    digest = signer_info["digest_algorithm"]["algorithm"].native
+    try:
+        digest = signer_info["digest_algorithm"]["algorithm"].native
+    except _MALFORMED as exc:
+        raise BadHTTP(HTTPStatus.BAD_REQUEST, "the digest algorithm is malformed") from exc
     addressee = Addressee(tid, nonces[0], digest if _digest_ok(digest, legacy) else "sha256")
     if not _digest_ok(digest, legacy):
         failure = SCEPFailure(FailInfo.BAD_ALG, f"digest {digest} is not accepted")
@@ -206,6 +217,18 @@ def _digest_ok(name: str, legacy: bool) -> bool:
 def _signer_certificate(
     signed: cms.SignedData, signer_info: cms.SignerInfo
 ) -> asn1_x509.Certificate:
+    cert = _find_signer(signed, signer_info)
+    # The certificate is outside what the signature covers: hold it to strict DER (the
+    # CertRep is addressed to it), and parse it whole now rather than lazily later.
+    try:
+        x509.load_der_x509_certificate(cert.dump())
+        cert.native  # noqa: B018 - forces asn1crypto's full parse
+    except (*_MALFORMED, x509.InvalidVersion) as exc:
+        raise SCEPFailure(FailInfo.BAD_CERT_ID, "the signer's certificate is malformed") from exc
+    return cert
+
+
+def _find_signer(signed: cms.SignedData, signer_info: cms.SignerInfo) -> asn1_x509.Certificate:
     sid = signer_info["sid"]
     for choice in signed["certificates"] or []:
         if choice.name != "certificate":

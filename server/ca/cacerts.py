@@ -28,6 +28,10 @@ def crl_url(base_url: str, name: str) -> str:
     return f"{base_url}/crl/{name}.crl"
 
 
+def delta_crl_url(base_url: str, name: str) -> str:
+    return f"{base_url}/crl/{name}/delta.crl"
+
+
 def ca_issuers_url(base_url: str, name: str) -> str:
     """Where the CA certificate is published, DER-encoded (RFC 5280 §4.2.2.1)."""
     return f"{base_url}/ca/{name}.cer"

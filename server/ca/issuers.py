@@ -42,6 +42,7 @@ from server.ca.cacerts import (
     ROOT,
     ca_issuers_url,
     crl_url,
+    delta_crl_url,
     issuing_certificate,
     root_certificate,
     ski_of,
@@ -90,6 +91,7 @@ class IssuingCA:
     ca_issuers_url: str
     ski: bytes  # the subject key identifier, which leaves carry as their AKI
     crl_shards: int = 1  # > 1: each certificate names one of this many partitioned CRLs
+    delta_crl_url: str = ""  # set: certificates name it in a Freshest CRL extension
 
     @classmethod
     def from_chain(
@@ -102,6 +104,7 @@ class IssuingCA:
         base_url: str,
         ocsp: bool = True,
         crl_shards: int = 1,
+        delta_crl: bool = False,
     ) -> IssuingCA:
         """``ocsp`` False: the CA has no OCSP responder (``[ocsp]``), and its certificates
         name none. ``crl_shards`` > 1: certificates name their partitioned CRL
@@ -118,6 +121,7 @@ class IssuingCA:
             ca_issuers_url=ca_issuers_url(base_url, name),
             ski=ski_of(chain[0]),
             crl_shards=crl_shards,
+            delta_crl_url=delta_crl_url(base_url, name) if delta_crl else "",
         )
 
     @cached_property
@@ -185,7 +189,12 @@ class IssuingCA:
             ocsp = x509.UniformResourceIdentifier(self.ocsp_url)
             access.insert(0, x509.AccessDescription(AuthorityInformationAccessOID.OCSP, ocsp))
         aia = x509.AuthorityInformationAccess(access)
-        return tuple(x509.Extension(value.oid, False, value) for value in (aki, cdp, aia))
+        values: list[x509.ExtensionType] = [aki, cdp, aia]
+        if self.delta_crl_url:
+            # RFC 5280 §4.2.1.15: where delta CRLs are; "MUST be marked as non-critical".
+            delta = x509.UniformResourceIdentifier(self.delta_crl_url)
+            values.append(x509.FreshestCRL([x509.DistributionPoint([delta], None, None, None)]))
+        return tuple(x509.Extension(value.oid, False, value) for value in values)
 
 
 @dataclass(frozen=True)
@@ -215,6 +224,7 @@ class _Loader:
         self.ca_config = config.ca
         self.ocsp_config = config.ocsp
         self.crl_shards = config.crl.shards
+        self.delta_crl = config.crl.delta_interval_minutes > 0
         self.base_url = config.server.public_http_url.rstrip("/")
         self.data_dir = config.server.data_dir
         self.passphrase = passphrase
@@ -284,6 +294,7 @@ class _Loader:
             base_url=self.base_url,
             ocsp=self.ocsp_config.serves(cfg.name),
             crl_shards=self.crl_shards,
+            delta_crl=self.delta_crl,
         )
 
     def _load_stored(

@@ -3,8 +3,9 @@
 Layout: ``<directory>/certs/<serial hex>.pem`` for each ``issued`` event and
 ``<directory>/crls/<issuer>.crl`` (PEM, replaced by each newer CRL) for each
 ``crl_published`` event (``<directory>/crls/<issuer>/<k>.crl`` for partition k of a
-partitioned CRL). Other kinds are acknowledged without writing. Directories are created
-on first use; a relative ``directory`` is taken inside the data directory.
+partitioned CRL, ``<directory>/crls/<issuer>/delta.crl`` for a delta CRL). Other kinds are
+acknowledged without writing. Directories are created on first use; a relative ``directory``
+is taken inside the data directory.
 
 Every file is written atomically (a temporary file in the same directory, fsync, rename over
 the target, fsync of the directory), so a reader such as a web server or rsync never sees half a
@@ -116,6 +117,8 @@ class FilesExit:
                     raise _Unusable(f"issuer {issuer!r} is not a file name")
                 if not isinstance(pem, str) or not pem:
                     raise _Unusable("no crl_pem")
+                if event.data.get("delta_of") is not None:
+                    return self.directory / "crls" / issuer / "delta.crl", pem
                 shard = event.data.get("shard")
                 if shard is None:
                     return self.directory / "crls" / f"{issuer}.crl", pem

@@ -19,6 +19,11 @@ the entries are encoded by ``der.py`` and spliced in, and the result signed agai
 ``der.py`` for why). When there are no entries the template itself is the CRL: §5.1.2.6,
 "When there are no revoked certificates, the revoked certificates list MUST be absent."
 
+Delta CRLs (§5.2.4) are built here too: the Delta CRL Indicator names the base CRL's number,
+the scope (issuing distribution point) is the base's, and a certificate released from hold
+since the base is listed with reason removeFromCRL (§5.3.1: "removeFromCRL ... is used only in
+delta CRLs").
+
 Not done: indirect CRLs, and CRLs partitioned by reason.
 """
 
@@ -132,6 +137,8 @@ class CRLHeader:
     next_update: datetime
     distribution_point: str  # the URL certificates name in their CRL distribution point
     covers_ca_certificates: bool = False  # True for the root's CRL
+    base_number: int | None = None  # a delta CRL: the cRLNumber of its base (complete) CRL
+    freshest_url: str = ""  # a complete CRL: where its delta CRLs are
 
 
 def build_template(header: CRLHeader, key: CAKey) -> bytes:
@@ -164,6 +171,15 @@ def build_template(header: CRLHeader, key: CAKey) -> bytes:
         # RFC 5280 §5.2.5: "this extension MUST be critical".
         .add_extension(idp, critical=True)
     )
+    if header.base_number is not None:
+        # RFC 5280 §5.2.4: "The delta CRL indicator is a critical CRL extension".
+        builder = builder.add_extension(x509.DeltaCRLIndicator(header.base_number), critical=True)
+    if header.freshest_url:
+        # RFC 5280 §5.2.6: the freshest CRL extension "MUST be marked as non-critical".
+        delta = x509.UniformResourceIdentifier(header.freshest_url)
+        builder = builder.add_extension(
+            x509.FreshestCRL([x509.DistributionPoint([delta], None, None, None)]), critical=False
+        )
     return builder.sign(key, signing_hash(key)).public_bytes(Encoding.DER)
 
 

@@ -28,6 +28,7 @@ import asyncio
 import base64
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,7 +40,7 @@ from server.ca.issuers import CAHierarchy
 from server.ca.keystore import CAKey
 from server.config import CRLConfig
 from server.errors import Conflict, NotFound
-from server.model import Clock, Document, Event, EventKind
+from server.model import Clock, Document, Event, EventKind, RevocationReason, RevokedEntry
 from server.revocation.crl import CRLHeader, EncodedEntries, build_template, splice_entries
 from server.store.base import Store
 
@@ -59,10 +60,14 @@ class PublishedCRL:
     entries: int
     der: bytes
     shard: int | None = None  # the partition, for a partitioned CRL
+    base_number: int | None = None  # the base CRL's number, for a delta CRL
 
     @property
     def key(self) -> str:
-        """What ``CRLPublisher.latest`` knows it by: ``issuer`` or ``issuer/shard``."""
+        """What ``CRLPublisher.latest`` knows it by: ``issuer``, ``issuer/shard`` or
+        ``issuer/delta``."""
+        if self.base_number is not None:
+            return f"{self.issuer}/delta"
         return self.issuer if self.shard is None else f"{self.issuer}/{self.shard}"
 
     @property
@@ -84,6 +89,7 @@ class _Signer:
     url: str
     is_root: bool
     shard_urls: tuple[str, ...] = ()
+    delta_url: str = ""
 
 
 class CRLPublisher:
@@ -113,6 +119,7 @@ class CRLPublisher:
                 shard_urls=tuple(ca.crl_shard_url(k) for k in range(ca.crl_shards))
                 if ca.crl_shards > 1
                 else (),
+                delta_url=ca.delta_crl_url,
             )
             for name, ca in cas.issuers.items()
         }
@@ -151,13 +158,35 @@ class CRLPublisher:
             await self._announce(signer, crl)
         return crls
 
+    async def publish_deltas(self) -> list[PublishedCRL]:
+        return [await self.publish_delta(name) for name, s in self._signers.items() if s.delta_url]
+
+    async def publish_delta(self, name: str) -> PublishedCRL:
+        """A delta CRL of the CA's newest complete CRL (published first if there is none)."""
+        signer = self._signers.get(name)
+        if signer is None or not signer.delta_url:
+            raise NotFound(f"no CA named {name!r} publishes delta CRLs here")
+        base = self._latest.get(name) or await self.publish(name)
+        async with self._locks.setdefault(name, asyncio.Lock()):
+            crl = await self._build_delta(signer, base)
+            self._latest[crl.key] = crl
+        await self._announce(signer, crl)
+        return crl
+
     async def run(self) -> None:
-        """Re-issue every CRL each ``interval_minutes``, for as long as the server runs."""
-        interval = self._config.interval_minutes * 60.0
+        """Re-issue every CRL each ``interval_minutes`` (and delta CRLs each
+        ``delta_interval_minutes`` in between), for as long as the server runs."""
+        full_every = self._config.interval_minutes * 60.0
+        tick = self._config.delta_interval_minutes * 60.0 or full_every
+        last_full = time.monotonic()
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(tick)
             try:
-                await self.publish_all()
+                if time.monotonic() - last_full >= full_every - tick / 2:
+                    await self.publish_all()
+                    last_full = time.monotonic()
+                else:
+                    await self.publish_deltas()
             except Exception:
                 log.exception("publishing CRLs failed; the previous ones are served until retry")
 
@@ -174,6 +203,7 @@ class CRLPublisher:
                 next_update=this_update + timedelta(hours=self._config.next_update_hours),
                 distribution_point=url,
                 covers_ca_certificates=signer.is_root,
+                freshest_url=signer.delta_url,
             )
             for url in urls
         ]
@@ -194,14 +224,49 @@ class CRLPublisher:
             )
         return crls
 
-    async def _entries(self, signer: _Signer, now: datetime, shards: int) -> EncodedEntries:
+    async def _build_delta(self, signer: _Signer, base: PublishedCRL) -> PublishedCRL:
+        this_update = self._clock.now().replace(microsecond=0)
+        header = CRLHeader(
+            issuer=signer.subject,
+            authority_key_id=signer.ski,
+            number=await self._next_number(signer.name),  # one sequence with complete CRLs
+            this_update=this_update,
+            next_update=min(
+                this_update + timedelta(minutes=2 * self._config.delta_interval_minutes),
+                base.next_update,
+            ),
+            distribution_point=signer.url,  # the base's scope
+            base_number=base.number,
+        )
+        template = await asyncio.to_thread(build_template, header, signer.key)
+        entries = await self._entries(signer, this_update, 0, since=base.this_update)
+        released = await self._store.find_released(
+            signer.name, since=base.this_update, expires_after=this_update
+        )
+        removed = [RevokedEntry(s, this_update, RevocationReason.REMOVE_FROM_CRL) for s in released]
+        await asyncio.to_thread(entries.add, removed)
+        body, count = entries.full()
+        der = await asyncio.to_thread(splice_entries, template, body, signer.key)
+        return PublishedCRL(
+            signer.name,
+            header.number,
+            this_update,
+            header.next_update,
+            count,
+            der,
+            base_number=base.number,
+        )
+
+    async def _entries(
+        self, signer: _Signer, now: datetime, shards: int, *, since: datetime | None = None
+    ) -> EncodedEntries:
         """The encoded revokedCertificates of the CA's unexpired revoked certificates, and of
         each partition's."""
         entries = EncodedEntries.empty(shards)
         after = 0
         while True:
             page = await self._store.find_revoked(
-                signer.name, expires_after=now, after_serial=after, limit=PAGE
+                signer.name, expires_after=now, after_serial=after, limit=PAGE, revoked_since=since
             )
             if not page:
                 break
@@ -242,6 +307,9 @@ class CRLPublisher:
         }
         if crl.shard is not None:
             data["shard"] = crl.shard
+        if crl.base_number is not None:
+            data["delta_of"] = crl.base_number
+            data["url"] = signer.delta_url
         if len(crl.der) <= EVENT_PEM_LIMIT:
             data["crl_pem"] = crl.pem()
         await self._store.add_event(Event(EventKind.CRL_PUBLISHED, self._clock.now(), data=data))

@@ -109,7 +109,9 @@ class OCSPSigners:
             return None
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         key = read_key(key_path, self._passphrase)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
+            # Two workers renewing at once may leave one's key beside the other's certificate:
+            # a mismatched pair is replaced, never used.
             return None
         return OCSPSigner(ca.name, key, cert)
 

@@ -64,11 +64,21 @@ class StoreReader(Protocol):
         expires_after: datetime,
         after_serial: int = 0,
         limit: int = 10_000,
+        revoked_since: datetime | None = None,
     ) -> list[RevokedEntry]:
         """One page of a CRL's entries: certificates of ``issuer`` that are revoked (on hold
         included), whose notAfter is at or after ``expires_after``, with a serial above
         ``after_serial``, in serial order. Callers page with the last serial they got, so a
-        CRL of a million entries is read without holding them all or one long cursor."""
+        CRL of a million entries is read without holding them all or one long cursor.
+        ``revoked_since``: only those revoked at or after it (a delta CRL's)."""
+        ...
+
+    async def find_released(
+        self, issuer: str, *, since: datetime, expires_after: datetime
+    ) -> list[int]:
+        """Serials of ``issuer``'s certificates released from hold at or after ``since`` and
+        valid now, unexpired at ``expires_after``, in serial order (a delta CRL's
+        removeFromCRL entries)."""
         ...
 
     async def get_doc(self, kind: str, doc_id: str) -> Document:

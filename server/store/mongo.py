@@ -344,17 +344,21 @@ class MongoStore:
         expires_after: datetime,
         after_serial: int = 0,
         limit: int = 10_000,
+        revoked_since: datetime | None = None,
     ) -> list[RevokedEntry]:
         # Served by the "revoked" index (issuer, status, _id): a range scan in serial order.
+        flt: Doc = {
+            "issuer": issuer,
+            "status": "revoked",
+            "_id": {"$gt": codec.serial_key(after_serial)},
+            "not_after": {"$gte": codec.ts(expires_after)},
+        }
+        if revoked_since is not None:
+            flt["revoked_at"] = {"$gte": codec.ts(revoked_since)}
         cursor = (
             self._col("certificates")
             .find(
-                {
-                    "issuer": issuer,
-                    "status": "revoked",
-                    "_id": {"$gt": codec.serial_key(after_serial)},
-                    "not_after": {"$gte": codec.ts(expires_after)},
-                },
+                flt,
                 {"revoked_at": 1, "reason": 1, "invalidity_date": 1},
             )
             .sort("_id", ASCENDING)
@@ -388,8 +392,32 @@ class MongoStore:
 
     async def unrevoke(self, serial: int, *, event: Event) -> CertificateRecord:
         held = {"status": "revoked", "reason": HOLD}
-        changes = {"status": "valid", "revoked_at": None, "reason": None, "invalidity_date": None}
+        changes = {
+            "status": "valid",
+            "revoked_at": None,
+            "reason": None,
+            "invalidity_date": None,
+            "released_at": codec.ts(event.at),  # for find_released (delta CRLs)
+        }
         return await self._change_certificate(serial, held, changes, event, "is not on hold")
+
+    async def find_released(
+        self, issuer: str, *, since: datetime, expires_after: datetime
+    ) -> list[int]:
+        cursor = (
+            self._col("certificates")
+            .find(
+                {
+                    "released_at": {"$gte": codec.ts(since)},
+                    "issuer": issuer,
+                    "status": "valid",
+                    "not_after": {"$gte": codec.ts(expires_after)},
+                },
+                {"_id": 1},
+            )
+            .sort("_id", ASCENDING)
+        )
+        return [int(d["_id"], 16) for d in await cursor.to_list(None)]
 
     async def _change_certificate(
         self, serial: int, condition: Doc, changes: Doc, event: Event, conflict: str

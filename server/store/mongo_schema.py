@@ -58,6 +58,8 @@ async def create_indexes(db: AsyncDatabase[Doc]) -> None:
     await certificates.create_index(
         [("issuer", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)], name="revoked"
     )
+    # Releases from hold (find_released): only released certificates carry released_at.
+    await certificates.create_index([("released_at", ASCENDING)], sparse=True, name="released")
     await events.create_index([("events.request_id", ASCENDING)], name="request_id")
     await events.create_index([("events.serial", ASCENDING)], name="serial")
     for collection in (requests, certificates, events):

@@ -346,17 +346,33 @@ class SQLiteStore:
         expires_after: datetime,
         after_serial: int = 0,
         limit: int = 10_000,
+        revoked_since: datetime | None = None,
     ) -> list[RevokedEntry]:
         # The partial, covering index certificates_revoked_entries holds revoked certificates
         # only, in serial order per issuer: each page is one range scan of the index alone,
         # however many valid certificates there are.
+        since = codec.ts(revoked_since) if revoked_since is not None else ""
         rows = await self._read(
             "SELECT serial, revoked_at, reason, invalidity_date FROM certificates "
             "INDEXED BY certificates_revoked_entries WHERE issuer = ? AND status = 'revoked' "
-            "AND serial > ? AND not_after >= ? ORDER BY serial LIMIT ?",
-            (issuer, codec.serial_key(after_serial), codec.ts(expires_after), limit),
+            "AND serial > ? AND not_after >= ? AND revoked_at >= ? ORDER BY serial LIMIT ?",
+            (issuer, codec.serial_key(after_serial), codec.ts(expires_after), since, limit),
         )
         return [codec.revoked_entry(r) for r in rows]
+
+    async def find_released(
+        self, issuer: str, *, since: datetime, expires_after: datetime
+    ) -> list[int]:
+        # Releases are the 'unrevoked' events (partial index events_unrevoked); the join keeps
+        # certificates that are still valid, i.e. not revoked again since.
+        rows = await self._read(
+            "SELECT DISTINCT c.serial FROM events e INDEXED BY events_unrevoked "
+            "JOIN certificates c ON c.serial = e.serial WHERE e.kind = 'unrevoked' "
+            "AND e.at >= ? AND c.issuer = ? AND c.status = 'valid' AND c.not_after >= ? "
+            "ORDER BY c.serial",
+            (codec.ts(since), issuer, codec.ts(expires_after)),
+        )
+        return [int(r["serial"], 16) for r in rows]
 
     async def revoke(
         self,

@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS events (
     at TEXT NOT NULL, request_id TEXT, serial TEXT, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_request ON events (request_id);
 CREATE INDEX IF NOT EXISTS events_serial ON events (serial);
+-- Releases from hold since a time (find_released, delta CRLs); other events cost it nothing.
+CREATE INDEX IF NOT EXISTS events_unrevoked ON events (at) WHERE kind = 'unrevoked';
 CREATE TABLE IF NOT EXISTS outbox (
     consumer TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (consumer, seq)) WITHOUT ROWID;
 

@@ -62,10 +62,15 @@ def publish(server: CertforgeServer) -> list[str]:
 
 
 def openssl_verify_crl(
-    root: Path, chain: Path, crls: list[Path], *, check_all: bool = False
+    root: Path,
+    chain: Path,
+    crls: list[Path],
+    *,
+    check_all: bool = False,
+    extra: list[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     leaf, issuing = split_chain(chain)
-    cmd = ["openssl", "verify", "-crl_check_all" if check_all else "-crl_check"]
+    cmd = ["openssl", "verify", "-crl_check_all" if check_all else "-crl_check", *(extra or [])]
     cmd += ["-CAfile", str(root), "-untrusted", str(issuing)]
     for crl in crls:
         cmd += ["-CRLfile", str(crl)]

@@ -173,3 +173,45 @@ def test_partitioned_crls(tmp_path: Path) -> None:
         )
     finally:
         assert server.stop() == 0
+
+
+def test_delta_crls(tmp_path: Path) -> None:
+    """[crl] delta_interval_minutes: a delta CRL on top of the newest full CRL. openssl
+    (-use_deltas) sees a revocation made after the base, and a release from hold
+    (removeFromCRL) that the base alone does not show."""
+    server = CertforgeServer(tmp_path / "data", extra_config="[crl]\ndelta_interval_minutes = 5\n")
+    server.start()
+    try:
+        revoked_serial, revoked = issue(server, tmp_path, "delta-revoked")
+        held_serial, held = issue(server, tmp_path, "delta-held")
+        server.cli("cert", "revoke", held_serial, "--reason", "certificateHold", check=True)
+        publish(server)
+        base = save_crl(tmp_path, fetch(cdp_url(held))[0], "base")
+        server.cli("cert", "revoke", revoked_serial, "--reason", "keyCompromise", check=True)
+        server.cli("cert", "release", held_serial, check=True)
+        lines = server.cli("crl", "publish", "--delta", check=True).stdout.splitlines()
+        assert [line.split()[0] for line in lines] == ["default/delta"]
+        leaf = x509.load_pem_x509_certificates(held.read_bytes())[0]
+        freshest = leaf.extensions.get_extension_for_class(x509.FreshestCRL).value
+        names = freshest[0].full_name
+        assert names is not None
+        delta_url = str(names[0].value)
+        delta_der, headers = fetch(delta_url)
+        assert headers["Content-Type"] == "application/pkix-crl"
+        delta = save_crl(tmp_path, delta_der, "delta")
+
+        def verify(chain: Path, crls: list[Path]) -> int:
+            result = openssl_verify_crl(server.root, chain, crls, extra=["-use_deltas"])
+            return result.returncode
+
+        assert verify(revoked, [base]) == 0  # revoked after the base: only the delta knows
+        assert verify(revoked, [base, delta]) != 0
+        assert verify(held, [base]) != 0  # on hold in the base
+        assert verify(held, [base, delta]) == 0  # released: removeFromCRL in the delta
+        path = tmp_path / "delta.crl"
+        path.write_bytes(delta_der)
+        findings = pkilint("lint_crl", path, "-t", "CRL", "-p", "PKIX")
+        print(*findings, sep="\n")
+        assert [f for f in findings if "ERROR" in f or "FATAL" in f] == []
+    finally:
+        assert server.stop() == 0

@@ -500,3 +500,18 @@ def test_scepclient_legacy_algorithms_are_bad_alg_by_default(
         timeout=120,
     )
     assert out.returncode != 0 and "badAlg" in out.stdout + out.stderr, out
+
+
+def test_pkcsreq_by_get_with_unescaped_base64(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    """Clients put the base64 message in the query as is: its '+' reads as a space."""
+    import base64
+    import urllib.request
+
+    msg, key, signer = enroll_message(server, ra[1], cn=unique("rawget"))
+    raw = base64.b64encode(msg.build()).decode()
+    assert "+" in raw or "/" in raw
+    url = f"{scep_url(server)}?operation=PKIOperation&message={raw}"
+    with urllib.request.urlopen(url, timeout=60) as resp:
+        assert read_cert_rep(resp.read(), key=key, cert=signer).status == SUCCESS

@@ -117,6 +117,12 @@ def test_default_store_follows_data_dir() -> None:
         ),
         pytest.param("[crl]\ndelta = 1", "[crl]", id="unknown/crl_key"),
         pytest.param("[crl]\nshards = 0", "shards", id="bad/crl_shards_zero"),
+        pytest.param(
+            "[crl]\ndelta_interval_minutes = 60", "delta_interval", id="bad/delta_not_shorter"
+        ),
+        pytest.param(
+            "[crl]\ndelta_interval_minutes = 5\nshards = 2", "delta_interval", id="bad/delta_shards"
+        ),
         pytest.param("[crl]\nshards = 5000", "shards", id="bad/crl_shards_too_many"),
         pytest.param('[ocsp]\ndisabled_issuers = ["nope"]', "disabled_issuers", id="bad/ocsp_ca"),
         pytest.param('[ocsp]\nenabled = "yes"', "enabled", id="bad/ocsp_enabled_type"),

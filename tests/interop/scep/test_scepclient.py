@@ -20,9 +20,27 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 
-from tests.integration.scep_http import new_challenge, scep_ca, scep_url, verify_and_lint
+from tests.integration.scep_http import (
+    new_challenge,
+    pki_operation,
+    requests_for,
+    scep_ca,
+    scep_url,
+    verify_and_lint,
+)
 from tests.integration.server import CertforgeServer
+from tests.scep_client import (
+    CertRep,
+    Message,
+    MessageType,
+    issuer_and_subject,
+    make_csr,
+    read_cert_rep,
+    rsa_key,
+    self_signed,
+)
 
 LEGACY_CONFIG = """
 [scep]
@@ -184,3 +202,42 @@ def test_pending_then_approve_then_poll(legacy_server: CertforgeServer, tmp_path
     assert proc.returncode == 0, out
     assert "PENDING" in out
     verify_and_lint(legacy_server, tmp_path / "p" / "client.pem")
+
+
+@pytest.mark.parametrize(("decision", "status"), [("approve", "0"), ("deny", "2")])
+def test_cert_poll_follows_the_administrators_decision(
+    legacy_server: CertforgeServer, decision: str, status: str
+) -> None:
+    """RFC 8894 §3.3.3: PENDING, then CertPoll gets SUCCESS once approved, FAILURE once denied."""
+    url = scep_url(legacy_server, "manual")
+    certs, recipient = scep_ca(url)
+    key = rsa_key()
+    cn = f"poll-{decision}"
+    signer = self_signed(key, cn)
+
+    def send(message_type: str, content: bytes, tid: str) -> CertRep:
+        msg = Message(
+            message_type=message_type,
+            content=content,
+            recipient=recipient,
+            signer_cert=signer,
+            signer_key=key,
+            transaction_id=tid,
+        )
+        return read_cert_rep(pki_operation(url, msg.build()).body, key=key, cert=signer)
+
+    tid = f"tid-{cn}"
+    csr = make_csr(key, cn, challenge=new_challenge(legacy_server))
+    assert send(MessageType.PKCS_REQ, csr, tid).status == "3"  # PENDING
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    poll = issuer_and_subject(next(c for c in certs if c != recipient), subject)
+    assert send(MessageType.CERT_POLL, poll, tid).status == "3"
+    (request,) = requests_for(legacy_server, cn)
+    legacy_server.cli("request", decision, str(request["id"]), check=True)
+    answer = send(MessageType.CERT_POLL, poll, tid)
+    assert answer.status == status
+    if decision == "approve":
+        assert answer.certificate is not None
+        assert answer.certificate.public_key() == key.public_key()
+    else:
+        assert answer.fail_info == "2"  # badRequest

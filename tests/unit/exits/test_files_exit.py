@@ -77,6 +77,15 @@ async def test_partition_crl_goes_beside_the_full_one(exports: FilesExit) -> Non
     assert "MIIS" in (exports.directory / "crls" / "default" / "3.crl").read_text()
 
 
+async def test_delta_crl_goes_beside_the_full_one(exports: FilesExit) -> None:
+    delta = crl_published(pem=CRL_PEM.replace("MIIC", "MIID"))
+    delta = Event(delta.kind, delta.at, data={**delta.data, "delta_of": 4})
+    await exports.deliver(crl_published())
+    await exports.deliver(delta)
+    assert (exports.directory / "crls" / "default.crl").read_text() == CRL_PEM
+    assert "MIID" in (exports.directory / "crls" / "default" / "delta.crl").read_text()
+
+
 async def test_redelivery_is_idempotent(exports: FilesExit) -> None:
     event = issued()
     await exports.deliver(event)

@@ -195,3 +195,54 @@ async def test_partitions_hold_their_own_certificates(tmp_path: Path) -> None:
             )
     finally:
         await store.close()
+
+
+async def test_delta_lists_changes_since_its_base(tmp_path: Path) -> None:
+    clock = FakeClock(NOW)
+    config = Config(crl=CRLConfig(delta_interval_minutes=15))
+    engine, store = await make_engine(tmp_path, clock=clock, config=config)
+    try:
+        serials, ders = {}, []
+        for name in ("before", "after", "held"):
+            outcome = await engine.submit(
+                EnrollmentRequest(make_csr(f"{name}.example.test"), "rest", ADMIN)
+            )
+            assert isinstance(outcome, Issued)
+            serials[name] = outcome.certificate.serial
+            ders.append(outcome.certificate.der)
+        leaf = x509.load_der_x509_certificate(ders[0])
+        await engine.revoke(serials["before"], reason=RevocationReason.SUPERSEDED, by=ADMIN)
+        await engine.revoke(serials["held"], reason=RevocationReason.CERTIFICATE_HOLD, by=ADMIN)
+        publisher = CRLPublisher(store=store, cas=engine.cas, config=config.crl, clock=clock)
+        # A revocation in the base's own second may be repeated in the delta (harmless), so
+        # the base is taken a minute later.
+        clock.advance(timedelta(minutes=1))
+        base = await publisher.publish("default")
+        clock.advance(timedelta(minutes=5))
+        await engine.revoke(serials["after"], reason=RevocationReason.KEY_COMPROMISE, by=ADMIN)
+        await engine.unrevoke(serials["held"], by=ADMIN)
+        clock.advance(timedelta(minutes=5))
+
+        delta_info = await publisher.publish_delta("default")
+
+        delta = x509.load_der_x509_crl(delta_info.der)
+        indicator = delta.extensions.get_extension_for_class(x509.DeltaCRLIndicator)
+        assert indicator.critical and indicator.value.crl_number == base.number
+        assert delta_info.number == base.number + 1
+        reasons = {
+            r.serial_number: r.extensions.get_extension_for_class(x509.CRLReason).value.reason
+            for r in delta
+        }
+        assert reasons == {
+            serials["after"]: x509.ReasonFlags.key_compromise,
+            serials["held"]: x509.ReasonFlags.remove_from_crl,
+        }
+        assert publisher.latest("default/delta") == delta_info
+        full = x509.load_der_x509_crl(base.der)
+        freshest = full.extensions.get_extension_for_class(x509.FreshestCRL).value
+        url = engine.cas.issuer("default").delta_crl_url
+        assert freshest[0].full_name == [x509.UniformResourceIdentifier(url)]
+        in_cert = leaf.extensions.get_extension_for_class(x509.FreshestCRL).value
+        assert in_cert[0].full_name == [x509.UniformResourceIdentifier(url)]
+    finally:
+        await store.close()

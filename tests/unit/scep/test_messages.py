@@ -3,6 +3,7 @@ defect refused with the right failInfo, envelopes for every cipher, and the fail
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -212,3 +213,25 @@ def test_cert_rep_is_signed_and_addressed(ra: Recipient, key: rsa.RSAPrivateKey)
 
 def test_fail_info_table_covers_every_error_kind() -> None:
     assert set(FAIL_INFO) == set(ErrorKind)
+
+
+def test_mangled_messages_are_refused_never_crash(ra: Recipient, key: rsa.RSAPrivateKey) -> None:
+    """Random damage anywhere in a pkiMessage ends in BadHTTP or a SCEP failure, also for the
+    parts asn1crypto parses lazily and the parts the signature does not cover."""
+    good = message(ra, key).build()
+    rng = random.Random(20261130)  # noqa: S311 - a reproducible fuzz, not a secret
+    for _ in range(400):
+        mangled = bytearray(good)
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(mangled))
+            if rng.random() < 0.7:
+                mangled[at] = rng.randrange(256)
+            else:
+                del mangled[at : at + rng.randint(1, 40)]
+        try:
+            msg = read_pki_message(bytes(mangled), legacy=True, now=NOW)
+            seal_envelope(b"reply", msg.signer, ContentCipher.AES128)
+            if msg.envelope is not None:
+                open_envelope(msg.envelope, [ra], legacy=True)
+        except (BadHTTP, SCEPFailure):
+            pass

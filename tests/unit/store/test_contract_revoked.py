@@ -90,3 +90,34 @@ async def test_pages_by_serial_cover_everything_once(store: Store) -> None:
         after = page[-1].serial
 
     assert seen == serials
+
+
+async def test_revoked_since_keeps_later_revocations_only(store: Store) -> None:
+    early, late = await _add(store), await _add(store)
+    await store.revoke(early, reason=RevocationReason.SUPERSEDED, at=tick(), event=_revoked(early))
+    since = tick()
+    await store.revoke(late, reason=RevocationReason.SUPERSEDED, at=tick(), event=_revoked(late))
+
+    got = await store.find_revoked("issuing-ca", expires_after=since, revoked_since=since)
+
+    assert [e.serial for e in got] == [late]
+
+
+async def test_find_released_lists_holds_released_since(store: Store) -> None:
+    old, new, rerevoked = [await _add(store) for _ in range(3)]
+    other = await _add(store, issuer="other-ca")
+    for serial in (old, new, rerevoked, other):
+        await store.revoke(
+            serial, reason=RevocationReason.CERTIFICATE_HOLD, at=tick(), event=_revoked(serial)
+        )
+    await store.unrevoke(old, event=Event(EventKind.UNREVOKED, tick(), serial=old))
+    since = tick()
+    for serial in (new, rerevoked, other):
+        await store.unrevoke(serial, event=Event(EventKind.UNREVOKED, tick(), serial=serial))
+    await store.revoke(
+        rerevoked, reason=RevocationReason.KEY_COMPROMISE, at=tick(), event=_revoked(rerevoked)
+    )
+
+    got = await store.find_released("issuing-ca", since=since, expires_after=since)
+
+    assert got == [new]
