@@ -91,25 +91,7 @@ def cert_rep(
     fail_info: FailInfo | None = None,
     envelope: bytes | None = None,
 ) -> bytes:
-    content = envelope or b""
-    attrs = [
-        _attribute(_CONTENT_TYPE, _DATA),
-        _attribute(_SIGNING_TIME, der.time(now)),
-        _attribute(
-            _MESSAGE_DIGEST, der.tlv(der.OCTET_STRING, hashlib.new(to.digest, content).digest())
-        ),
-        _attribute(_MESSAGE_TYPE, der.tlv(_PRINTABLE, MessageType.CERT_REP.encode())),
-        _attribute(_PKI_STATUS, der.tlv(_PRINTABLE, status.encode())),
-        _attribute(_TRANSACTION_ID, der.tlv(_PRINTABLE, to.transaction_id.encode())),
-        _attribute(_RECIPIENT_NONCE, der.tlv(der.OCTET_STRING, to.sender_nonce)),
-        _attribute(_SENDER_NONCE, der.tlv(der.OCTET_STRING, os.urandom(NONCE_BYTES))),
-    ]
-    if status is PKIStatus.FAILURE:
-        code = fail_info or FailInfo.BAD_REQUEST
-        attrs.append(_attribute(_FAIL_INFO, der.tlv(_PRINTABLE, code.encode())))
-    # DER: a SET OF is sorted by the encodings of its elements (X.690 §11.6). Verifiers that
-    # re-encode the attributes (Go's pkcs7) only match a signature over the sorted order.
-    signed_attrs = b"".join(sorted(attrs))
+    signed_attrs = _signed_attributes(to, status, fail_info, envelope or b"", now)
     # RFC 5652 §5.4: the signature is over the attributes' DER with the SET OF tag.
     signature = signer.key.sign(der.tlv(_SET, signed_attrs), PKCS1v15(), _HASHES[to.digest]())
     digest_algorithm = _DIGEST_ALGORITHMS[to.digest]
@@ -134,3 +116,28 @@ def cert_rep(
         + der.tlv(_SET, signer_info),
     )
     return der.tlv(der.SEQUENCE, _SIGNED_DATA + der.tlv(0xA0, signed_data))
+
+
+def _signed_attributes(
+    to: Addressee, status: PKIStatus, fail_info: FailInfo | None, content: bytes, now: datetime
+) -> bytes:
+    """The SCEP authenticated attributes (RFC 8894 §3.2.1), DER-sorted, without the SET tag."""
+    attrs = [
+        _attribute(_CONTENT_TYPE, _DATA),
+        _attribute(_SIGNING_TIME, der.time(now)),
+        _attribute(
+            _MESSAGE_DIGEST, der.tlv(der.OCTET_STRING, hashlib.new(to.digest, content).digest())
+        ),
+        _attribute(_MESSAGE_TYPE, der.tlv(_PRINTABLE, MessageType.CERT_REP.encode())),
+        _attribute(_PKI_STATUS, der.tlv(_PRINTABLE, status.encode())),
+        _attribute(_TRANSACTION_ID, der.tlv(_PRINTABLE, to.transaction_id.encode())),
+        # §3.2.1.5: the recipientNonce is the request's senderNonce; ours is fresh.
+        _attribute(_RECIPIENT_NONCE, der.tlv(der.OCTET_STRING, to.sender_nonce)),
+        _attribute(_SENDER_NONCE, der.tlv(der.OCTET_STRING, os.urandom(NONCE_BYTES))),
+    ]
+    if status is PKIStatus.FAILURE:
+        code = fail_info or FailInfo.BAD_REQUEST
+        attrs.append(_attribute(_FAIL_INFO, der.tlv(_PRINTABLE, code.encode())))
+    # DER: a SET OF is sorted by the encodings of its elements (X.690 §11.6). Verifiers that
+    # re-encode the attributes (Go's pkcs7) only match a signature over the sorted order.
+    return b"".join(sorted(attrs))

@@ -219,10 +219,11 @@ def _signer_certificate(
 ) -> asn1_x509.Certificate:
     cert = _find_signer(signed, signer_info)
     # The certificate is outside what the signature covers: hold it to strict DER (the
-    # CertRep is addressed to it), and parse it whole now rather than lazily later.
+    # CertRep is addressed to it), and read what is used of it now rather than lazily later.
     try:
         x509.load_der_x509_certificate(cert.dump())
-        cert.native  # noqa: B018 - forces asn1crypto's full parse
+        # ... and reach now what is read of it later (asn1crypto parses lazily).
+        _ = (cert.serial_number, cert.issuer.dump(), cert.public_key.algorithm)
     except (*_MALFORMED, x509.InvalidVersion) as exc:
         raise SCEPFailure(FailInfo.BAD_CERT_ID, "the signer's certificate is malformed") from exc
     return cert

@@ -118,13 +118,26 @@ def _extensions(
         raise Internal("a certificate needs a subject or a subject alternative name")
     ski = x509.SubjectKeyIdentifier.from_public_key(public_key)
     extensions.append(x509.Extension(ski.oid, False, ski))
-    extensions.extend(issuer.leaf_extensions_for(serial))
+    if draft.extensions and _is_ocsp_responder(draft):
+        # CA/B Forum BR §7.1.2.8: an OCSP responder certificate has no CRL distribution point
+        # (and no AIA is recommended); with id-pkix-ocsp-nocheck nobody checks it anyway
+        # (RFC 6960 §4.2.2.2.1). The authority key identifier stays.
+        extensions.append(issuer.leaf_extensions[0])
+    else:
+        extensions.extend(issuer.leaf_extensions_for(serial))
     policies = _certificate_policies(draft.certificate_policies)
     if policies is not None:
         extensions.append(policies)
     if draft.extensions:
         _add_extra(extensions, draft)
     return extensions
+
+
+_OCSP_NOCHECK = "1.3.6.1.5.5.7.48.1.5"  # id-pkix-ocsp-nocheck
+
+
+def _is_ocsp_responder(draft: CertificateDraft) -> bool:
+    return any(e.oid == _OCSP_NOCHECK for e in draft.extensions)
 
 
 def _add_extra(

@@ -31,21 +31,14 @@ from tests.integration.server import CertforgeServer, run
 RESP = ocsp.OCSPResponseStatus
 
 
-def openssl_ocsp(server: CertforgeServer, chain: Path, *args: str) -> str:
+def openssl_ocsp(server: CertforgeServer, chain: Path, *args: str, check: bool = True) -> str:
+    """``openssl ocsp`` about the chain's leaf; its output (stdout and stderr)."""
     leaf, issuing = split_chain(chain)
-    out = run(
-        "openssl",
-        "ocsp",
-        "-issuer",
-        str(issuing),
-        "-cert",
-        str(leaf),
-        "-url",
-        f"{server.http_url}/ocsp",
-        "-CAfile",
-        str(server.root),
-        *args,
-    )
+    cmd = ["openssl", "ocsp", "-issuer", str(issuing), "-cert", str(leaf)]
+    cmd += ["-url", f"{server.http_url}/ocsp", "-CAfile", str(server.root), *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({out.returncode}):\n{out.stderr}")
     return out.stdout + out.stderr
 
 
@@ -246,27 +239,8 @@ def test_bad_get_is_malformed_request(server: CertforgeServer, path: str) -> Non
 def test_openssl_reports_another_cas_certificate_unauthorized(
     server: CertforgeServer, chain: Path
 ) -> None:
-    foreign = _foreign_chain(chain.parent, chain)
-    leaf, issuing = split_chain(foreign)
-    out = subprocess.run(
-        [
-            "openssl",
-            "ocsp",
-            "-issuer",
-            str(issuing),
-            "-cert",
-            str(leaf),
-            "-url",
-            f"{server.http_url}/ocsp",
-            "-CAfile",
-            str(server.root),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert "unauthorized" in out.stdout + out.stderr
+    out = openssl_ocsp(server, _foreign_chain(chain.parent, chain), check=False)
+    assert "unauthorized" in out
 
 
 def test_responses_lint_clean(server: CertforgeServer, work: Path) -> None:
@@ -330,3 +304,23 @@ def test_ocsp_switched_off_for_one_ca(tmp_path: Path) -> None:
         assert ocsp.load_der_ocsp_response(body).response_status is RESP.UNAUTHORIZED
     finally:
         assert server.stop() == 0
+
+
+def test_responder_certificate_lints_clean(server: CertforgeServer, work: Path) -> None:
+    """The delegated OCSP signing certificate against pkilint's CA/B Forum OCSP responder
+    profile: no CRL distribution point, no AIA. certforge's CA names carry no countryName
+    (only [ca] name), which that profile wants of every CA-related subject: that one finding
+    is the CA hierarchy's, not the responder's, and is left out."""
+    _, chain = issue(server, work, "ocsp-responder")
+    body = post(server, request_der(chain))[2]
+    signer = ocsp.load_der_ocsp_response(body).certificates[0]
+    path = work / "responder.pem"
+    path.write_bytes(signer.public_bytes(Encoding.PEM))
+
+    findings = pkilint("lint_cabf_serverauth_cert", path, "-t", "OCSP-RESPONDER")
+    print(*findings, sep="\n")
+    errors = [f for f in findings if "ERROR" in f or "FATAL" in f]
+    assert errors == ["    cabf.serverauth.ca.country_attribute_absent (ERROR)"]
+    assert pkilint("lint_pkix_cert", path) == []
+    with pytest.raises(x509.ExtensionNotFound):
+        signer.extensions.get_extension_for_class(x509.CRLDistributionPoints)
