@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,10 +32,13 @@ def utcnow() -> datetime:
 
 
 def new_id() -> str:
-    """A fresh identifier for a request or an event: 128 random bits as 32 hex digits.
+    """A fresh identifier for a request or an event: 32 hex digits, the time in milliseconds
+    (48 bits) then 80 random bits.
 
-    Request ids are what requesters poll by, so they must not be guessable."""
-    return os.urandom(16).hex()
+    Request ids are what requesters poll by, so they must not be guessable: 80 random bits
+    are not. The time in front makes ids of the same moment sort together, so the store's
+    indexes on them grow at one end instead of dirtying a random page per insert."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
 class Clock(Protocol):

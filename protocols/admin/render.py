@@ -6,7 +6,7 @@ import ssl
 from typing import Any
 
 from server.model import CertificateRecord, Event, RequestRecord
-from server.revocation.publisher import PublishedCRL
+from server.revocation.published import PublishedCRL
 
 
 def serial_hex(serial: int) -> str:

@@ -25,13 +25,12 @@ in PEM while it is small enough to travel in an event (``EVENT_PEM_LIMIT``).
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from cryptography import x509
 
@@ -42,6 +41,8 @@ from server.config import CRLConfig
 from server.errors import Conflict, NotFound
 from server.model import Clock, Document, Event, EventKind, RevocationReason, RevokedEntry
 from server.revocation.crl import CRLHeader, EncodedEntries, build_template, splice_entries
+from server.revocation.crlfiles import CRLFiles
+from server.revocation.published import PublishedCRL
 from server.store.base import Store
 
 log = logging.getLogger("certforge.crl")
@@ -49,35 +50,6 @@ log = logging.getLogger("certforge.crl")
 PAGE = 10_000  # entries read from the store per query
 EVENT_PEM_LIMIT = 1 << 20  # larger CRLs are announced without their PEM
 NUMBER_KIND = "crl"
-
-
-@dataclass(frozen=True, slots=True)
-class PublishedCRL:
-    issuer: str  # the CA's name ("root" for the root)
-    number: int
-    this_update: datetime
-    next_update: datetime
-    entries: int
-    der: bytes
-    shard: int | None = None  # the partition, for a partitioned CRL
-    base_number: int | None = None  # the base CRL's number, for a delta CRL
-
-    @property
-    def key(self) -> str:
-        """What ``CRLPublisher.latest`` knows it by: ``issuer``, ``issuer/shard`` or
-        ``issuer/delta``."""
-        if self.base_number is not None:
-            return f"{self.issuer}/delta"
-        return self.issuer if self.shard is None else f"{self.issuer}/{self.shard}"
-
-    @property
-    def etag(self) -> str:
-        return '"' + hashlib.sha256(self.der).hexdigest()[:32] + '"'
-
-    def pem(self) -> str:
-        b64 = base64.b64encode(self.der).decode()
-        lines = [b64[i : i + 64] for i in range(0, len(b64), 64)]
-        return "-----BEGIN X509 CRL-----\n" + "\n".join(lines) + "\n-----END X509 CRL-----\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +73,11 @@ class CRLPublisher:
         config: CRLConfig,
         clock: Clock,
         notify: Callable[[], None] = lambda: None,
+        directory: Path | None = None,
     ) -> None:
+        """``directory``: where the newest CRLs are shared with the other workers of this
+        server (``crlfiles.py``); None keeps them in memory only."""
+        self._files = CRLFiles(directory) if directory is not None else None
         self._store = store
         self._config = config
         self._clock = clock
@@ -133,9 +109,23 @@ class CRLPublisher:
         return list(self._signers)
 
     def latest(self, key: str) -> PublishedCRL | None:
-        """The newest CRL published by this server for CA ``key``, or for partition ``k`` of
-        CA ``name`` with ``key`` ``name/k``."""
+        """The newest CRL this process published for CA ``key``, or for partition ``k`` of
+        CA ``name`` with ``key`` ``name/k`` (``name/delta``: its delta CRL)."""
         return self._latest.get(key)
+
+    async def current(self, key: str) -> PublishedCRL | None:
+        """The newest CRL for ``key`` published by any worker of this server: what the HTTP
+        listener serves."""
+        mine = self._latest.get(key)
+        if self._files is None or mine is None:
+            return mine  # a key never published here is not served (nor looked up on disk)
+        shared = await asyncio.to_thread(self._files.load, key, mine.issuer, mine.shard)
+        return shared if shared is not None and shared.number > mine.number else mine
+
+    async def _share(self, crls: list[PublishedCRL]) -> None:
+        if self._files is not None:
+            for crl in crls:
+                await asyncio.to_thread(self._files.save, crl)
 
     async def publish_all(self) -> list[PublishedCRL]:
         return [crl for name in self._signers for crl in await self.publish_ca(name)]
@@ -154,6 +144,7 @@ class CRLPublisher:
             crls = await self._build(signer)
             for crl in crls:
                 self._latest[crl.key] = crl
+            await self._share(crls)
         for crl in crls:
             await self._announce(signer, crl)
         return crls
@@ -170,6 +161,7 @@ class CRLPublisher:
         async with self._locks.setdefault(name, asyncio.Lock()):
             crl = await self._build_delta(signer, base)
             self._latest[crl.key] = crl
+            await self._share([crl])
         await self._announce(signer, crl)
         return crl
 

@@ -31,7 +31,12 @@ class Revocation:
     ) -> Revocation:
         """Publish every CRL and make sure every OCSP signer exists before serving."""
         crls = CRLPublisher(
-            store=engine.store, cas=engine.cas, config=config.crl, clock=engine.clock, notify=notify
+            store=engine.store,
+            cas=engine.cas,
+            config=config.crl,
+            clock=engine.clock,
+            notify=notify,
+            directory=config.server.data_dir / "crl",
         )
         signers = OCSPSigners(config=config, engine=engine, passphrase=passphrase)
         await signers.ensure()

@@ -60,6 +60,15 @@ def sqlite_path(url: str) -> str:
     return path
 
 
+def _names_match(san: str) -> tuple[str, list[str]]:
+    """The condition on a names table (aliased ``n``) that a SAN search needs: always through
+    the ``bare`` index, checking ``full`` when the search names the type (``dns:x``)."""
+    column, value = codec.san_query(san)
+    if column == "full":
+        return "n.bare = ? AND n.full = ?", [value.partition(":")[2], value]
+    return "n.bare = ?", [value]
+
+
 def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
@@ -170,15 +179,24 @@ class SQLiteStore:
     async def list_events(
         self, *, request_id: str | None = None, serial: int | None = None, limit: int = 100
     ) -> list[Event]:
-        where, args = [], []
+        where, args = ["1=1"], []
         if request_id is not None:
             where.append("request_id = ?")
             args.append(request_id)
-        if serial is not None:
-            where.append("serial = ?")
-            args.append(codec.serial_key(serial))
-        sql = "SELECT data FROM events" + (" WHERE " + " AND ".join(where) if where else "")
-        rows = await self._read(sql + " ORDER BY seq LIMIT ?", (*args, limit))
+        if serial is None:
+            sql = f"SELECT data FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+            rows = await self._read(sql, (*args, limit))
+            return [Event.from_json(json.loads(r["data"])) for r in rows]
+        # By serial: the issued event through its request, the later ones by the serial index.
+        key = codec.serial_key(serial)
+        cond = " AND ".join(where)
+        sql = (
+            f"SELECT data, seq FROM events WHERE {cond} AND serial = ? AND kind != 'issued' "
+            f"UNION ALL SELECT data, seq FROM events WHERE {cond} AND kind = 'issued' "
+            "AND serial = ? AND request_id = "
+            "(SELECT request_id FROM certificates WHERE serial = ?) ORDER BY seq LIMIT ?"
+        )
+        rows = await self._read(sql, (*args, key, *args, key, key, limit))
         return [Event.from_json(json.loads(r["data"])) for r in rows]
 
     # ----------------------------------------------------------- requests
@@ -224,11 +242,12 @@ class SQLiteStore:
                 )
             except sqlite3.IntegrityError:
                 raise Conflict(f"request {record.id} exists") from None
-            c.executemany(
-                "INSERT INTO request_names (request_id, full, bare) VALUES (?,?,?)",
-                [(record.id, f, b) for f, b in codec.san_values(record.sans)],
-            )
-            if certificate is not None:
+            if certificate is None:
+                c.executemany(
+                    "INSERT INTO request_names (request_id, full, bare) VALUES (?,?,?)",
+                    [(record.id, f, b) for f, b in codec.san_values(record.sans)],
+                )
+            else:  # issued at once: its names are the certificate's (see sqlite_schema)
                 self._insert_certificate(c, certificate)
             self._insert_event(c, event)
 
@@ -289,9 +308,13 @@ class SQLiteStore:
             where.append("subject LIKE ? ESCAPE '\\'")
             args.append(_like(q.subject))
         if q.san:
-            column, value = codec.san_query(q.san)
-            where.append(f"id IN (SELECT request_id FROM request_names WHERE {column} = ?)")
-            args.append(value)
+            match, values = _names_match(q.san)
+            where.append(
+                f"(id IN (SELECT request_id FROM request_names n WHERE {match}) OR id IN "
+                "(SELECT c.request_id FROM cert_names n JOIN certificates c ON c.serial = n.serial"
+                f" WHERE {match}))"
+            )
+            args += values + values
         rows = await self._read(
             f"SELECT * FROM requests WHERE {' AND '.join(where)} "
             "ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
@@ -323,9 +346,9 @@ class SQLiteStore:
             where.append("subject LIKE ? ESCAPE '\\'")
             args.append(_like(q.subject))
         if q.san:
-            column, value = codec.san_query(q.san)
-            where.append(f"serial IN (SELECT serial FROM cert_names WHERE {column} = ?)")
-            args.append(value)
+            match, values = _names_match(q.san)
+            where.append(f"serial IN (SELECT serial FROM cert_names n WHERE {match})")
+            args += values
         if q.expires_before is not None:
             where.append("not_after < ?")
             args.append(codec.ts(q.expires_before))

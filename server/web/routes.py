@@ -47,7 +47,7 @@ async def crl(request: web.Request) -> web.Response:
     key = request.match_info["name"]
     if "shard" in request.match_info:
         key += "/" + request.match_info["shard"]
-    published = request.config_dict[CRLS].latest(key)
+    published = await request.config_dict[CRLS].current(key)
     if published is None:
         raise web.HTTPNotFound(text="no such CRL\n")
     if request.headers.get("If-None-Match") == published.etag:

@@ -31,6 +31,7 @@ from server.revocation.crl import (
     encode_entries,
     encode_entry,
 )
+from server.revocation.crlfiles import CRLFiles
 from server.revocation.publisher import CRLPublisher
 from tests.unit.factories import FakeClock, make_csr, make_engine
 
@@ -244,5 +245,33 @@ async def test_delta_lists_changes_since_its_base(tmp_path: Path) -> None:
         assert freshest[0].full_name == [x509.UniformResourceIdentifier(url)]
         in_cert = leaf.extensions.get_extension_for_class(x509.FreshestCRL).value
         assert in_cert[0].full_name == [x509.UniformResourceIdentifier(url)]
+    finally:
+        await store.close()
+
+
+async def test_workers_serve_the_newest_crl_any_of_them_published(tmp_path: Path) -> None:
+    """Two publishers on one store and one CRL directory, as two workers of one server:
+    whichever published last, both serve that CRL; an older one never replaces it."""
+    clock = FakeClock(NOW)
+    engine, store = await make_engine(tmp_path, clock=clock)
+    try:
+        shared = tmp_path / "crl"
+        a, b = (
+            CRLPublisher(
+                store=store, cas=engine.cas, config=CRLConfig(), clock=clock, directory=shared
+            )
+            for _ in range(2)
+        )
+        first = await a.publish("default")
+        second = await b.publish("default")
+
+        assert second.number > first.number
+        assert await a.current("default") == second
+        assert await b.current("default") == second
+        assert await a.current("nope") is None
+
+        files = CRLFiles(shared)
+        files.save(first)  # a slow worker finishing late
+        assert (shared / "default.crl").read_bytes() == second.der
     finally:
         await store.close()

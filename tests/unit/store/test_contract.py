@@ -139,6 +139,18 @@ async def test_find_requests(
     assert [r.id for r in found] == [searchable[name] for name in expected]
 
 
+@pytest.mark.parametrize(
+    "san", ["api.example.test", "DNS:API.example.test", "ip:192.0.2.44", "192.0.2.44"]
+)
+async def test_requests_issued_at_once_are_found_by_their_names(store: Store, san: str) -> None:
+    record, cert = issued(sans=("dns:api.example.test", "ip:192.0.2.44"))
+    await store.add_request(record, certificate=cert, event=event_for(record, EventKind.ISSUED))
+    other, other_cert = issued(sans=("dns:other.example.test",))
+    await store.add_request(other, certificate=other_cert, event=event_for(other))
+
+    assert [r.id for r in await store.find_requests(RequestQuery(san=san))] == [record.id]
+
+
 # ---------------------------------------------------------------- transitions
 async def test_transition_moves_status_and_records_its_event(store: Store) -> None:
     record = make_request()
