@@ -107,9 +107,10 @@ async def core(app: web.Application) -> AsyncIterator[None]:
             target[CHALLENGES] = challenges
         app[TLS_KEY] = tls
         async with asyncio.TaskGroup() as tasks:
-            # CRLs and OCSP signers are kept fresh by every worker, as by every server that
-            # shares a store; the exit dispatcher and the TLS renewal run in worker 0 only.
-            background = [tasks.create_task(job) for job in revocation.background()]
+            # Every worker keeps its OCSP signer fresh; worker 0 alone re-issues the CRLs (the
+            # others serve them from the data directory), runs the exit dispatcher and renews
+            # the TLS certificate.
+            background = [tasks.create_task(job) for job in revocation.background(primary=primary)]
             if primary:
                 background += [
                     tasks.create_task(dispatcher.run()),

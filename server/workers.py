@@ -14,8 +14,9 @@ workers. How they share the work:
   by running the server's start-up and shutdown without listeners, before any worker exists.
 - Background jobs (the exit dispatcher, the TLS certificate's renewal, finishing approved
   requests) run in worker 0 only; the others reload the TLS certificate when it changes.
-  Each worker keeps its own CRLs and OCSP responses fresh, exactly as separate servers
-  sharing one store do (``server/revocation``).
+  Worker 0 re-issues the CRLs on schedule and every worker serves the newest from the data
+  directory; each keeps its own OCSP signer and cache fresh, as separate servers sharing one
+  store do (``server/revocation``).
 - Signals: SIGTERM or SIGINT to the parent is passed to every worker, each finishes what it
   has in flight, and the parent exits 0 when they all did. A worker that dies otherwise is
   started again.

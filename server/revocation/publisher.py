@@ -103,6 +103,17 @@ class CRLPublisher:
             self._signers[ROOT] = _Signer(
                 ROOT, cas.root.subject, ski_of(cas.root), cas.root_key, cas.root_crl_url, True
             )
+        self._keys = self._crl_keys()
+
+    def _crl_keys(self) -> dict[str, tuple[str, int | None]]:
+        """Every CRL this publisher may serve: key -> (CA name, partition)."""
+        keys: dict[str, tuple[str, int | None]] = {}
+        for name, signer in self._signers.items():
+            keys[name] = (name, None)
+            keys |= {f"{name}/{k}": (name, k) for k in range(len(signer.shard_urls))}
+            if signer.delta_url:
+                keys[f"{name}/delta"] = (name, None)
+        return keys
 
     @property
     def names(self) -> list[str]:
@@ -115,12 +126,17 @@ class CRLPublisher:
 
     async def current(self, key: str) -> PublishedCRL | None:
         """The newest CRL for ``key`` published by any worker of this server: what the HTTP
-        listener serves."""
+        listener serves. Only keys of CAs configured here are looked up on disk."""
+        where = self._keys.get(key)
+        if where is None:
+            return None
         mine = self._latest.get(key)
-        if self._files is None or mine is None:
-            return mine  # a key never published here is not served (nor looked up on disk)
-        shared = await asyncio.to_thread(self._files.load, key, mine.issuer, mine.shard)
-        return shared if shared is not None and shared.number > mine.number else mine
+        if self._files is None:
+            return mine
+        shared = await asyncio.to_thread(self._files.load, key, *where)
+        if shared is None or (mine is not None and mine.number >= shared.number):
+            return mine
+        return shared
 
     async def _share(self, crls: list[PublishedCRL]) -> None:
         if self._files is not None:

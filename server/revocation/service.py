@@ -51,5 +51,11 @@ class Revocation:
         await crls.publish_all()
         return cls(crls, signers, responder)
 
-    def background(self) -> list[Coroutine[Any, Any, None]]:
-        return [self.crls.run(), self.signers.renew_forever()]
+    def background(self, *, primary: bool = True) -> list[Coroutine[Any, Any, None]]:
+        """What keeps revocation fresh. Every worker renews its own OCSP signer; only the
+        primary worker re-issues CRLs on schedule, which the other workers of this server
+        serve from the shared CRL directory (``crlfiles.py``)."""
+        jobs = [self.signers.renew_forever()]
+        if primary:
+            jobs.append(self.crls.run())
+        return jobs

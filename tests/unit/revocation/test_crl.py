@@ -256,11 +256,11 @@ async def test_workers_serve_the_newest_crl_any_of_them_published(tmp_path: Path
     engine, store = await make_engine(tmp_path, clock=clock)
     try:
         shared = tmp_path / "crl"
-        a, b = (
+        a, b, idle = (
             CRLPublisher(
                 store=store, cas=engine.cas, config=CRLConfig(), clock=clock, directory=shared
             )
-            for _ in range(2)
+            for _ in range(3)
         )
         first = await a.publish("default")
         second = await b.publish("default")
@@ -268,7 +268,9 @@ async def test_workers_serve_the_newest_crl_any_of_them_published(tmp_path: Path
         assert second.number > first.number
         assert await a.current("default") == second
         assert await b.current("default") == second
+        assert await idle.current("default") == second  # a worker that never published
         assert await a.current("nope") is None
+        assert await a.current("../default") is None
 
         files = CRLFiles(shared)
         files.save(first)  # a slow worker finishing late
