@@ -389,6 +389,24 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_simple_post("/api/v1/admin/acme/eab", lambda b: f"{b['kid']} {b['hmac_key']}"),
         "create EAB credentials, printed as KID HMAC_KEY",
     )
+    p = leaf(
+        acme,
+        "renew",
+        cmd_simple_post(
+            "/api/v1/admin/acme/renewal",
+            lambda b: f"marked {b['marked']} at {b['at']}",
+            lambda a: {
+                k: v
+                for k, v in (("serial", a.serial), ("key_sha256", a.key), ("issuer", a.issuer))
+                if v
+            },
+        ),
+        "ask ACME clients (RFC 9773 renewal info) to renew certificates now",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--serial", help="one certificate, by hexadecimal serial")
+    which.add_argument("--key", help="every certificate of this key (hex SHA-256 of its SPKI)")
+    which.add_argument("--issuer", help="every certificate of this issuing CA")
 
     token = group("token", "API tokens")
     p = leaf(
