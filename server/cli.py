@@ -254,10 +254,9 @@ def _serve_worker(config: Config, worker: Worker) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from server.app import prepare, serve
     from server.config import load_config
     from server.web.requestlog import setup_logging
-    from server.workers import run_workers
+    from server.workers import run_workers, share_metrics
 
     try:
         config = load_config(Path(args.config) if args.config else None)
@@ -267,6 +266,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         config = config.with_data_dir(Path(args.data_dir))
     setup_logging(config.server.log_level, config.server.log_format)
     try:
+        if config.server.workers > 1:
+            share_metrics(config.server.data_dir)  # before server.app imports prometheus
+        from server.app import prepare, serve
+
         if config.server.workers > 1:
             run_loop(prepare(config))
             status = run_workers(config, lambda worker: _serve_worker(config, worker))
