@@ -254,10 +254,9 @@ def _serve_worker(config: Config, worker: Worker) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from server.app import prepare, serve
     from server.config import load_config
     from server.web.requestlog import setup_logging
-    from server.workers import run_workers
+    from server.workers import run_workers, share_metrics
 
     try:
         config = load_config(Path(args.config) if args.config else None)
@@ -267,6 +266,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
         config = config.with_data_dir(Path(args.data_dir))
     setup_logging(config.server.log_level, config.server.log_format)
     try:
+        if config.server.workers > 1:
+            share_metrics(config.server.data_dir)  # before server.app imports prometheus
+        from server.app import prepare, serve
+
         if config.server.workers > 1:
             run_loop(prepare(config))
             status = run_workers(config, lambda worker: _serve_worker(config, worker))
@@ -389,6 +392,24 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_simple_post("/api/v1/admin/acme/eab", lambda b: f"{b['kid']} {b['hmac_key']}"),
         "create EAB credentials, printed as KID HMAC_KEY",
     )
+    p = leaf(
+        acme,
+        "renew",
+        cmd_simple_post(
+            "/api/v1/admin/acme/renewal",
+            lambda b: f"marked {b['marked']} at {b['at']}",
+            lambda a: {
+                k: v
+                for k, v in (("serial", a.serial), ("key_sha256", a.key), ("issuer", a.issuer))
+                if v
+            },
+        ),
+        "ask ACME clients (RFC 9773 renewal info) to renew certificates now",
+    )
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--serial", help="one certificate, by hexadecimal serial")
+    which.add_argument("--key", help="every certificate of this key (hex SHA-256 of its SPKI)")
+    which.add_argument("--issuer", help="every certificate of this issuing CA")
 
     token = group("token", "API tokens")
     p = leaf(

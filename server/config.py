@@ -114,6 +114,21 @@ class ACMEConfig:
     tlsalpn01_port: int = 443
     resolvers: tuple[str, ...] = ()
     eab_required: bool = False
+    terms_of_service: str = ""  # URL shown in the directory's meta; clients must agree
+    website: str = ""
+    caa_identities: tuple[str, ...] = ()  # non-empty: CAA (RFC 8659) checked for these
+    profiles: tuple[str, ...] = ()  # profiles ACME may use; empty: all that accept acme
+    default_profile: str = ""  # empty: [policy] default_profile
+    authz_reuse: bool = True  # reuse an account's still-valid authorization
+    authz_lifetime_hours: int = 720  # how long a valid authorization lasts
+    order_lifetime_hours: int = 168  # how long a pending order and its authorizations live
+    nonce_lifetime_seconds: int = 3600
+    validation_timeout_seconds: float = 10.0
+    validation_deny_ranges: tuple[str, ...] = ()  # addresses validation never connects to
+    orders_per_account_per_hour: int = 0  # 0: no limit
+    orders_per_identifier_per_hour: int = 0  # 0: no limit
+    accounts_per_address_per_hour: int = 0  # 0: no limit
+    ari_retry_after_seconds: int = 21600  # Retry-After of renewalInfo answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,9 +466,48 @@ def _acme(t: _Table) -> ACMEConfig:
         tlsalpn01_port=t.port("tlsalpn01_port", d.tlsalpn01_port),
         resolvers=resolvers,
         eab_required=t.get("eab_required", bool, d.eab_required),
+        terms_of_service=t.get("terms_of_service", str, d.terms_of_service),
+        website=t.get("website", str, d.website),
+        caa_identities=tuple(s.lower() for s in t.strings("caa_identities", ())),
+        profiles=t.strings("profiles", ()),
+        default_profile=t.get("default_profile", str, d.default_profile),
+        authz_reuse=t.get("authz_reuse", bool, d.authz_reuse),
+        authz_lifetime_hours=t.positive("authz_lifetime_hours", d.authz_lifetime_hours),
+        order_lifetime_hours=t.positive("order_lifetime_hours", d.order_lifetime_hours),
+        nonce_lifetime_seconds=t.positive("nonce_lifetime_seconds", d.nonce_lifetime_seconds),
+        validation_timeout_seconds=t.get(
+            "validation_timeout_seconds", float, d.validation_timeout_seconds
+        ),
+        validation_deny_ranges=t.strings("validation_deny_ranges", ()),
+        orders_per_account_per_hour=_limit(t, "orders_per_account_per_hour"),
+        orders_per_identifier_per_hour=_limit(t, "orders_per_identifier_per_hour"),
+        accounts_per_address_per_hour=_limit(t, "accounts_per_address_per_hour"),
+        ari_retry_after_seconds=t.positive("ari_retry_after_seconds", d.ari_retry_after_seconds),
     )
     t.done()
+    for r in cfg.validation_deny_ranges:
+        try:
+            ipaddress.ip_network(r, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{t.name('validation_deny_ranges')}: {r!r} is not an address range"
+            ) from None
+    if cfg.validation_timeout_seconds <= 0:
+        raise ConfigError(f"{t.name('validation_timeout_seconds')}: must be positive")
     return cfg
+
+
+def _limit(t: _Table, key: str) -> int:
+    value = t.get(key, int, 0)
+    if value < 0:
+        raise ConfigError(f"{t.name(key)}: must be 0 (no limit) or more, got {value}")
+    return value
+
+
+def _check_acme_profiles(acme: ACMEConfig, profiles: Mapping[str, ProfileConfig]) -> None:
+    for name in (*acme.profiles, *([acme.default_profile] if acme.default_profile else [])):
+        if name not in profiles:
+            raise ConfigError(f"[acme] profiles: no profile named {name!r}")
 
 
 def _est(t: _Table) -> ESTConfig:
@@ -638,6 +692,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         if p.issuer not in issuers:
             raise ConfigError(f"[profiles.{p.name}] issuer: no issuing CA named {p.issuer!r}")
     policy = _policy(top.table("policy"), profiles)
+    _check_acme_profiles(acme, profiles)
     scep = _scep(top.table("scep"), profiles)
     exits = _exits(top.get("exits", list, []))
     top.done()

@@ -20,7 +20,8 @@ workers. How they share the work:
 - Signals: SIGTERM or SIGINT to the parent is passed to every worker, each finishes what it
   has in flight, and the parent exits 0 when they all did. A worker that dies otherwise is
   started again.
-- Metrics: each worker counts its own requests; ``/metrics`` shows the worker that answered.
+- Metrics: prometheus_client's multiprocess files in ``<data_dir>/metrics``, so ``/metrics``
+  answers the sum over every worker (``share_metrics``).
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from server.config import Config, HostPort
 
@@ -52,6 +55,16 @@ class Worker:
     @property
     def primary(self) -> bool:
         return self.index == 0
+
+
+def share_metrics(data_dir: Path) -> None:
+    """Let every worker count into one set of metrics. Must run before prometheus_client is
+    imported: it chooses where values live at import."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory = data_dir / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)  # the counts of an earlier run
+    directory.mkdir(mode=0o700)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
 
 
 def check_free(address: HostPort) -> None:

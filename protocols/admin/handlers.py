@@ -3,7 +3,7 @@
 Bearer tokens with roles: ``auditor`` reads, ``administrator`` reads and acts. Search requests
 and certificates, approve, deny, revoke with a reason, read the event log, create tokens.
 Create one-time SCEP (and EST) challenge passwords. EST users are in ``protocols.admin.est``;
-the ACME EAB endpoint answers 501 until its protocol lands.
+ACME's admin endpoints (EAB credentials, renewal marks) are mounted by ``protocols.acme``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from aiohttp import web
 
 from protocols.admin.render import certificate_json, crl_json, event_json, request_json
 from protocols.rest.auth import require_role
-from server.errors import Malformed, Unavailable
+from server.errors import Malformed
 from server.keys import CHALLENGES, CRLS, ENGINE, STORE, TOKENS
 from server.model import (
     CertificateQuery,
@@ -245,11 +245,6 @@ async def create_scep_challenge(request: web.Request) -> web.Response:
     )
 
 
-async def not_yet(request: web.Request) -> web.Response:
-    await require_role(request, Role.ADMINISTRATOR)
-    raise Unavailable("not available yet: this protocol's front end is not built")
-
-
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/requests", list_requests)
@@ -264,4 +259,3 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/tokens", create_token)
     r.add_post("/crl/publish", publish_crls)
     r.add_post("/scep/challenges", create_scep_challenge)
-    r.add_post("/acme/eab", not_yet)

@@ -2,16 +2,24 @@
 
 Served as Prometheus text at ``/metrics`` on the HTTPS listener. Each server process keeps
 its own registry (no module-level globals), so tests can start several.
+
+With several workers (``[server] workers``) the counts are prometheus_client's multiprocess
+files in ``PROMETHEUS_MULTIPROC_DIR`` (``<data_dir>/metrics``, emptied at each start), and
+``/metrics`` answers the sum over every worker, whichever worker is asked.
 """
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from server.engine import Observer
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by server.workers.share_metrics
 
 
 class Metrics(Observer):
@@ -46,4 +54,8 @@ class Metrics(Observer):
         self.http_requests.labels(frontend, f"{status // 100}xx").inc()
 
     def render(self) -> bytes:
+        if os.environ.get(MULTIPROCESS_ENV):
+            every_worker = CollectorRegistry()
+            MultiProcessCollector(every_worker)  # type: ignore[no-untyped-call]
+            return generate_latest(every_worker)
         return generate_latest(self.registry)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 from pathlib import Path
@@ -51,12 +52,12 @@ def test_every_contract_command_speaks_json(server: CertforgeServer, work: Path)
     assert revoked["status"] == "revoked"
 
 
-def test_not_yet_available_commands_fail_cleanly(server: CertforgeServer) -> None:
-    for args in (("acme", "eab", "create"),):
-        result = server.cli(*args)
-        assert result.returncode == 1, args
-        assert "not available yet" in result.stderr
-        assert "Traceback" not in result.stderr
+def test_acme_eab_create_prints_kid_and_key(server: CertforgeServer) -> None:
+    out = server.cli("acme", "eab", "create", check=True).stdout.split()
+    assert len(out) == 2 and out[0].startswith("kid-")
+    assert len(base64.urlsafe_b64decode(out[1] + "=")) == 32
+    refused = server.cli("acme", "eab", "create", token="not-a-token")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
 
 
 def test_unreachable_server_is_one_line(server: CertforgeServer) -> None:

@@ -116,6 +116,21 @@ def test_two_workers_issue_distinct_certificates_and_share_the_work(
     assert all(cpu_ticks(pid) - before[pid] >= 5 for pid in workers), "one worker sat idle"
 
 
+def test_metrics_count_every_worker(server: CertforgeServer) -> None:
+    """Whichever worker answers /metrics, it reports the requests both workers served."""
+    for _ in range(4):  # fresh connections, so both workers answer some of these
+        text = server.curl(f"{server.url}/metrics").stdout.decode()
+        issued = [
+            line
+            for line in text.splitlines()
+            if line.startswith("certforge_enrollments_total")
+            and 'protocol="rest"' in line
+            and 'outcome="issued"' in line
+        ]
+        assert len(issued) == 1, text
+        assert float(issued[0].split()[-1]) >= REQUESTS
+
+
 def test_worker_0_publishes_what_every_worker_issued(server: CertforgeServer) -> None:
     published = server.data_dir.parent / "published" / "certs"
     wanted = {f"{int(serial, 16):x}.pem" for serial in all_serials(server)}

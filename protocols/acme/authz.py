@@ -1,0 +1,224 @@
+"""Authorizations and challenges (RFC 8555 §7.1.4, §7.5): reading them, deactivating an
+authorization (§7.5.2), and responding to a challenge (§7.5.1), which starts its validation
+in the background.
+
+A challenge moves pending -> processing (a conditional write: of two concurrent responses
+one starts the validation) -> valid or invalid, and its authorization with it. A validation
+that a stopped server left processing is started again when the client responds once more
+after twice the validation timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from protocols.acme.context import ACME
+from protocols.acme.problems import ACMEProblem, ProblemType, StoredProblem
+from protocols.acme.records import (
+    AUTHZ,
+    Account,
+    Authorization,
+    AuthzStatus,
+    Challenge,
+    ChallengeStatus,
+    ChallengeType,
+    from_ts,
+    identifier_json,
+    rfc3339,
+    save,
+)
+from protocols.acme.render import acme_json
+from protocols.acme.requests import verify_post
+from protocols.acme.validation import ValidationFailed, Validator, key_authorization
+from server.errors import Conflict, NotFound
+from server.model import Identifier, IdentifierType
+
+log = logging.getLogger("certforge.acme")
+WRITE_ATTEMPTS = 5
+
+
+def challenge_types(identifier: Identifier, wildcard: bool) -> list[ChallengeType]:
+    """RFC 8555 §7.1.3: wildcards only by dns-01; RFC 8738 §7: IP addresses by http-01 and
+    tls-alpn-01, never dns-01."""
+    if wildcard:
+        return [ChallengeType.DNS_01]
+    if identifier.type is IdentifierType.IP:
+        return [ChallengeType.HTTP_01, ChallengeType.TLS_ALPN_01]
+    return [ChallengeType.HTTP_01, ChallengeType.DNS_01, ChallengeType.TLS_ALPN_01]
+
+
+def new_authorization(
+    account: str, identifier: Identifier, *, wildcard: bool, expires: datetime
+) -> Authorization:
+    return Authorization(
+        id=secrets.token_urlsafe(12),
+        account=account,
+        identifier=identifier,
+        expires=expires,
+        wildcard=wildcard,
+        # RFC 8555 §8.1: a token "MUST have at least 128 bits of entropy".
+        challenges=[
+            Challenge(t, secrets.token_urlsafe(32)) for t in challenge_types(identifier, wildcard)
+        ],
+    )
+
+
+async def load_authz(acme: ACME, authz_id: str) -> Authorization:
+    try:
+        return Authorization.from_doc(await acme.store.get_doc(AUTHZ, authz_id))
+    except NotFound:
+        raise ACMEProblem(ProblemType.MALFORMED, "no such authorization", 404) from None
+
+
+def challenge_json(acme: ACME, authz: Authorization, challenge: Challenge) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": str(challenge.type),
+        "url": acme.urls.challenge(authz.id, challenge.type),
+        "status": str(challenge.status),
+        "token": challenge.token,
+    }
+    if challenge.validated:
+        body["validated"] = challenge.validated
+    if challenge.error:
+        body["error"] = challenge.error
+    return body
+
+
+def authz_json(acme: ACME, authz: Authorization) -> dict[str, Any]:
+    status = authz.current_status(acme.clock.now())
+    challenges = authz.challenges
+    if status is AuthzStatus.VALID:
+        # RFC 8555 §7.1.4: for a valid authorization, the challenge that was validated.
+        challenges = [c for c in challenges if c.status is ChallengeStatus.VALID]
+    body: dict[str, Any] = {
+        "identifier": identifier_json(authz.identifier),
+        "status": str(status),
+        "expires": rfc3339(authz.expires),
+        "challenges": [challenge_json(acme, authz, c) for c in challenges],
+    }
+    if authz.wildcard:
+        body["wildcard"] = True
+    return body
+
+
+def _owned(authz: Authorization, account: Account) -> None:
+    if authz.account != account.id:
+        raise ACMEProblem(ProblemType.UNAUTHORIZED, "this authorization is another account's", 403)
+
+
+async def get_authz(request: web.Request) -> web.Response:
+    """POST-as-GET, or {"status": "deactivated"} (RFC 8555 §7.5.2)."""
+    acme = ACME.of(request)
+    verified = await verify_post(request, acme)
+    account = verified.require_account()
+    authz = await load_authz(acme, request.match_info["authz_id"])
+    _owned(authz, account)
+    if not verified.is_post_as_get:
+        if verified.payload().get("status") != "deactivated":
+            raise ACMEProblem(ProblemType.MALFORMED, 'a client may only set "deactivated"')
+        if authz.current_status(acme.clock.now()) not in (AuthzStatus.PENDING, AuthzStatus.VALID):
+            raise ACMEProblem(ProblemType.MALFORMED, "only pending or valid authorizations")
+        authz.status = AuthzStatus.DEACTIVATED
+        await save(acme.store, authz)
+    retry = 1 if any(c.status is ChallengeStatus.PROCESSING for c in authz.challenges) else None
+    return acme_json(authz_json(acme, authz), location=acme.urls.authz(authz.id), retry_after=retry)
+
+
+async def respond_challenge(request: web.Request) -> web.Response:
+    """RFC 8555 §7.5.1: a POST of {} asks the server to validate; POST-as-GET reads."""
+    acme = ACME.of(request)
+    verified = await verify_post(request, acme)
+    account = verified.require_account()
+    authz = await load_authz(acme, request.match_info["authz_id"])
+    _owned(authz, account)
+    challenge = authz.challenge(request.match_info["type"])
+    if challenge is None:
+        raise ACMEProblem(ProblemType.MALFORMED, "no such challenge", 404)
+    if not verified.is_post_as_get:
+        verified.payload()  # must be a JSON object, usually {}
+        authz, challenge = await _start(acme, authz, challenge, account)
+    return acme_json(challenge_json(acme, authz, challenge), up=acme.urls.authz(authz.id))
+
+
+async def _start(
+    acme: ACME, authz: Authorization, challenge: Challenge, account: Account
+) -> tuple[Authorization, Challenge]:
+    now = acme.clock.now()
+    if authz.current_status(now) is not AuthzStatus.PENDING:
+        return authz, challenge  # RFC 8555 §7.5.1: nothing to do; answer its state
+    stalled = challenge.status is ChallengeStatus.PROCESSING and (
+        now - (from_ts(challenge.started) or now)
+        > timedelta(seconds=2 * acme.settings.validation_timeout_seconds)
+    )
+    if challenge.status is not ChallengeStatus.PENDING and not stalled:
+        return authz, challenge
+    if any(c.status is ChallengeStatus.PROCESSING for c in authz.challenges) and not stalled:
+        return authz, challenge  # one validation per authorization at a time
+    challenge.status, challenge.started = ChallengeStatus.PROCESSING, now.isoformat()
+    try:
+        await save(acme.store, authz)
+    except Conflict:
+        authz = await load_authz(acme, authz.id)  # another request started it
+        return authz, authz.challenge(challenge.type) or challenge
+    key_authz = key_authorization(challenge.token, account.thumbprint)
+    acme.background.spawn(validate(acme, authz.id, challenge.type, key_authz))
+    return authz, challenge
+
+
+async def validate(acme: ACME, authz_id: str, type_: ChallengeType, key_authz: str) -> None:
+    """Run one validation under the timeout, then record its result."""
+    authz = await load_authz(acme, authz_id)
+    if acme.background.http_session is None:
+        acme.background.http_session = Validator(acme.settings).new_session()
+    validator = Validator(acme.settings, acme.background.http_session)
+    challenge = authz.challenge(type_)
+    assert challenge is not None  # noqa: S101 - started by respond_challenge
+    checks = {
+        ChallengeType.HTTP_01: validator.http01,
+        ChallengeType.DNS_01: validator.dns01,
+        ChallengeType.TLS_ALPN_01: validator.tls_alpn01,
+    }
+    error: StoredProblem | None = None
+    try:
+        async with asyncio.timeout(acme.settings.validation_timeout_seconds):
+            await checks[type_](authz.identifier, challenge.token, key_authz)
+            await validator.check_caa(authz.identifier, wildcard=authz.wildcard)
+    except ValidationFailed as failed:
+        error = StoredProblem(failed.type, failed.detail)
+    except TimeoutError:
+        error = StoredProblem(ProblemType.CONNECTION, f"{type_} validation timed out")
+    await _record(acme, authz_id, type_, error)
+
+
+async def _record(
+    acme: ACME, authz_id: str, type_: ChallengeType, error: StoredProblem | None
+) -> None:
+    for _ in range(WRITE_ATTEMPTS):
+        authz = await load_authz(acme, authz_id)
+        challenge = authz.challenge(type_)
+        if challenge is None or challenge.status is not ChallengeStatus.PROCESSING:
+            return
+        now = acme.clock.now()
+        if error is None:
+            challenge.status, challenge.validated = ChallengeStatus.VALID, rfc3339(now)
+            authz.status = AuthzStatus.VALID
+            authz.expires = now + timedelta(hours=acme.settings.authz_lifetime_hours)
+        else:
+            challenge.status, challenge.error = ChallengeStatus.INVALID, error.to_json()
+            # RFC 8555 §7.1.6: a failed challenge makes its authorization invalid.
+            authz.status = AuthzStatus.INVALID
+        try:
+            await save(acme.store, authz)
+            log.info(
+                "validation",
+                extra={"authz": authz_id, "type": str(type_), "valid": error is None},
+            )
+            return
+        except Conflict:
+            continue  # the client deactivated it meanwhile, or another writer: re-read

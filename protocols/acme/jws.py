@@ -1,0 +1,239 @@
+"""Request authentication: JWS in the flattened JSON serialization (RFC 8555 §6.2).
+
+Sans-I/O: ``parse_jws`` reads the body, ``parse_jwk`` the account key, ``verify_signature``
+checks the signature with the key it is given. ``protocols.acme.requests`` joins them to the
+nonce and account stores.
+
+Account keys are ES256, ES384, RS256 (josepy) and EdDSA with Ed25519 (RFC 8037, which josepy
+lacks, so the OKP key is read here with cryptography). "none" and MAC algorithms are refused:
+RFC 8555 §6.2: the "alg" "MUST NOT be "none"" and "MUST NOT be a Message Authentication Code
+(MAC)-based algorithm". MACs are used only inside External Account Binding (``eab_verify``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from josepy import errors as jose_errors
+from josepy.jwa import ES256, ES384, RS256, JWASignature
+from josepy.jwk import JWK
+
+from protocols.acme.problems import ACMEProblem, ProblemType
+
+ALGORITHMS = ("ES256", "ES384", "RS256", "EdDSA")
+_JOSEPY_ALGS: dict[str, JWASignature] = {"ES256": ES256, "ES384": ES384, "RS256": RS256}
+_EC_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1}
+_EAB_ALGS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+MIN_RSA_BITS = 2048
+
+PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+
+def b64decode(text: object, what: str) -> bytes:
+    """base64url without padding (RFC 7515 §2); anything else is malformed."""
+    if not isinstance(text, str) or "=" in text:
+        raise ACMEProblem(ProblemType.MALFORMED, f"{what} is not unpadded base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise ACMEProblem(ProblemType.MALFORMED, f"{what} is not unpadded base64url") from None
+
+
+def b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclass(frozen=True, slots=True)
+class AccountKey:
+    """A public key as a JWK, with its RFC 7638 thumbprint (base64url)."""
+
+    jwk: dict[str, Any]  # the public members only
+    key: PublicKey
+    thumbprint: str
+
+    def allows(self, alg: str) -> bool:
+        match self.key:
+            case ec.EllipticCurvePublicKey():
+                curve = _EC_CURVES.get(alg)
+                return curve is not None and isinstance(self.key.curve, curve)
+            case rsa.RSAPublicKey():
+                return alg == "RS256"
+            case ed25519.Ed25519PublicKey():
+                return alg == "EdDSA"
+
+
+def parse_jwk(obj: object) -> AccountKey:
+    """An account public key from a JWK: EC P-256/P-384, RSA (2048 bits or more), Ed25519.
+
+    Every request parses its account's key, so parsed keys are cached by their JSON text
+    (an AccountKey is immutable; a refused key raises again each time)."""
+    if not isinstance(obj, dict):
+        raise ACMEProblem(ProblemType.MALFORMED, '"jwk" must be a JSON object')
+    try:
+        text = json.dumps(obj, sort_keys=True)
+    except (TypeError, ValueError):
+        raise ACMEProblem(ProblemType.MALFORMED, '"jwk" must be a JSON object') from None
+    return _parse_jwk_text(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_jwk_text(text: str) -> AccountKey:
+    obj = json.loads(text)
+    if "d" in obj or "p" in obj or "k" in obj:
+        raise ACMEProblem(ProblemType.BAD_PUBLIC_KEY, '"jwk" must be a public key')
+    if obj.get("kty") == "OKP":
+        return _parse_okp(obj)
+    if obj.get("kty") not in ("EC", "RSA"):
+        raise ACMEProblem(
+            ProblemType.BAD_PUBLIC_KEY, f"key type {obj.get('kty')!r} is not EC, RSA or OKP"
+        )
+    try:
+        parsed = JWK.from_json(obj)
+        assert isinstance(parsed, JWK)  # noqa: S101 - from_json of the base class
+        key = parsed.key._wrapped
+    except (jose_errors.Error, ValueError, TypeError, KeyError) as exc:
+        raise ACMEProblem(ProblemType.BAD_PUBLIC_KEY, "the JWK is not a valid public key") from exc
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+        raise ACMEProblem(ProblemType.BAD_PUBLIC_KEY, f"RSA keys need {MIN_RSA_BITS} bits or more")
+    if isinstance(key, ec.EllipticCurvePublicKey) and not isinstance(
+        key.curve, ec.SECP256R1 | ec.SECP384R1
+    ):
+        raise ACMEProblem(ProblemType.BAD_PUBLIC_KEY, "EC keys must be on P-256 or P-384")
+    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
+        raise ACMEProblem(ProblemType.BAD_PUBLIC_KEY, "the JWK is not a public key")
+    public = parsed.public_key().to_partial_json()
+    return AccountKey(public, key, b64encode(parsed.thumbprint()))
+
+
+def _parse_okp(obj: dict[str, Any]) -> AccountKey:
+    if obj.get("crv") != "Ed25519":
+        raise ACMEProblem(ProblemType.BAD_PUBLIC_KEY, "OKP keys must be Ed25519")
+    raw = b64decode(obj.get("x"), 'the JWK "x"')
+    try:
+        key = ed25519.Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError as exc:
+        raise ACMEProblem(ProblemType.BAD_PUBLIC_KEY, "the Ed25519 key is malformed") from exc
+    public = {"crv": "Ed25519", "kty": "OKP", "x": obj["x"]}
+    # RFC 8037 §2: the thumbprint's required members are "crv", "kty" and "x".
+    canonical = json.dumps(public, separators=(",", ":"), sort_keys=True).encode()
+    return AccountKey(public, key, b64encode(hashlib.sha256(canonical).digest()))
+
+
+@dataclass(frozen=True, slots=True)
+class JWS:
+    """A flattened JWS: the decoded protected header, the payload and the signature."""
+
+    protected: dict[str, Any]
+    protected_b64: str
+    payload_b64: str
+    payload: bytes
+    signature: bytes
+
+    @property
+    def signing_input(self) -> bytes:
+        return f"{self.protected_b64}.{self.payload_b64}".encode()
+
+    @property
+    def alg(self) -> str:
+        return str(self.protected.get("alg"))
+
+    def payload_json(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.payload)
+        except (ValueError, UnicodeDecodeError):
+            raise ACMEProblem(ProblemType.MALFORMED, "the JWS payload is not JSON") from None
+        if not isinstance(value, dict):
+            raise ACMEProblem(ProblemType.MALFORMED, "the JWS payload must be a JSON object")
+        return value
+
+
+def parse_jws(body: bytes | object) -> JWS:
+    """RFC 8555 §6.2: flattened JSON serialization only; no unprotected header; one
+    signature; no unencoded payload."""
+    if isinstance(body, bytes | str):
+        try:
+            body = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise ACMEProblem(ProblemType.MALFORMED, "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ACMEProblem(ProblemType.MALFORMED, "the body must be a flattened JWS object")
+    if "signatures" in body:
+        raise ACMEProblem(ProblemType.MALFORMED, "the JWS MUST NOT have multiple signatures")
+    if "header" in body:
+        raise ACMEProblem(ProblemType.MALFORMED, "the JWS Unprotected Header MUST NOT be used")
+    extra = set(body) - {"protected", "payload", "signature"}
+    if extra or not {"protected", "payload", "signature"} <= set(body):
+        raise ACMEProblem(
+            ProblemType.MALFORMED, "a JWS has exactly protected, payload and signature"
+        )
+    protected_raw = b64decode(body["protected"], '"protected"')
+    try:
+        protected = json.loads(protected_raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ACMEProblem(ProblemType.MALFORMED, "the protected header is not JSON") from None
+    if not isinstance(protected, dict):
+        raise ACMEProblem(ProblemType.MALFORMED, "the protected header must be a JSON object")
+    if protected.get("b64") is False or "crit" in protected:
+        raise ACMEProblem(ProblemType.MALFORMED, "the unencoded payload option MUST NOT be used")
+    return JWS(
+        protected=protected,
+        protected_b64=body["protected"],
+        payload_b64=body["payload"],
+        payload=b64decode(body["payload"], '"payload"'),
+        signature=b64decode(body["signature"], '"signature"'),
+    )
+
+
+def check_algorithm(jws: JWS) -> None:
+    if jws.alg not in ALGORITHMS:
+        raise ACMEProblem(
+            ProblemType.BAD_SIGNATURE_ALGORITHM,
+            f"algorithm {jws.alg!r} is not accepted for account keys",
+            extra={"algorithms": list(ALGORITHMS)},
+        )
+
+
+def verify_signature(jws: JWS, key: AccountKey) -> None:
+    """The signature must verify with ``key`` under the header's algorithm, which must suit
+    the key (ES256 with P-256...). Raises malformed on failure."""
+    check_algorithm(jws)
+    if not key.allows(jws.alg):
+        raise ACMEProblem(
+            ProblemType.BAD_SIGNATURE_ALGORITHM,
+            f"algorithm {jws.alg} does not match the account key",
+            extra={"algorithms": list(ALGORITHMS)},
+        )
+    if isinstance(key.key, ed25519.Ed25519PublicKey):
+        try:
+            key.key.verify(jws.signature, jws.signing_input)
+            is_valid = True
+        except InvalidSignature:
+            is_valid = False
+    else:
+        is_valid = _JOSEPY_ALGS[jws.alg].verify(key.key, jws.signing_input, jws.signature)
+    if not is_valid:
+        raise ACMEProblem(ProblemType.MALFORMED, "JWS verification error: bad signature")
+
+
+def eab_verify(jws: JWS, hmac_key: bytes) -> None:
+    """RFC 8555 §7.3.4: the binding is a JWS MACed with the EAB key (HS256/384/512)."""
+    digest = _EAB_ALGS.get(jws.alg)
+    if digest is None:
+        raise ACMEProblem(
+            ProblemType.BAD_SIGNATURE_ALGORITHM,
+            f"externalAccountBinding algorithm {jws.alg!r} is not HS256, HS384 or HS512",
+        )
+    expected = hmac.new(hmac_key, jws.signing_input, digest).digest()
+    if not hmac.compare_digest(expected, jws.signature):
+        raise ACMEProblem(
+            ProblemType.UNAUTHORIZED, "the externalAccountBinding MAC does not verify", 401
+        )

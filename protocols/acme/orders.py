@@ -1,0 +1,302 @@
+"""Orders (RFC 8555 §7.4): newOrder, the order resource, finalize, certificate download.
+
+An order's status follows its authorizations (pending -> ready when all are valid, invalid
+when one fails or expires) and its request in the engine (processing -> valid or invalid).
+It is brought up to date whenever it is read, with a conditional write.
+
+Finalize is the five beats: parse the CSR -> authenticate (the JWS, the order's owner) ->
+build the ``EnrollmentRequest`` (requester: the account; vouched: the order's identifiers,
+all validated) -> ``engine.submit`` -> render the outcome as the order: ``valid`` with its
+certificate URL, ``processing`` with Retry-After while an administrator decides, or
+``invalid`` with a problem.
+"""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+from datetime import timedelta
+from typing import Any, assert_never
+
+from aiohttp import web
+
+from protocols.acme import ari
+from protocols.acme.authz import load_authz, new_authorization
+from protocols.acme.context import ACME
+from protocols.acme.csr import csr_identifiers
+from protocols.acme.identifiers import order_profile, parse_identifiers, shown_identifier
+from protocols.acme.jws import b64decode
+from protocols.acme.problems import ACMEProblem, ProblemType, StoredProblem, Subproblem
+from protocols.acme.ratelimits import check_and_count
+from protocols.acme.records import (
+    AUTHZ,
+    ORDER,
+    Account,
+    Authorization,
+    AuthzStatus,
+    Order,
+    OrderStatus,
+    identifier_json,
+    rfc3339,
+    save,
+)
+from protocols.acme.render import acme_json
+from protocols.acme.requests import verify_post
+from server.errors import CertforgeError, Conflict, NotFound
+from server.model import (
+    AuthMethod,
+    Denied,
+    EnrollmentRequest,
+    Identifier,
+    Issued,
+    Outcome,
+    Pending,
+    Requester,
+    Status,
+    Vouched,
+)
+
+RETRY_AFTER = 3  # seconds, while an order is processing
+
+
+def requester(acme: ACME, account: Account) -> Requester:
+    return Requester(AuthMethod.ACME_ACCOUNT, acme.urls.account(account.id))
+
+
+def order_json(acme: ACME, order: Order) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "status": str(order.status),
+        "expires": rfc3339(order.expires),
+        "identifiers": [identifier_json(i) for i in order.identifiers],
+        "authorizations": [acme.urls.authz(a) for a in order.authorizations],
+        "finalize": acme.urls.finalize(order.id),
+    }
+    if order.profile:
+        body["profile"] = order.profile
+    if order.replaces:
+        body["replaces"] = order.replaces
+    if order.error:
+        body["error"] = order.error
+    if order.status is OrderStatus.VALID:
+        body["certificate"] = acme.urls.certificate(order.id)
+    return body
+
+
+def render_order(acme: ACME, order: Order, *, status: int = 200) -> web.Response:
+    retry = RETRY_AFTER if order.status is OrderStatus.PROCESSING else None
+    return acme_json(
+        order_json(acme, order),
+        status=status,
+        location=acme.urls.order(order.id),
+        retry_after=retry,
+    )
+
+
+async def new_order(request: web.Request) -> web.Response:
+    acme = ACME.of(request)
+    verified = await verify_post(request, acme)
+    account = verified.require_account()
+    payload = verified.payload()
+    # The ACME profiles draft: "profile" names one of the directory's meta.profiles.
+    profile = order_profile(acme.config, payload.get("profile"))
+    identifiers = parse_identifiers(payload.get("identifiers"), profile)
+    if "notBefore" in payload or "notAfter" in payload:
+        # RFC 8555 §7.4: the server MAY refuse; validity comes from the profile.
+        raise ACMEProblem(ProblemType.MALFORMED, "notBefore and notAfter are not supported")
+    replaces = await ari.check_replaces(acme, account, payload.get("replaces"), identifiers)
+    await _rate_limit(acme, account, identifiers)
+    now = acme.clock.now()
+    order = Order(
+        id=secrets.token_urlsafe(12),
+        account=account.id,
+        identifiers=[Identifier(i.type, shown_identifier(i, w)["value"]) for i, w in identifiers],
+        authorizations=[],
+        expires=now + timedelta(hours=acme.settings.order_lifetime_hours),
+        profile=profile.name,
+        replaces=replaces,
+    )
+    for identifier, wildcard in identifiers:
+        authz = await _reusable(acme, account, identifier, wildcard)
+        if authz is None:
+            authz = new_authorization(
+                account.id, identifier, wildcard=wildcard, expires=order.expires
+            )
+            await acme.store.put_doc(authz.to_doc())
+        order.authorizations.append(authz.id)
+    await refresh(acme, order, write=False)
+    await acme.store.put_doc(order.to_doc())
+    return render_order(acme, order, status=201)
+
+
+async def _rate_limit(
+    acme: ACME, account: Account, identifiers: list[tuple[Identifier, bool]]
+) -> None:
+    s = acme.settings
+    await check_and_count(
+        acme, [f"account:{account.id}"], s.orders_per_account_per_hour, "new orders"
+    )
+    scopes = [f"identifier:{i}" for i, _ in identifiers]
+    await check_and_count(acme, scopes, s.orders_per_identifier_per_hour, "new orders")
+
+
+async def _reusable(
+    acme: ACME, account: Account, identifier: Identifier, wildcard: bool
+) -> Authorization | None:
+    """A still-valid authorization of this account for this identifier, if reuse is on."""
+    if not acme.settings.authz_reuse:
+        return None
+    key = f"{account.id}|{identifier}|{int(wildcard)}"
+    now = acme.clock.now()
+    for doc in await acme.store.find_docs(AUTHZ, lookup=key):
+        authz = Authorization.from_doc(doc)
+        if authz.current_status(now) is AuthzStatus.VALID:
+            return authz
+    return None
+
+
+async def load_order(acme: ACME, order_id: str, account: Account) -> Order:
+    try:
+        order = Order.from_doc(await acme.store.get_doc(ORDER, order_id))
+    except NotFound:
+        raise ACMEProblem(ProblemType.MALFORMED, "no such order", 404) from None
+    if order.account != account.id:
+        raise ACMEProblem(ProblemType.UNAUTHORIZED, "this order is another account's", 403)
+    return order
+
+
+async def refresh(acme: ACME, order: Order, *, write: bool = True) -> None:
+    """Bring the order's status up to date with its authorizations, expiry and request."""
+    before = order.status
+    now = acme.clock.now()
+    if order.status in (OrderStatus.PENDING, OrderStatus.READY) and now >= order.expires:
+        order.status = OrderStatus.INVALID
+        order.error = StoredProblem(ProblemType.MALFORMED, "the order expired").to_json()
+    elif order.status is OrderStatus.PENDING:
+        await _from_authorizations(acme, order)
+    elif order.status is OrderStatus.PROCESSING and order.request_id:
+        _, outcome = await acme.engine.retrieve(order.request_id)
+        record_outcome(order, outcome)
+    if write and order.status is not before:
+        try:
+            await save(acme.store, order)
+        except Conflict:
+            fresh = Order.from_doc(await acme.store.get_doc(ORDER, order.id))
+            order.__dict__.update(fresh.__dict__)
+
+
+async def _from_authorizations(acme: ACME, order: Order) -> None:
+    now = acme.clock.now()
+    authzs = [await load_authz(acme, a) for a in order.authorizations]
+    failed = [
+        a for a in authzs if a.current_status(now) not in (AuthzStatus.PENDING, AuthzStatus.VALID)
+    ]
+    if failed:
+        order.status = OrderStatus.INVALID
+        subproblems = [_subproblem(a, now) for a in failed]
+        order.error = StoredProblem(
+            ProblemType.COMPOUND if len(failed) > 1 else subproblems[0].type,
+            "an authorization of this order failed",
+            subproblems,
+        ).to_json()
+    elif all(a.current_status(now) is AuthzStatus.VALID for a in authzs):
+        order.status = OrderStatus.READY
+
+
+def _subproblem(authz: Authorization, now: Any) -> Subproblem:
+    errors = [c.error for c in authz.challenges if c.error]
+    detail = errors[0].get("detail", "") if errors else f"authorization {authz.current_status(now)}"
+    type_ = ProblemType.UNAUTHORIZED
+    if errors:
+        type_ = ProblemType(errors[0]["type"].rpartition(":")[2])
+    return Subproblem(type_, detail, shown_identifier(authz.identifier, authz.wildcard))
+
+
+def record_outcome(order: Order, outcome: Outcome) -> None:
+    match outcome:
+        case Issued(certificate=cert):
+            order.status, order.serial = OrderStatus.VALID, format(cert.serial, "x")
+        case Pending():
+            order.status = OrderStatus.PROCESSING
+        case Denied(reason=reason):
+            order.status = OrderStatus.INVALID
+            order.error = StoredProblem(ProblemType.UNAUTHORIZED, reason).to_json()
+        case _:
+            assert_never(outcome)
+
+
+async def get_order(request: web.Request) -> web.Response:
+    acme = ACME.of(request)
+    verified = await verify_post(request, acme)
+    order = await load_order(acme, request.match_info["order_id"], verified.require_account())
+    await refresh(acme, order)
+    return render_order(acme, order)
+
+
+async def finalize(request: web.Request) -> web.Response:
+    acme = ACME.of(request)
+    verified = await verify_post(request, acme)
+    account = verified.require_account()
+    order = await load_order(acme, request.match_info["order_id"], account)
+    await refresh(acme, order)
+    if order.status is not OrderStatus.READY:
+        # RFC 8555 §7.4: finalizing an order not ready "MUST" fail with orderNotReady.
+        raise ACMEProblem(
+            ProblemType.ORDER_NOT_READY, f"the order is {order.status}, not ready", 403
+        )
+    csr_der = b64decode(verified.payload().get("csr"), '"csr"')
+    # RFC 8555 §7.4: "The CSR MUST indicate the exact same set of requested identifiers as
+    # the initial newOrder request."
+    if csr_identifiers(csr_der) != set(order.identifiers):
+        raise ACMEProblem(
+            ProblemType.BAD_CSR, "the CSR's names are not exactly the order's identifiers"
+        )
+    order.status = OrderStatus.PROCESSING
+    try:
+        await save(acme.store, order)
+    except Conflict:
+        raise ACMEProblem(
+            ProblemType.ORDER_NOT_READY, "the order is being finalized already", 403
+        ) from None
+    outcome = await _submit(acme, order, account, csr_der)
+    record_outcome(order, outcome)
+    order.request_id = outcome.request_id
+    await save(acme.store, order)
+    if order.status is OrderStatus.VALID:
+        await ari.record_replaced(acme, order)
+    return render_order(acme, order)
+
+
+async def _submit(acme: ACME, order: Order, account: Account, csr_der: bytes) -> Outcome:
+    req = EnrollmentRequest(
+        csr_der=csr_der,
+        protocol="acme",
+        requester=requester(acme, account),
+        profile=order.profile or None,
+        vouched=Vouched(identifiers=frozenset(order.identifiers)),
+        transaction_id=order.id,
+    )
+    try:
+        return await acme.engine.submit(req)
+    except CertforgeError:
+        # Bad input the engine refused (nothing recorded there): the order is ready again.
+        order.status = OrderStatus.READY
+        await save(acme.store, order)
+        raise
+
+
+async def certificate(request: web.Request) -> web.Response:
+    """RFC 8555 §7.4.2: POST-as-GET, "application/pem-certificate-chain", leaf first."""
+    acme = ACME.of(request)
+    verified = await verify_post(request, acme)
+    order = await load_order(acme, request.match_info["order_id"], verified.require_account())
+    if order.status is not OrderStatus.VALID or order.request_id is None:
+        raise ACMEProblem(ProblemType.MALFORMED, "the order has no certificate yet", 404)
+    record, outcome = await acme.engine.retrieve(order.request_id)
+    if record.status is not Status.ISSUED or not isinstance(outcome, Issued):
+        raise ACMEProblem(ProblemType.MALFORMED, "the order has no certificate", 404)
+    pems = [ssl.DER_cert_to_PEM_cert(d) for d in (outcome.certificate.der, *outcome.chain)]
+    return web.Response(
+        text="".join(pems),
+        content_type="application/pem-certificate-chain",
+        headers={"Link": f'<{acme.urls.order(order.id)}>;rel="up"'},
+    )

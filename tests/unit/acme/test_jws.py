@@ -1,0 +1,136 @@
+"""The sans-I/O JWS layer (RFC 8555 §6.2): each defect raises the RFC's problem type."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from protocols.acme.jws import eab_verify, parse_jwk, parse_jws, verify_signature
+from protocols.acme.problems import ACMEProblem, ProblemType
+from tests.interop.acme.client import b64, eab_binding, jwk_of, jws
+
+KEY = ec.generate_private_key(ec.SECP256R1())
+HEADER = {"nonce": "n", "url": "https://ca.example/acme/new-account"}
+
+
+def good() -> dict[str, str]:
+    return jws(KEY, HEADER | {"jwk": jwk_of(KEY)}, b"{}")
+
+
+def with_(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = dict(good())
+    body.update(changes)
+    return body
+
+
+BAD_BODIES: list[Any] = [
+    pytest.param(b"not json", ProblemType.MALFORMED, id="body/not_json"),
+    pytest.param(b"[]", ProblemType.MALFORMED, id="body/not_object"),
+    pytest.param(with_(signatures=[]), ProblemType.MALFORMED, id="body/multiple_signatures"),
+    pytest.param(with_(header={}), ProblemType.MALFORMED, id="body/unprotected_header"),
+    pytest.param(
+        {"protected": "e30", "payload": ""}, ProblemType.MALFORMED, id="body/no_signature"
+    ),
+    pytest.param(with_(protected="!!"), ProblemType.MALFORMED, id="body/protected_not_base64url"),
+    pytest.param(
+        with_(protected=b64(b"[1]")), ProblemType.MALFORMED, id="body/protected_not_object"
+    ),
+    pytest.param(with_(payload="e30="), ProblemType.MALFORMED, id="body/padded_base64"),
+    pytest.param(
+        with_(protected=b64(json.dumps({"alg": "ES256", "b64": False}).encode())),
+        ProblemType.MALFORMED,
+        id="body/unencoded_payload",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "problem"), BAD_BODIES)
+def test_parse_jws_refuses(body: Any, problem: ProblemType) -> None:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    with pytest.raises(ACMEProblem) as info:
+        parse_jws(raw)
+    assert info.value.type is problem
+
+
+KEYS: list[Any] = [
+    pytest.param(lambda: ec.generate_private_key(ec.SECP256R1()), id="ES256"),
+    pytest.param(lambda: ec.generate_private_key(ec.SECP384R1()), id="ES384"),
+    pytest.param(lambda: rsa.generate_private_key(65537, 2048), id="RS256"),
+    pytest.param(lambda: ed25519.Ed25519PrivateKey.generate(), id="EdDSA"),
+]
+
+
+@pytest.mark.parametrize("make_key", KEYS)
+def test_signature_verifies_and_tampering_fails(make_key: Callable[[], Any]) -> None:
+    key = make_key()
+    body = jws(key, HEADER | {"jwk": jwk_of(key)}, b'{"a": 1}')
+    parsed = parse_jws(json.dumps(body).encode())
+    account_key = parse_jwk(parsed.protected["jwk"])
+    verify_signature(parsed, account_key)
+    tampered = parse_jws(json.dumps(body | {"payload": b64(b'{"a": 2}')}).encode())
+    with pytest.raises(ACMEProblem) as info:
+        verify_signature(tampered, account_key)
+    assert info.value.type is ProblemType.MALFORMED
+
+
+@pytest.mark.parametrize(
+    ("alg", "problem"),
+    [
+        pytest.param("none", ProblemType.BAD_SIGNATURE_ALGORITHM, id="alg/none"),
+        pytest.param("HS256", ProblemType.BAD_SIGNATURE_ALGORITHM, id="alg/mac"),
+        pytest.param("RS256", ProblemType.BAD_SIGNATURE_ALGORITHM, id="alg/not_the_keys"),
+        pytest.param("ES384", ProblemType.BAD_SIGNATURE_ALGORITHM, id="alg/wrong_curve"),
+    ],
+)
+def test_algorithm_refused(alg: str, problem: ProblemType) -> None:
+    body = with_(protected=b64(json.dumps(HEADER | {"alg": alg}).encode()))
+    parsed = parse_jws(json.dumps(body).encode())
+    with pytest.raises(ACMEProblem) as info:
+        verify_signature(parsed, parse_jwk(jwk_of(KEY)))
+    assert info.value.type is problem
+
+
+@pytest.mark.parametrize(
+    "jwk",
+    [
+        pytest.param({"kty": "oct", "k": "c2VjcmV0"}, id="jwk/symmetric"),
+        pytest.param({"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}, id="jwk/not_on_curve"),
+        pytest.param({"kty": "OKP", "crv": "X25519", "x": "AA"}, id="jwk/x25519"),
+        pytest.param(jwk_of(rsa.generate_private_key(65537, 1024)), id="jwk/short_rsa"),
+        pytest.param(jwk_of(KEY) | {"d": "AA"}, id="jwk/private"),
+        pytest.param("a string", id="jwk/not_object"),
+    ],
+)
+def test_bad_account_keys(jwk: Any) -> None:
+    with pytest.raises(ACMEProblem) as info:
+        parse_jwk(jwk)
+    assert info.value.type in (ProblemType.BAD_PUBLIC_KEY, ProblemType.MALFORMED)
+
+
+def test_thumbprint_is_rfc7638() -> None:
+    # RFC 7638 §3.1's example key and thumbprint.
+    jwk = {
+        "kty": "RSA",
+        "n": (
+            "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1"
+            "L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4"
+            "QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbO"
+            "pbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csF"
+            "Cur-kEgU8awapJzKnqDKgw"
+        ),
+        "e": "AQAB",
+    }
+    assert parse_jwk(jwk).thumbprint == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
+def test_eab_mac() -> None:
+    binding = eab_binding("kid-1", b64(b"k" * 32), KEY, HEADER["url"])
+    parsed = parse_jws(json.dumps(binding).encode())
+    eab_verify(parsed, b"k" * 32)
+    with pytest.raises(ACMEProblem) as info:
+        eab_verify(parsed, b"x" * 32)
+    assert info.value.type is ProblemType.UNAUTHORIZED
