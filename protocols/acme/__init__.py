@@ -28,7 +28,8 @@ async def acme_headers(request: web.Request, handler: Handler) -> web.StreamResp
     can retry a badNonce at once); §7.1: Link rel="index" to the directory."""
     response = await handler(request)
     acme = ACME.of(request)
-    response.headers["Replay-Nonce"] = await nonces.new_nonce(acme)
+    key = await request.config_dict[nonces.NONCE_KEY].get(acme.store)
+    response.headers["Replay-Nonce"] = await nonces.new_nonce(acme, key)
     response.headers.add("Link", f'<{acme.urls.directory}>;rel="index"')
     response.headers.setdefault("Cache-Control", "no-store")
     return response
@@ -44,6 +45,7 @@ def frontend(config: Config) -> list[Mount]:
     app[FRONTEND] = "acme"
     background = Background()
     app[BACKGROUND] = background
+    app[nonces.NONCE_KEY] = nonces.NonceKey()
 
     async def stop_validations(_: web.Application) -> None:
         await background.close()

@@ -174,7 +174,9 @@ async def _start(
 async def validate(acme: ACME, authz_id: str, type_: ChallengeType, key_authz: str) -> None:
     """Run one validation under the timeout, then record its result."""
     authz = await load_authz(acme, authz_id)
-    validator = Validator(acme.settings)
+    if acme.background.http_session is None:
+        acme.background.http_session = Validator(acme.settings).new_session()
+    validator = Validator(acme.settings, acme.background.http_session)
     challenge = authz.challenge(type_)
     assert challenge is not None  # noqa: S101 - started by respond_challenge
     checks = {

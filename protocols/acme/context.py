@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from server.config import ACMEConfig, Config
@@ -96,6 +97,7 @@ class Background:
     """Validation tasks, owned by the ACME sub-app: cancelled and awaited at shutdown."""
 
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    http_session: aiohttp.ClientSession | None = None  # http-01 fetches, created on first use
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -113,6 +115,8 @@ class Background:
         for task in list(self.tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.http_session is not None:
+            await self.http_session.close()
 
 
 BACKGROUND = web.AppKey("acme_background", Background)

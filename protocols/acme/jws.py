@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -71,9 +72,22 @@ class AccountKey:
 
 
 def parse_jwk(obj: object) -> AccountKey:
-    """An account public key from a JWK: EC P-256/P-384, RSA (2048 bits or more), Ed25519."""
+    """An account public key from a JWK: EC P-256/P-384, RSA (2048 bits or more), Ed25519.
+
+    Every request parses its account's key, so parsed keys are cached by their JSON text
+    (an AccountKey is immutable; a refused key raises again each time)."""
     if not isinstance(obj, dict):
         raise ACMEProblem(ProblemType.MALFORMED, '"jwk" must be a JSON object')
+    try:
+        text = json.dumps(obj, sort_keys=True)
+    except (TypeError, ValueError):
+        raise ACMEProblem(ProblemType.MALFORMED, '"jwk" must be a JSON object') from None
+    return _parse_jwk_text(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_jwk_text(text: str) -> AccountKey:
+    obj = json.loads(text)
     if "d" in obj or "p" in obj or "k" in obj:
         raise ACMEProblem(ProblemType.BAD_PUBLIC_KEY, '"jwk" must be a public key')
     if obj.get("kty") == "OKP":

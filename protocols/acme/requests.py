@@ -23,7 +23,7 @@ from aiohttp import web
 from protocols.acme.context import ACME
 from protocols.acme.jws import JWS, AccountKey, check_algorithm, parse_jwk, parse_jws
 from protocols.acme.jws import verify_signature as verify_jws_signature
-from protocols.acme.nonces import use_nonce
+from protocols.acme.nonces import NONCE_KEY, use_nonce
 from protocols.acme.problems import ACMEProblem, ProblemType
 from protocols.acme.records import ACCOUNT, Account, AccountStatus
 from server.errors import NotFound
@@ -80,7 +80,8 @@ async def verify_post(request: web.Request, acme: ACME, *, key_by: KeyBy = KeyBy
     # 5.
     verify_jws_signature(jws, key)
     # 6.
-    await use_nonce(acme, jws.protected.get("nonce"))
+    key_of_nonces = await request.config_dict[NONCE_KEY].get(acme.store)
+    await use_nonce(acme, key_of_nonces, jws.protected.get("nonce"))
     return Verified(jws, key, account)
 
 

@@ -64,6 +64,14 @@ class Validator:
     """The validation settings and the DNS resolver, built once per ACME sub-app."""
 
     settings: ACMEConfig
+    session: aiohttp.ClientSession | None = None  # shared by validations; see new_session
+
+    def new_session(self) -> aiohttp.ClientSession:
+        """An HTTP client resolving through this validator (configured DNS, deny list),
+        not verifying TLS (RFC 8555 §8.3 redirects to https need no valid certificate), and
+        keeping no connection between validations."""
+        connector = aiohttp.TCPConnector(resolver=_Resolver(self), ssl=False, force_close=True)
+        return aiohttp.ClientSession(connector=connector)
 
     def resolver(self) -> dns.asyncresolver.Resolver | None:
         if not self.settings.resolvers:
@@ -129,12 +137,13 @@ class Validator:
         """RFC 8555 §8.3: GET http://{domain}/.well-known/acme-challenge/{token}; the body
         is the key authorization (whitespace trimmed). Redirects are followed, to http or
         https, at most 10 of them."""
-        await self.addresses(identifier.value)  # DNS problems reported as such
         host = f"[{identifier.value}]" if ":" in identifier.value else identifier.value
         url = f"http://{host}:{self.settings.http01_port}/.well-known/acme-challenge/{token}"
-        connector = aiohttp.TCPConnector(resolver=_Resolver(self), ssl=False, force_close=True)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            body = await self._follow(session, url)
+        if self.session is not None:
+            body = await self._follow(self.session, url)
+        else:
+            async with self.new_session() as session:
+                body = await self._follow(session, url)
         if body.strip() != key_authz:
             raise ValidationFailed(
                 ProblemType.INCORRECT_RESPONSE,
@@ -155,6 +164,13 @@ class Validator:
                         )
                     raw = await resp.content.read(MAX_BODY)
                     return raw.decode("utf-8", errors="replace")
+            except aiohttp.ClientConnectorError as exc:
+                # A DNS or deny-list refusal from _Resolver keeps its own problem type.
+                if isinstance(exc.os_error.__cause__, ValidationFailed):
+                    raise exc.os_error.__cause__ from None
+                raise ValidationFailed(
+                    ProblemType.CONNECTION, f"cannot connect to {url}: {exc.os_error}"
+                ) from None
             except (aiohttp.ClientError, OSError) as exc:
                 raise ValidationFailed(
                     ProblemType.CONNECTION, f"cannot fetch {url}: {type(exc).__name__}"

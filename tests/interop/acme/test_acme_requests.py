@@ -532,3 +532,33 @@ def test_rate_limit_and_terms(limited: CertforgeServer, tmp_path: Path) -> None:
     third = c.new_order("r3.example.com")
     assert (third.status, third.problem) == (429, "rateLimited")
     assert 0 < int(third.headers["Retry-After"]) <= 3600
+
+
+# ------------------------------------------------------- several servers, one store
+@pytest.fixture(scope="module")
+def two_workers(
+    tmp_path_factory: pytest.TempPathFactory, challtestsrv: ChallTestSrv
+) -> Iterator[CertforgeServer]:
+    """``[server] workers = 2``: two server processes sharing the listener and the store, so
+    consecutive requests land on either (the lines before the first table go to [server])."""
+    srv = acme_server(tmp_path_factory.mktemp("workers"), challtestsrv, "")
+    srv.stop()
+    srv.extra_config = "workers = 2\n" + srv.extra_config
+    srv.start()
+    yield srv
+    assert srv.stop() == 0, srv.log_tail()
+
+
+def test_nonces_and_orders_across_server_processes(two_workers: CertforgeServer) -> None:
+    """A nonce one process issued is good once at the other; state is in the store."""
+    c = client_for(two_workers)
+    assert c.register().status == 201
+    _, _, pem = issue(two_workers, c, ["workers.example.com"])
+    assert b"BEGIN CERTIFICATE" in pem
+    for _ in range(20):  # each request uses the nonce of the previous response
+        resp = c.post(c.kid or "", b"", nonce=c.nonce())
+        assert resp.status == 200, resp.body
+    nonce = c.nonce()
+    assert c.post(c.kid or "", nonce=nonce).status == 200
+    replays = [c.post(c.kid or "", nonce=nonce) for _ in range(6)]
+    assert {r.problem for r in replays} == {"badNonce"}
