@@ -22,7 +22,7 @@ from aiohttp import web
 
 from protocols.ocsp.errors import CONTENT_TYPE
 from protocols.ocsp.messages import MAX_REQUEST_BYTES, parse_ocsp_request
-from server.errors import Malformed
+from server.errors import Malformed, TooLarge
 from server.keys import OCSP
 from server.revocation.ocsp import CertID, OCSPAnswer
 from server.web.routes import http_date
@@ -32,7 +32,9 @@ MAX_PARSED = 100_000  # requests remembered; past this the map starts over
 
 
 async def ocsp_post(request: web.Request) -> web.Response:
-    # Read at most one byte past the limit: a larger body is refused without reading it all.
+    # A body announced (or found) larger than the limit is refused without reading it all.
+    if (request.content_length or 0) > MAX_REQUEST_BYTES:
+        raise TooLarge(f"an OCSPRequest is at most {MAX_REQUEST_BYTES} bytes here")
     body = await request.content.read(MAX_REQUEST_BYTES + 1)
     return await answer(request, body)
 
