@@ -161,6 +161,7 @@ def test_partitioned_crls(tmp_path: Path) -> None:
             assert url == f"{server.http_url}/crl/default/{shard}.crl"
             der, headers = fetch(url)
             assert headers["Content-Type"] == "application/pkix-crl"
+            assert "Issuing Distribution Point" in openssl_crl_text(tmp_path, der, f"s{shard}")
             checked = openssl_verify_crl(server.root, chain, [save_crl(tmp_path, der, str(shard))])
             assert (checked.returncode == 0) is expect_ok, checked.stdout + checked.stderr
             path = tmp_path / f"shard{shard}.crl"
@@ -199,6 +200,8 @@ def test_delta_crls(tmp_path: Path) -> None:
         delta_der, headers = fetch(delta_url)
         assert headers["Content-Type"] == "application/pkix-crl"
         delta = save_crl(tmp_path, delta_der, "delta")
+        text = openssl_crl_text(tmp_path, delta_der, "delta")
+        assert "Delta CRL Indicator" in text and "Remove From CRL" in text
 
         def verify(chain: Path, crls: list[Path]) -> int:
             result = openssl_verify_crl(server.root, chain, crls, extra=["-use_deltas"])

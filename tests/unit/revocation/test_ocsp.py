@@ -14,7 +14,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID
 
+from protocols.ocsp import frontend as ocsp_frontend
 from protocols.ocsp.errors import STATUSES
 from protocols.ocsp.messages import parse_ocsp_request
 from server.config import Config, OCSPConfig
@@ -222,3 +224,15 @@ def test_nonce_of_32_octets_is_accepted() -> None:
 
 def test_ocsp_status_table_covers_every_kind() -> None:
     assert set(STATUSES) == set(ErrorKind)
+
+
+async def test_switched_off_responder_is_not_mounted_nor_named(tmp_path: Path) -> None:
+    config = Config(ocsp=OCSPConfig(enabled=False))
+    assert ocsp_frontend(config) == []
+    engine, store = await make_engine(tmp_path, config=config)
+    try:
+        cert = await issue(engine)
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+        assert AuthorityInformationAccessOID.OCSP not in {d.access_method for d in aia}
+    finally:
+        await store.close()
