@@ -8,13 +8,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from aiohttp import web
 
 from protocols.acme import ari, eab
+from protocols.admin.handlers import _json_body as json_body
 from protocols.rest.auth import require_role
 from protocols.rest.problems import problem_middleware
 from server.errors import Malformed, NotFound
@@ -22,18 +22,6 @@ from server.keys import CAS, FRONTEND, STORE
 from server.model import Role, SystemClock
 
 _HEX = re.compile(r"[0-9a-f]+\Z")
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    try:
-        body = json.loads(await request.read())
-    except ValueError:
-        raise Malformed("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise Malformed("the body must be a JSON object")
-    return body
 
 
 async def create_eab(request: web.Request) -> web.Response:
@@ -65,7 +53,7 @@ def mark_id(request: web.Request, body: dict[str, Any]) -> str:
 
 async def mark_renewal(request: web.Request) -> web.Response:
     await require_role(request, Role.ADMINISTRATOR)
-    scope = mark_id(request, await _body(request))
+    scope = mark_id(request, await json_body(request))
     at = await ari.mark(request.config_dict[STORE], SystemClock(), scope)
     return web.json_response({"marked": scope, "at": at.isoformat()}, status=201)
 

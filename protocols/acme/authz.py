@@ -34,7 +34,7 @@ from protocols.acme.records import (
     save,
 )
 from protocols.acme.render import acme_json
-from protocols.acme.requests import verify_post
+from protocols.acme.requests import Verified, verify_post
 from protocols.acme.validation import ValidationFailed, Validator, key_authorization
 from server.errors import Conflict, NotFound
 from server.model import Identifier, IdentifierType
@@ -107,18 +107,21 @@ def authz_json(acme: ACME, authz: Authorization) -> dict[str, Any]:
     return body
 
 
-def _owned(authz: Authorization, account: Account) -> None:
+async def _owned_authz(request: web.Request, acme: ACME) -> tuple[Verified, Account, Authorization]:
+    """The authenticated request, its account, and the URL's authorization, which must be
+    that account's."""
+    verified = await verify_post(request, acme)
+    account = verified.require_account()
+    authz = await load_authz(acme, request.match_info["authz_id"])
     if authz.account != account.id:
         raise ACMEProblem(ProblemType.UNAUTHORIZED, "this authorization is another account's", 403)
+    return verified, account, authz
 
 
 async def get_authz(request: web.Request) -> web.Response:
     """POST-as-GET, or {"status": "deactivated"} (RFC 8555 §7.5.2)."""
     acme = ACME.of(request)
-    verified = await verify_post(request, acme)
-    account = verified.require_account()
-    authz = await load_authz(acme, request.match_info["authz_id"])
-    _owned(authz, account)
+    verified, _, authz = await _owned_authz(request, acme)
     if not verified.is_post_as_get:
         if verified.payload().get("status") != "deactivated":
             raise ACMEProblem(ProblemType.MALFORMED, 'a client may only set "deactivated"')
@@ -133,10 +136,7 @@ async def get_authz(request: web.Request) -> web.Response:
 async def respond_challenge(request: web.Request) -> web.Response:
     """RFC 8555 §7.5.1: a POST of {} asks the server to validate; POST-as-GET reads."""
     acme = ACME.of(request)
-    verified = await verify_post(request, acme)
-    account = verified.require_account()
-    authz = await load_authz(acme, request.match_info["authz_id"])
-    _owned(authz, account)
+    verified, account, authz = await _owned_authz(request, acme)
     challenge = authz.challenge(request.match_info["type"])
     if challenge is None:
         raise ACMEProblem(ProblemType.MALFORMED, "no such challenge", 404)

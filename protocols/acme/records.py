@@ -15,6 +15,7 @@ with a conflict). Documents:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -33,6 +34,12 @@ def ts(value: datetime | None) -> str | None:
 
 def from_ts(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
+
+
+def _expires(data: Mapping[str, Any]) -> datetime:
+    expires = from_ts(data["expires"])
+    assert expires is not None  # noqa: S101 - always written
+    return expires
 
 
 def rfc3339(value: datetime) -> str:
@@ -154,13 +161,11 @@ class Authorization:
     @classmethod
     def from_doc(cls, doc: Document) -> Authorization:
         d = doc.data
-        expires = from_ts(d["expires"])
-        assert expires is not None  # noqa: S101 - always written
         return cls(
             id=doc.id,
             account=d["account"],
+            expires=_expires(d),
             identifier=Identifier.parse(d["identifier"]),
-            expires=expires,
             wildcard=d["wildcard"],
             status=AuthzStatus(d["status"]),
             challenges=[
@@ -213,14 +218,12 @@ class Order:
     @classmethod
     def from_doc(cls, doc: Document) -> Order:
         d = doc.data
-        expires = from_ts(d["expires"])
-        assert expires is not None  # noqa: S101 - always written
         return cls(
             id=doc.id,
             account=d["account"],
+            expires=_expires(d),
             identifiers=[Identifier.parse(i) for i in d["identifiers"]],
             authorizations=list(d["authorizations"]),
-            expires=expires,
             status=OrderStatus(d["status"]),
             profile=d.get("profile"),
             replaces=d.get("replaces"),

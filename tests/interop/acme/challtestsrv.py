@@ -9,7 +9,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tests.integration.server import free_port
 
@@ -61,7 +61,11 @@ class ChallTestSrv:
                 time.sleep(0.1)  # polling a subprocess's readiness
         raise RuntimeError("pebble-challtestsrv did not start")
 
-    def call(self, path: str, body: dict[str, str]) -> None:
+    def add_caa(self, host: str, tag: str, value: str) -> None:
+        body = {"host": host.rstrip(".") + ".", "policies": [{"tag": tag, "value": value}]}
+        self.call("add-caa", body)
+
+    def call(self, path: str, body: dict[str, Any]) -> None:
         req = urllib.request.Request(
             f"{self.management}/{path}", data=json.dumps(body).encode(), method="POST"
         )

@@ -21,6 +21,12 @@ def http01_responder(port: int, answers: dict[str, str]) -> Iterator[dict[str, s
             if not self.path.startswith(PREFIX) or body is None:
                 self.send_error(404)
                 return
+            if body.startswith("redirect:"):  # RFC 8555 §8.3 allows redirects
+                self.send_response(302)
+                self.send_header("Location", body.removeprefix("redirect:"))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
             data = body.encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))

@@ -562,3 +562,70 @@ def test_nonces_and_orders_across_server_processes(two_workers: CertforgeServer)
     assert c.post(c.kid or "", nonce=nonce).status == 200
     replays = [c.post(c.kid or "", nonce=nonce) for _ in range(6)]
     assert {r.problem for r in replays} == {"badNonce"}
+
+
+def _answer_http01(
+    server: CertforgeServer, client: Client, name: str, answer: Any
+) -> dict[str, Any]:
+    """Order ``name``, answer its http-01 challenge with ``answer(token, key_authz)`` (a
+    mapping for the responder), and return the authorization once decided."""
+    order = client.new_order(name).json()
+    authz_url = order["authorizations"][0]
+    challenge = next(
+        c for c in client.post(authz_url).json()["challenges"] if c["type"] == "http-01"
+    )
+    answers = answer(challenge["token"], client.key_authorization(challenge["token"]))
+    with http01_responder(http01_port(server), answers):
+        client.post(challenge["url"], {})
+        return client.poll(authz_url, ("valid", "invalid"))
+
+
+def test_http01_follows_redirects(server: CertforgeServer, client: Client) -> None:
+    port = http01_port(server)
+
+    def answer(token: str, key_authz: str) -> dict[str, str]:
+        target = f"http://redirect.example.com:{port}/.well-known/acme-challenge/moved"
+        return {token: f"redirect:{target}", "moved": key_authz}
+
+    authz = _answer_http01(server, client, "redirect.example.com", answer)
+    assert authz["status"] == "valid", authz
+
+
+@pytest.fixture(scope="module")
+def guarded(
+    tmp_path_factory: pytest.TempPathFactory, challtestsrv: ChallTestSrv
+) -> Iterator[CertforgeServer]:
+    srv = acme_server(
+        tmp_path_factory.mktemp("guarded"),
+        challtestsrv,
+        'caa_identities = ["certforge.example"]\nvalidation_deny_ranges = ["192.0.2.0/24"]',
+    )
+    yield srv
+    assert srv.stop() == 0, srv.log_tail()
+
+
+def test_caa_is_checked(guarded: CertforgeServer, challtestsrv: ChallTestSrv) -> None:
+    """RFC 8659: a CAA set naming another CA forbids issuance; one naming ours allows it."""
+    client = client_for(guarded)
+    client.register()
+    assert client.directory["meta"]["caaIdentities"] == ["certforge.example"]
+    challtestsrv.add_caa("forbidden.caa.example.com", "issue", "other-ca.example")
+    challtestsrv.add_caa("allowed.caa.example.com", "issue", "certforge.example")
+
+    def answer(token: str, key_authz: str) -> dict[str, str]:
+        return {token: key_authz}
+
+    forbidden = _answer_http01(guarded, client, "forbidden.caa.example.com", answer)
+    assert forbidden["status"] == "invalid"
+    assert forbidden["challenges"][0]["error"]["type"].endswith(":caa")
+    allowed = _answer_http01(guarded, client, "allowed.caa.example.com", answer)
+    assert allowed["status"] == "valid"
+
+
+def test_validation_never_connects_to_denied_ranges(guarded: CertforgeServer) -> None:
+    client = client_for(guarded)
+    client.register()
+    authz = _answer_http01(guarded, client, "192.0.2.10", lambda t, k: {t: k})
+    assert authz["status"] == "invalid"
+    error = next(c["error"] for c in authz["challenges"] if c.get("error"))
+    assert error["type"].endswith(":rejectedIdentifier")
