@@ -36,6 +36,7 @@ from protocols.acme.records import (
     AuthzStatus,
     Order,
     OrderStatus,
+    from_ts,
     identifier_json,
     rfc3339,
     save,
@@ -52,11 +53,14 @@ from server.model import (
     Outcome,
     Pending,
     Requester,
+    RequestQuery,
     Status,
     Vouched,
 )
 
 RETRY_AFTER = 3  # seconds, while an order is processing
+FINALIZE_STALLED = timedelta(minutes=5)  # no request recorded this long after finalize
+WRITE_ATTEMPTS = 5
 
 
 def requester(acme: ACME, account: Account) -> Requester:
@@ -166,22 +170,47 @@ async def load_order(acme: ACME, order_id: str, account: Account) -> Order:
 
 async def refresh(acme: ACME, order: Order, *, write: bool = True) -> None:
     """Bring the order's status up to date with its authorizations, expiry and request."""
-    before = order.status
+    before = (order.status, order.request_id)
     now = acme.clock.now()
     if order.status in (OrderStatus.PENDING, OrderStatus.READY) and now >= order.expires:
         order.status = OrderStatus.INVALID
         order.error = StoredProblem(ProblemType.MALFORMED, "the order expired").to_json()
     elif order.status is OrderStatus.PENDING:
         await _from_authorizations(acme, order)
-    elif order.status is OrderStatus.PROCESSING and order.request_id:
-        _, outcome = await acme.engine.retrieve(order.request_id)
-        record_outcome(order, outcome)
-    if write and order.status is not before:
+    elif order.status is OrderStatus.PROCESSING:
+        await _from_request(acme, order)
+    if write and (order.status, order.request_id) != before:
         try:
             await save(acme.store, order)
         except Conflict:
             fresh = Order.from_doc(await acme.store.get_doc(ORDER, order.id))
             order.__dict__.update(fresh.__dict__)
+
+
+async def _from_request(acme: ACME, order: Order) -> None:
+    """A processing order follows its request in the engine. A server that stopped between
+    submitting the request and recording its id left the order without one: the request is
+    found by its transaction id (the order's), or, if none was recorded long after, the
+    order is invalid and the client places a new one."""
+    if order.request_id is None:
+        found = await acme.store.find_requests(
+            RequestQuery(
+                transaction_id=order.id,
+                requester=f"acme_account:{acme.urls.account(order.account)}",
+                limit=1,
+            )
+        )
+        if not found:
+            since = from_ts(order.processing_since)
+            if since is not None and acme.clock.now() - since > FINALIZE_STALLED:
+                order.status = OrderStatus.INVALID
+                order.error = StoredProblem(
+                    ProblemType.SERVER_INTERNAL, "finalization was interrupted; order again"
+                ).to_json()
+            return
+        order.request_id = found[0].id
+    _, outcome = await acme.engine.retrieve(order.request_id)
+    record_outcome(order, outcome)
 
 
 async def _from_authorizations(acme: ACME, order: Order) -> None:
@@ -251,6 +280,7 @@ async def finalize(request: web.Request) -> web.Response:
             ProblemType.BAD_CSR, "the CSR's names are not exactly the order's identifiers"
         )
     order.status = OrderStatus.PROCESSING
+    order.processing_since = acme.clock.now().isoformat()
     try:
         await save(acme.store, order)
     except Conflict:
@@ -258,12 +288,26 @@ async def finalize(request: web.Request) -> web.Response:
             ProblemType.ORDER_NOT_READY, "the order is being finalized already", 403
         ) from None
     outcome = await _submit(acme, order, account, csr_der)
-    record_outcome(order, outcome)
-    order.request_id = outcome.request_id
-    await save(acme.store, order)
+    order = await _settle(acme, order, outcome)
     if order.status is OrderStatus.VALID:
         await ari.record_replaced(acme, order)
     return render_order(acme, order)
+
+
+async def _settle(acme: ACME, order: Order, outcome: Outcome) -> Order:
+    """Record the engine's outcome on the order; a client polling meanwhile may have
+    recorded it first (``refresh``), which is as good."""
+    for _ in range(WRITE_ATTEMPTS):
+        record_outcome(order, outcome)
+        order.request_id = outcome.request_id
+        try:
+            await save(acme.store, order)
+            return order
+        except Conflict:
+            order = Order.from_doc(await acme.store.get_doc(ORDER, order.id))
+            if order.status is not OrderStatus.PROCESSING:
+                return order
+    raise Conflict("the order changed too often while being finalized")
 
 
 async def _submit(acme: ACME, order: Order, account: Account, csr_der: bytes) -> Outcome:

@@ -196,6 +196,7 @@ class Order:
     error: dict[str, Any] | None = None
     request_id: str | None = None
     serial: str | None = None  # hex, once valid
+    processing_since: str | None = None  # when finalize began
     version: int = 1
 
     def to_doc(self) -> Document:
@@ -210,6 +211,7 @@ class Order:
             "error": self.error,
             "request_id": self.request_id,
             "serial": self.serial,
+            "processing_since": self.processing_since,
         }
         # A valid order is kept (its certificate URL stays good); others expire.
         keep = None if self.status is OrderStatus.VALID else self.expires + GRACE
@@ -230,6 +232,7 @@ class Order:
             error=d.get("error"),
             request_id=d.get("request_id"),
             serial=d.get("serial"),
+            processing_since=d.get("processing_since"),
             version=doc.version,
         )
 
