@@ -71,8 +71,10 @@ def decode_pkcs10(body: bytes) -> bytes:
     try:
         der = base64.b64decode(b"".join(stripped.split()), validate=True)
     except (binascii.Error, ValueError):
-        if stripped[:1] == b"\x30" and not stripped.isascii():
-            return stripped  # DER sent as is (a SEQUENCE with a long-form length)
+        if body[:1] == b"\x30" and not body.isascii():
+            # DER sent as is (a SEQUENCE with a long-form length), taken unstripped: its
+            # signature may end in a byte that strip() takes for whitespace.
+            return body
         raise BadCSR("the body is not base64 (RFC 8951 §3.1: base64 of the DER request)") from None
     return der
 

@@ -95,7 +95,7 @@ class SQLiteStore:
         if self._writer is not None:
             raise RuntimeError("the SQLite store is already open")
         conn = await asyncio.to_thread(_open_schema, self._path)
-        self._writer = Writer(conn, asyncio.get_running_loop(), f"{self._path}.writelock")
+        self._writer = Writer(conn, asyncio.get_running_loop(), self._path)
         self._reads = ThreadPoolExecutor(READERS, thread_name_prefix="certforge-sqlite-r")
 
     async def close(self) -> None:

@@ -185,3 +185,13 @@ async def test_users_verify_remember_and_forget(store: SQLiteStore) -> None:
 async def test_user_names_are_checked(store: SQLiteStore, name: str) -> None:
     with pytest.raises(Malformed):
         await add_user(store, FakeClock(), name)
+
+
+def test_der_body_ending_in_a_whitespace_octet_is_taken_whole() -> None:
+    """Bare DER is taken as sent: a signature may end in a byte strip() would remove."""
+    for i in range(5000):
+        der = make_csr(f"ws{i}.example.test")
+        if der[-1:].isspace():
+            assert decode_pkcs10(der) == der
+            return
+    raise AssertionError("no CSR ended in a whitespace octet")
