@@ -4,8 +4,8 @@ in the background.
 
 A challenge moves pending -> processing (a conditional write: of two concurrent responses
 one starts the validation) -> valid or invalid, and its authorization with it. A validation
-that a stopped server left processing is started again when the client responds once more
-after twice the validation timeout.
+that a stopped server left processing is started again by the next request that reads its
+authorization or challenge after twice the validation timeout.
 """
 
 from __future__ import annotations
@@ -121,7 +121,10 @@ async def _owned_authz(request: web.Request, acme: ACME) -> tuple[Verified, Acco
 async def get_authz(request: web.Request) -> web.Response:
     """POST-as-GET, or {"status": "deactivated"} (RFC 8555 §7.5.2)."""
     acme = ACME.of(request)
-    verified, _, authz = await _owned_authz(request, acme)
+    verified, account, authz = await _owned_authz(request, acme)
+    stalled = next((c for c in authz.challenges if _is_stalled(acme, c)), None)
+    if stalled is not None:  # its server stopped mid-validation: validate again here
+        authz, _ = await _start(acme, authz, stalled, account)
     if not verified.is_post_as_get:
         if verified.payload().get("status") != "deactivated":
             raise ACMEProblem(ProblemType.MALFORMED, 'a client may only set "deactivated"')
@@ -152,10 +155,7 @@ async def _start(
     now = acme.clock.now()
     if authz.current_status(now) is not AuthzStatus.PENDING:
         return authz, challenge  # RFC 8555 §7.5.1: nothing to do; answer its state
-    stalled = challenge.status is ChallengeStatus.PROCESSING and (
-        now - (from_ts(challenge.started) or now)
-        > timedelta(seconds=2 * acme.settings.validation_timeout_seconds)
-    )
+    stalled = _is_stalled(acme, challenge)
     if challenge.status is not ChallengeStatus.PENDING and not stalled:
         return authz, challenge
     if any(c.status is ChallengeStatus.PROCESSING for c in authz.challenges) and not stalled:
@@ -169,6 +169,15 @@ async def _start(
     key_authz = key_authorization(challenge.token, account.thumbprint)
     acme.background.spawn(validate(acme, authz.id, challenge.type, key_authz))
     return authz, challenge
+
+
+def _is_stalled(acme: ACME, challenge: Challenge) -> bool:
+    """Processing for over twice the validation timeout: the validating server stopped."""
+    if challenge.status is not ChallengeStatus.PROCESSING:
+        return False
+    started = from_ts(challenge.started) or acme.clock.now()
+    limit = timedelta(seconds=2 * acme.settings.validation_timeout_seconds)
+    return acme.clock.now() - started > limit
 
 
 async def validate(acme: ACME, authz_id: str, type_: ChallengeType, key_authz: str) -> None:

@@ -629,3 +629,13 @@ def test_validation_never_connects_to_denied_ranges(guarded: CertforgeServer) ->
     assert authz["status"] == "invalid"
     error = next(c["error"] for c in authz["challenges"] if c.get("error"))
     assert error["type"].endswith(":rejectedIdentifier")
+
+
+def test_authorization_deactivation(client: Client) -> None:
+    """RFC 8555 §7.5.2: the client deactivates an authorization; its order is invalid."""
+    resp = client.new_order("deactivate.example.com")
+    order_url, authz_url = resp.headers["Location"], resp.json()["authorizations"][0]
+    done = client.post(authz_url, {"status": "deactivated"})
+    assert done.json()["status"] == "deactivated"
+    assert client.post(authz_url, {"status": "valid"}).problem == "malformed"
+    assert client.post(order_url).json()["status"] == "invalid"
