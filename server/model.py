@@ -13,7 +13,6 @@ store keeps; ``to_json``/``from_json`` helpers give both store back-ends one ser
 from __future__ import annotations
 
 import ipaddress
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
+from server import csprng
 from server.errors import Malformed
 
 
@@ -38,7 +38,7 @@ def new_id() -> str:
     Request ids are what requesters poll by, so they must not be guessable: 80 random bits
     are not. The time in front makes ids of the same moment sort together, so the store's
     indexes on them grow at one end instead of dirtying a random page per insert."""
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    return f"{time.time_ns() // 1_000_000:012x}{csprng.token_hex(10)}"
 
 
 class Clock(Protocol):

@@ -9,17 +9,17 @@ even with DER's sign bit, and collisions are left to the store's unique index, n
 
 from __future__ import annotations
 
-import secrets
+from server import csprng
 
 SERIAL_BITS = 159
 
 
 def new_serial() -> int:
-    """Draw a fresh serial number from the operating system's CSPRNG.
+    """Draw a fresh serial number from OpenSSL's CSPRNG (``server.csprng``).
 
     The loop only guards against the astronomically unlikely zero, which RFC 5280 forbids.
     """
     while True:
-        serial = secrets.randbits(SERIAL_BITS)
+        serial = csprng.randbits(SERIAL_BITS)
         if serial > 0:
             return serial

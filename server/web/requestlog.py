@@ -11,10 +11,11 @@ import json
 import logging
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from server import csprng
 
 
 @dataclass(slots=True)
@@ -22,7 +23,7 @@ class RequestLog:
     method: str
     path: str
     remote: str | None
-    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    id: str = field(default_factory=lambda: csprng.token_hex(8))
     started: float = field(default_factory=time.perf_counter)
     frontend: str = "-"
     extra: dict[str, Any] = field(default_factory=dict)
