@@ -326,11 +326,14 @@ def main() -> None:
     by = {(r.server, r.concurrency): r for r in results}
     for c in args.concurrency:
         cf, pb = by[("certforge", c)], by[("pebble", c)]
+        failed = f"failed certforge={len(cf.failures)} pebble={len(pb.failures)}"
+        if not pb.latencies or not cf.latencies:
+            print(f"  c={c:<3} no ratio: an order count is zero ({failed})")
+            continue
         print(
-            f"  c={c:<3} orders/s x{cf.rate / max(pb.rate, 1e-9):.2f}  "
+            f"  c={c:<3} orders/s x{cf.rate / pb.rate:.2f}  "
             f"p99 x{cf.pct(0.99) / pb.pct(0.99):.2f}  "
-            f"cpu/order x{cf.cpu_ms_per_order / max(pb.cpu_ms_per_order, 1e-9):.2f}  "
-            f"failed certforge={len(cf.failures)} pebble={len(pb.failures)}"
+            f"cpu/order x{cf.cpu_ms_per_order / pb.cpu_ms_per_order:.2f}  {failed}"
         )
 
 

@@ -17,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from tests.integration.server import CertforgeServer
+from tests.interop.acme.alpn import alpn_certificate, tls_alpn_responder
 from tests.interop.acme.challtestsrv import ChallTestSrv
 from tests.interop.acme.client import Client, b64, jwk_of, jws, make_csr
 from tests.interop.acme.conftest import acme_server
@@ -639,3 +640,46 @@ def test_authorization_deactivation(client: Client) -> None:
     assert done.json()["status"] == "deactivated"
     assert client.post(authz_url, {"status": "valid"}).problem == "malformed"
     assert client.post(order_url).json()["status"] == "invalid"
+
+
+def tlsalpn01_port(server: CertforgeServer) -> int:
+    line = next(x for x in server.config_text().splitlines() if x.startswith("tlsalpn01_port"))
+    return int(line.split("=")[1])
+
+
+@pytest.mark.parametrize(
+    ("identifier", "sni"),
+    [
+        pytest.param("127.0.0.1", "1.0.0.127.in-addr.arpa", id="ip"),
+        pytest.param("alpn.example.com", "alpn.example.com", id="dns"),
+    ],
+)
+def test_tls_alpn01(
+    server: CertforgeServer, client: Client, tmp_path: Path, identifier: str, sni: str
+) -> None:
+    """RFC 8737 (and RFC 8738 §6 for an IP address: SNI is its reverse-mapping name)."""
+    order = client.new_order(identifier).json()
+    authz_url = order["authorizations"][0]
+    challenge = next(
+        c for c in client.post(authz_url).json()["challenges"] if c["type"] == "tls-alpn-01"
+    )
+    cert, key = alpn_certificate(tmp_path, identifier, client.key_authorization(challenge["token"]))
+    with tls_alpn_responder(tlsalpn01_port(server), cert, key) as names:
+        client.post(challenge["url"], {})
+        authz = client.poll(authz_url, ("valid", "invalid"))
+    assert authz["status"] == "valid", authz
+    assert names == [sni]
+
+
+def test_tls_alpn01_wrong_digest(server: CertforgeServer, client: Client, tmp_path: Path) -> None:
+    order = client.new_order("alpn-bad.example.com").json()
+    authz_url = order["authorizations"][0]
+    challenge = next(
+        c for c in client.post(authz_url).json()["challenges"] if c["type"] == "tls-alpn-01"
+    )
+    cert, key = alpn_certificate(tmp_path, "alpn-bad.example.com", "not.the-key-authorization")
+    with tls_alpn_responder(tlsalpn01_port(server), cert, key):
+        client.post(challenge["url"], {})
+        authz = client.poll(authz_url, ("valid", "invalid"))
+    error = next(c["error"] for c in authz["challenges"] if c.get("error"))
+    assert error["type"].endswith(":incorrectResponse")
