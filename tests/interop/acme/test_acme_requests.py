@@ -516,7 +516,8 @@ def limited(
     srv = acme_server(
         tmp_path_factory.mktemp("limited"),
         challtestsrv,
-        'orders_per_account_per_hour = 2\nterms_of_service = "https://example.com/tos"',
+        "orders_per_account_per_hour = 2\norders_per_identifier_per_hour = 1\n"
+        'accounts_per_address_per_hour = 2\nterms_of_service = "https://example.com/tos"',
     )
     yield srv
     assert srv.stop() == 0, srv.log_tail()
@@ -533,6 +534,13 @@ def test_rate_limit_and_terms(limited: CertforgeServer, tmp_path: Path) -> None:
     third = c.new_order("r3.example.com")
     assert (third.status, third.problem) == (429, "rateLimited")
     assert 0 < int(third.headers["Retry-After"]) <= 3600
+    other = client_for(limited)
+    assert other.register().status == 201
+    same_name = other.new_order("r1.example.com")
+    assert (same_name.status, same_name.problem) == (429, "rateLimited")
+    assert other.new_order("r4.example.com").status == 201
+    third_account = client_for(limited)
+    assert third_account.register().problem == "rateLimited"
 
 
 # ------------------------------------------------------- several servers, one store
