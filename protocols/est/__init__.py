@@ -19,6 +19,7 @@ def frontend(config: Config) -> list[Mount]:
     app[EST] = ESTContext(
         anchors=load_trust_anchors(config.est.trust_anchors, config.server.data_dir),
         retry_after=config.est.retry_after,
+        data_dir=config.server.data_dir,
     )
     add_routes(app)
     return [Mount("https", "/.well-known/est/", app)]

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from cryptography import x509
 
+from protocols.est.keyvault import KEY_FILE, KeySeal
 from protocols.est.users import VerifiedPasswords
 
 if TYPE_CHECKING:
@@ -24,12 +27,20 @@ RECHECK_SECONDS = 1.0
 class ESTContext:
     anchors: list[x509.Certificate]  # [est] trust_anchors: external CAs for client certificates
     retry_after: int  # seconds, for 202 answers
+    data_dir: Path  # where the sealing key of waiting server-generated keys lives
     verified: VerifiedPasswords = field(default_factory=VerifiedPasswords)
     # SHA-256 of client certificates whose signature chained to a trusted CA already.
     chained: set[bytes] = field(default_factory=set)
     # SHA-256 of a client certificate -> (monotonic expiry, its verdict).
     client_certs: dict[bytes, tuple[float, ClientCertificate]] = field(default_factory=dict)
     listening: bool = False  # registered with Engine.on_status_change
+    _seal: KeySeal | None = None
+
+    async def seal(self) -> KeySeal:
+        """The sealing key of waiting server-generated keys, made on first use."""
+        if self._seal is None:
+            self._seal = await asyncio.to_thread(KeySeal.load_or_create, self.data_dir / KEY_FILE)
+        return self._seal
 
     def known_certificate(self, fingerprint: bytes) -> ClientCertificate | None:
         hit = self.client_certs.get(fingerprint)

@@ -26,7 +26,7 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from protocols.est import keygen
+from protocols.est import keygen, keyvault
 from protocols.est.auth import PROTOCOL, Proof, identify, identify_renewal, tls_unique
 from protocols.est.context import EST
 from protocols.est.errors import UnsupportedMediaType
@@ -43,21 +43,21 @@ from protocols.est.messages import (
     parse_pkcs10,
     serverkeygen_response,
 )
-from protocols.est.pending import find_pending, forget_pending, pending_id, remember_pending
+from protocols.est.pending import find_retried, mark_collected, retry_id
 from server.ca.csr import verify_csr
 from server.config import ProfileConfig
-from server.errors import BadCSR, Forbidden, Malformed, Unauthorized, Unavailable
+from server.errors import BadCSR, Forbidden, Malformed, NotFound, Unauthorized, Unavailable
 from server.keys import CAS, CHALLENGES, ENGINE, STORE
 from server.model import (
     AuthMethod,
     Denied,
-    Document,
     EnrollmentRequest,
     Identifier,
     Issued,
     Outcome,
     Pending,
     Requester,
+    RequestRecord,
     Vouched,
 )
 
@@ -148,49 +148,67 @@ async def serverkeygen(request: web.Request) -> web.Response:
 
 
 async def enroll(request: web.Request, e: Enrollment) -> web.Response:
-    """Find the client's pending request, or submit a new one; render the outcome."""
+    """Find the request the client repeats, or submit a new one; render the outcome."""
     if e.profile.est_pop_linking:
         check_pop_linking(e.csr, tls_unique(request))
-    doc_id = pending_id(e.operation, e.profile.name, e.csr, e.proof.requester)
-    if (doc := await find_pending(request.config_dict[STORE], doc_id)) is not None:
-        return await _retry(request, e, doc)
-    return await _submit(request, e, doc_id)
+    transaction_id = retry_id(e.operation, e.profile.name, e.csr, e.proof.requester)
+    store, clock = request.config_dict[STORE], request.config_dict[ENGINE].clock
+    retried = await find_retried(store, clock, transaction_id, e.proof.requester)
+    if retried is not None:
+        return await _retry(request, e, retried)
+    return await _submit(request, e, transaction_id)
 
 
-async def _retry(request: web.Request, e: Enrollment, doc: Document) -> web.Response:
+async def _retry(request: web.Request, e: Enrollment, record: RequestRecord) -> web.Response:
     """RFC 7030 §4.2.3: the client repeats a request that was pending."""
     # A retry proves possession of the key again before it gets the certificate.
     await asyncio.to_thread(verify_csr, e.csr_der)
-    _, outcome = await request.config_dict[ENGINE].retrieve(str(doc.data["request_id"]))
-    if not isinstance(outcome, Pending):
-        await forget_pending(request.config_dict[STORE], doc.id)
-    key = bytes.fromhex(doc.data["private_key"]) if "private_key" in doc.data else None
-    return render(request, outcome, key)
+    engine, store = request.config_dict[ENGINE], request.config_dict[STORE]
+    _, outcome = await engine.retrieve(record.id)
+    if isinstance(outcome, Pending):
+        return render(request, outcome)
+    key_doc = keyvault.key_id_of_csr(record.csr_der) if e.operation == "serverkeygen" else None
+    key = None
+    if key_doc is not None and isinstance(outcome, Issued):
+        try:
+            key = await keyvault.load(store, await request.app[EST].seal(), key_doc)
+        except NotFound:
+            await mark_collected(store, engine.clock, record)  # the next request starts anew
+            raise
+    response = render(request, outcome, key)
+    await mark_collected(store, engine.clock, record)
+    if key_doc is not None:
+        await keyvault.discard(store, key_doc)
+    return response
 
 
-async def _submit(request: web.Request, e: Enrollment, doc_id: str) -> web.Response:
+async def _submit(request: web.Request, e: Enrollment, transaction_id: str) -> web.Response:
     # Bad input must change nothing: before a one-time password is used up, or a key made, the
     # request is verified here (the engine verifies it again, as for every front end).
     if e.proof.challenge is not None:
         await asyncio.to_thread(verify_csr, e.csr_der)
         await _redeem(request, e.proof.challenge, e.profile)
-    csr_der, key = e.csr_der, None
+    engine, store = request.config_dict[ENGINE], request.config_dict[STORE]
+    csr_der, key, key_doc = e.csr_der, None, None
     if e.operation == "serverkeygen":
         csr_der, key = await asyncio.to_thread(_request_for_new_key, e)
-    engine = request.config_dict[ENGINE]
-    outcome = await engine.submit(
-        EnrollmentRequest(
-            csr_der=csr_der,
-            protocol=PROTOCOL,
-            requester=e.proof.requester,
-            profile=e.profile.name,
-            vouched=_with_certificate(e.vouched, e.proof),
-            transaction_id=doc_id,
+        # Kept (sealed) before the request exists, so a held request never lacks its key.
+        key_doc = await keyvault.keep(store, engine.clock, await request.app[EST].seal(), key)
+    outcome: Outcome | None = None
+    try:
+        outcome = await engine.submit(
+            EnrollmentRequest(
+                csr_der=csr_der,
+                protocol=PROTOCOL,
+                requester=e.proof.requester,
+                profile=e.profile.name,
+                vouched=_with_certificate(e.vouched, e.proof),
+                transaction_id=transaction_id,
+            )
         )
-    )
-    if isinstance(outcome, Pending):
-        store = request.config_dict[STORE]
-        await remember_pending(store, engine.clock, doc_id, outcome.request_id, key)
+    finally:
+        if key_doc is not None and not isinstance(outcome, Pending):
+            await keyvault.discard(store, key_doc)
     return render(request, outcome, key)
 
 

@@ -3,14 +3,20 @@
 A pending enrollment is answered 202 with Retry-After; the client then sends its request
 again, on a new connection, with no request id (EST has none). certforge finds it by what the
 retry repeats: the operation, the profile, the public key of the request, and the requester's
-identity. One store document maps those to the request id; it is removed once the retry has
-been given the certificate or the denial.
+identity. Their hash is the request's ``transaction_id`` (``retry_id``), recorded by the engine
+in the same atomic write as the request itself, and indexed by both stores: there is no second
+write that a stop could lose, so a retry always finds the request it repeats.
 
-When the pending request is a serverkeygen, the key certforge generated waits in the same
-document, for the retry (the store then holds that private key until it is delivered).
+The newest EST request with that id is the client's (``find_retried``) when:
 
-Not atomic with the request's record: if the server stops between the two writes, the retry
-makes a new request (also pending), and an administrator sees both.
+- it is still pending, or approved and being signed: the retry is answered 202 again;
+- it was held and has been decided since (its record changed after it was made), and the
+  decision has not been collected yet: the retry gets the certificate or the denial, and the
+  request is then marked collected (one small document, ``mark_collected``). A stop between
+  the answer and the mark only means the next identical request gets the same answer again.
+
+A request decided at once (never pending), or one whose decision was collected, is not a retry
+target: the same request again is a new enrollment.
 """
 
 from __future__ import annotations
@@ -23,40 +29,51 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from server.errors import Conflict, NotFound
-from server.model import Clock, Document, Requester
-from server.store.base import Store
+from server.model import Clock, Document, Requester, RequestQuery, RequestRecord, Status
+from server.store.base import Store, StoreReader
 
-PENDING_KIND = "est_pending"
+PROTOCOL = "est"
+COLLECTED_KIND = "est_collected"
+# A decided request is kept for its retry this long; after that the same request is new.
 KEEP = timedelta(days=30)
+_UNDECIDED = (Status.PENDING, Status.APPROVED)
 
 
-def pending_id(
+def retry_id(
     operation: str, profile: str, csr: x509.CertificateSigningRequest, requester: Requester
 ) -> str:
+    """The ``transaction_id`` of an EST request: what its retry repeats, hashed."""
     spki = csr.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
     text = "\0".join((operation, profile, hashlib.sha256(spki).hexdigest(), requester.label()))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return "est-" + hashlib.sha256(text.encode()).hexdigest()
 
 
-async def find_pending(store: Store, doc_id: str) -> Document | None:
-    try:
-        return await store.get_doc(PENDING_KIND, doc_id)
-    except NotFound:
+async def find_retried(
+    store: StoreReader, clock: Clock, transaction_id: str, requester: Requester
+) -> RequestRecord | None:
+    """The request a retry repeats, or None when the request is a new one."""
+    found = await store.find_requests(RequestQuery(transaction_id=transaction_id, limit=5))
+    # Other front ends' transaction ids are chosen by their clients (SCEP): only the newest
+    # EST request of this requester counts.
+    mine = (r for r in found if r.protocol == PROTOCOL and r.requester.label() == requester.label())
+    record = next(mine, None)
+    if record is None:
         return None
+    if record.status in _UNDECIDED:
+        return record
+    held_then_decided = record.updated_at > record.created_at
+    if not held_then_decided or record.updated_at + KEEP < clock.now():
+        return None
+    try:
+        await store.get_doc(COLLECTED_KIND, record.id)
+    except NotFound:
+        return record
+    return None
 
 
-async def remember_pending(
-    store: Store, clock: Clock, doc_id: str, request_id: str, private_key: bytes | None = None
-) -> None:
-    data = {"request_id": request_id}
-    if private_key is not None:
-        data["private_key"] = private_key.hex()
-    with suppress(Conflict):  # two retries raced; the first one's document stands
+async def mark_collected(store: Store, clock: Clock, record: RequestRecord) -> None:
+    """The decision of ``record`` reached its client: the same request again will be new."""
+    with suppress(Conflict):  # two retries raced; both got the answer
         await store.put_doc(
-            Document(PENDING_KIND, doc_id, data=data, expires_at=clock.now() + KEEP)
+            Document(COLLECTED_KIND, record.id, data={}, expires_at=clock.now() + KEEP)
         )
-
-
-async def forget_pending(store: Store, doc_id: str) -> None:
-    with suppress(NotFound):  # a concurrent retry removed it
-        await store.take_doc(PENDING_KIND, doc_id)

@@ -114,7 +114,10 @@ async def list_users(store: StoreReader) -> list[dict[str, str]]:
 
 async def delete_user(store: Store, name: str) -> None:
     """``NotFound`` if there is no such user."""
-    await store.take_doc(USER_KIND, check_name(name))
+    try:
+        await store.take_doc(USER_KIND, check_name(name))
+    except NotFound:
+        raise NotFound(f"no EST user named {name!r}") from None
 
 
 async def verify_password(

@@ -11,6 +11,7 @@ import base64
 import email
 import email.policy
 import json
+import sqlite3
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -256,32 +257,87 @@ def test_a_label_selects_the_profile(est: EST, work: Path) -> None:
     assert enroll(est, work, "nowhere", label="no-such-label").status == 404
 
 
+def est_documents(server: CertforgeServer) -> dict[str, list[str]]:
+    """The store's EST documents (kind -> data), read with Python's sqlite3 (read-only)."""
+    db = sqlite3.connect(f"file:{server.data_dir / 'certforge.db'}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT kind, data FROM documents WHERE kind LIKE 'est_%'").fetchall()
+    finally:
+        db.close()
+    found: dict[str, list[str]] = {}
+    for kind, data in rows:
+        found.setdefault(kind, []).append(data)
+    return found
+
+
+def held_requests(server: CertforgeServer, subject: str) -> list[dict[str, str]]:
+    listed = json.loads(server.cli("request", "list", "--json", check=True).stdout)
+    return [r for r in listed["requests"] if r["subject"] == subject]
+
+
 def test_pending_until_approved_then_the_retry_gets_the_certificate(est: EST, work: Path) -> None:
     _, csr = make_csr(work, "held", subject="/CN=held.example.com", sans="DNS:held.example.com")
     body = base64_request(csr)
     first = curl(est.server, "est-manual/simpleenroll", *est.basic, body=body)
     assert first.status == 202, first.text
     assert first.headers["retry-after"] == "1"
+    # The retry's lookup is the request's own transaction id: no document was written for it,
+    # so no stop between two writes can make the retry a second request.
+    [held] = held_requests(est.server, "CN=held.example.com")
+    assert held["transaction_id"].startswith("est-")
+    assert "est_pending" not in est_documents(est.server)
     assert curl(est.server, "est-manual/simpleenroll", *est.basic, body=body).status == 202
-    pending = json.loads(est.server.cli("request", "list", "--status", "pending", "--json").stdout)
-    ids = [r["id"] for r in pending["requests"] if r["profile"] == "est-manual"]
-    assert len(ids) == 1  # the retry found the request; it did not make a second one
-    est.server.cli("request", "approve", ids[0], check=True)
+    assert len(held_requests(est.server, "CN=held.example.com")) == 1
+    est.server.cli("request", "approve", held["id"], check=True)
     answer = curl(est.server, "est-manual/simpleenroll", *est.basic, body=body)
     assert "CN = held.example.com" in answer.pkcs7_certs(work, "held").read_text()
+    assert len(held_requests(est.server, "CN=held.example.com")) == 1
+    # Delivered: the same request again is a new enrollment, held again.
+    assert curl(est.server, "est-manual/simpleenroll", *est.basic, body=body).status == 202
+    assert len(held_requests(est.server, "CN=held.example.com")) == 2
 
 
-def test_pending_serverkeygen_keeps_the_key_for_the_retry(est: EST, work: Path) -> None:
+def test_pending_survives_a_kill_between_the_answer_and_the_retry(
+    tmp_path_factory: pytest.TempPathFactory, work: Path
+) -> None:
+    """kill -9 right after the 202: the restarted server's retry finds the same request."""
+    server = CertforgeServer(
+        tmp_path_factory.mktemp("est-kill") / "data",
+        extra_config='[profiles.tls-server]\napproval = "manual"\n',
+    )
+    server.start()
+    try:
+        password = server.cli("est", "user", "add", "dora", check=True).stdout.strip()
+        _, csr = make_csr(work, "kill", subject="/CN=kill.example.com", sans="DNS:kill.example.com")
+        body, login = base64_request(csr), ("-u", f"dora:{password}")
+        assert curl(server, "simpleenroll", *login, body=body).status == 202
+        server.kill()
+        server.start()
+        assert curl(server, "simpleenroll", *login, body=body).status == 202
+        assert len(held_requests(server, "CN=kill.example.com")) == 1
+    finally:
+        assert server.stop() == 0, server.log_tail()
+
+
+def test_pending_serverkeygen_keeps_the_key_sealed_for_the_retry(est: EST, work: Path) -> None:
     _, csr = make_csr(work, "heldkey", subject="/CN=hk.example.com", sans="DNS:hk.example.com")
     body = base64_request(csr)
     assert curl(est.server, "est-manual/serverkeygen", *est.basic, body=body).status == 202
-    pending = json.loads(est.server.cli("request", "list", "--status", "pending", "--json").stdout)
-    ids = [r["id"] for r in pending["requests"] if r["subject"] == "CN=hk.example.com"]
-    est.server.cli("request", "approve", ids[0], check=True)
+    [held] = held_requests(est.server, "CN=hk.example.com")
+    [sealed] = est_documents(est.server)["est_serverkeygen_key"]
+    assert "sealed" in sealed
+    assert "PRIVATE" not in sealed
+    assert curl(est.server, "est-manual/serverkeygen", *est.basic, body=body).status == 202
+    est.server.cli("request", "approve", held["id"], check=True)
     answer = curl(est.server, "est-manual/serverkeygen", *est.basic, body=body)
     assert answer.status == 200, answer.text
     key_pem, cert_pem = split_serverkeygen(answer, work, "heldkey")
     assert public_key(cert_pem, of="x509") == public_key(key_pem, of="key")
+    # The PKCS#8 key the store kept (sealed) is gone once delivered.
+    assert "est_serverkeygen_key" not in est_documents(est.server)
+    assert len(held_requests(est.server, "CN=hk.example.com")) == 1
+    key_file = est.server.data_dir / "est-serverkeygen.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
 
 
 # ----------------------------------------------------------------- authentication
@@ -328,7 +384,9 @@ def test_admin_api_lists_and_removes_users(est: EST, work: Path) -> None:
     assert (
         server.cli("est", "user", "remove", "carol", check=True).stdout.strip() == "carol removed"
     )
-    assert server.cli("est", "user", "remove", "carol").returncode == 1
+    unknown = server.cli("est", "user", "remove", "carol")
+    assert unknown.returncode == 1  # contract: exit 1, refused, with a one-line reason
+    assert unknown.stderr.strip() == "certforge: no EST user named 'carol' (HTTP 404)"
     assert enroll(est, work, "gone", "-u", f"bob:{password}").status == 401
 
 
