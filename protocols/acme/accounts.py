@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import secrets
 from typing import Any
 
 from aiohttp import web
@@ -33,6 +32,7 @@ from protocols.acme.records import (
 )
 from protocols.acme.render import acme_json
 from protocols.acme.requests import KeyBy, Verified, verify_post
+from server import csprng
 from server.errors import Conflict, NotFound
 from server.model import Document
 
@@ -117,7 +117,7 @@ async def _create_account(
         "new accounts",
     )
     account = Account(
-        id=secrets.token_urlsafe(12),
+        id=csprng.token_urlsafe(12),
         jwk=verified.key.jwk,
         thumbprint=verified.key.thumbprint,
         contact=contact,

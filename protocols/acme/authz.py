@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +35,7 @@ from protocols.acme.records import (
 from protocols.acme.render import acme_json
 from protocols.acme.requests import Verified, verify_post
 from protocols.acme.validation import ValidationFailed, Validator, key_authorization
+from server import csprng
 from server.errors import Conflict, NotFound
 from server.model import Identifier, IdentifierType
 
@@ -57,14 +57,14 @@ def new_authorization(
     account: str, identifier: Identifier, *, wildcard: bool, expires: datetime
 ) -> Authorization:
     return Authorization(
-        id=secrets.token_urlsafe(12),
+        id=csprng.token_urlsafe(12),
         account=account,
         identifier=identifier,
         expires=expires,
         wildcard=wildcard,
         # RFC 8555 §8.1: a token "MUST have at least 128 bits of entropy".
         challenges=[
-            Challenge(t, secrets.token_urlsafe(32)) for t in challenge_types(identifier, wildcard)
+            Challenge(t, csprng.token_urlsafe(32)) for t in challenge_types(identifier, wildcard)
         ],
     )
 

@@ -23,6 +23,7 @@ from aiohttp import web
 from protocols.acme.context import ACME
 from protocols.acme.jws import b64decode, b64encode
 from protocols.acme.problems import ACMEProblem, ProblemType
+from server import csprng
 from server.errors import Conflict, NotFound
 from server.model import Document
 from server.store.base import Store
@@ -71,7 +72,7 @@ async def new_nonce(acme: ACME, key: bytes) -> str:
     # RFC 8555 §6.5: the value "MUST be an octet string, encoded according to the base64url
     # encoding"; 128 random bits make it unguessable, the MAC makes it ours.
     expires = acme.clock.now() + timedelta(seconds=acme.settings.nonce_lifetime_seconds)
-    body = struct.pack(">Q", int(expires.timestamp())) + secrets.token_bytes(16)
+    body = struct.pack(">Q", int(expires.timestamp())) + csprng.token_bytes(16)
     return b64encode(body + _mac(key, body))
 
 

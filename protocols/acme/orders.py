@@ -13,7 +13,6 @@ certificate URL, ``processing`` with Retry-After while an administrator decides,
 
 from __future__ import annotations
 
-import secrets
 import ssl
 from datetime import timedelta
 from typing import Any, assert_never
@@ -43,6 +42,7 @@ from protocols.acme.records import (
 )
 from protocols.acme.render import acme_json
 from protocols.acme.requests import verify_post
+from server import csprng
 from server.errors import CertforgeError, Conflict, NotFound
 from server.model import (
     AuthMethod,
@@ -111,7 +111,7 @@ async def new_order(request: web.Request) -> web.Response:
     await _rate_limit(acme, account, identifiers)
     now = acme.clock.now()
     order = Order(
-        id=secrets.token_urlsafe(12),
+        id=csprng.token_urlsafe(12),
         account=account.id,
         identifiers=[Identifier(i.type, shown_identifier(i, w)["value"]) for i, w in identifiers],
         authorizations=[],

@@ -11,7 +11,6 @@ FAILURE or PENDING, the pkcsPKIEnvelope MUST be omitted" (§3.3.2).
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 
 from protocols.scep.failinfo import FailInfo
 from protocols.scep.messages import NONCE_BYTES, Addressee, MessageType, PKIStatus
+from server import csprng
 from server.revocation import der
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -133,7 +133,7 @@ def _signed_attributes(
         _attribute(_TRANSACTION_ID, der.tlv(_PRINTABLE, to.transaction_id.encode())),
         # §3.2.1.5: the recipientNonce is the request's senderNonce; ours is fresh.
         _attribute(_RECIPIENT_NONCE, der.tlv(der.OCTET_STRING, to.sender_nonce)),
-        _attribute(_SENDER_NONCE, der.tlv(der.OCTET_STRING, os.urandom(NONCE_BYTES))),
+        _attribute(_SENDER_NONCE, der.tlv(der.OCTET_STRING, csprng.token_bytes(NONCE_BYTES))),
     ]
     if status is PKIStatus.FAILURE:
         code = fail_info or FailInfo.BAD_REQUEST

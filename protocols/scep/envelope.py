@@ -12,7 +12,6 @@ cryptography does the RSA and the block ciphers.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.ciphers.algorithms import AES
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from protocols.scep.failinfo import FailInfo, SCEPFailure
+from server import csprng
 from server.revocation import der
 
 
@@ -176,8 +176,8 @@ def seal_envelope(content: bytes, recipient: asn1_x509.Certificate, alg: Content
         )
     if alg is ContentCipher.DES:
         alg = ContentCipher.AES128  # never write single DES
-    cek = os.urandom(_KEY_BYTES[alg])
-    iv = os.urandom(8 if alg in LEGACY_CIPHERS else 16)
+    cek = csprng.token_bytes(_KEY_BYTES[alg])
+    iv = csprng.token_bytes(8 if alg in LEGACY_CIPHERS else 16)
     padder = padding.PKCS7(64 if alg in LEGACY_CIPHERS else 128).padder()
     padded = padder.update(content) + padder.finalize()
     encryptor = Cipher(_cipher(alg, cek), modes.CBC(iv)).encryptor()
