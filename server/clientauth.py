@@ -15,6 +15,10 @@ own trust anchors. Python's ``SSLContext`` keeps an installed callback when its 
 set again. If the hook cannot be installed (another Python or OpenSSL build), the listener
 falls back to OpenSSL's own verification against the CA names loaded into the context, and
 logs it: untrusted certificates are then refused by the handshake instead of with a 403.
+
+``peer_chain`` gives the front end the intermediates the client sent after its certificate
+(``SSL_get_peer_cert_chain``, also through ctypes: Python 3.11 has no accessor), so that a
+device certificate issued by an intermediate of a trust anchor can be verified.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import logging
 import ssl
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 
@@ -84,6 +89,52 @@ def accept_any_client_certificate(context: ssl.SSLContext) -> None:
     if mode != 1:  # SSL_VERIFY_PEER, what CERT_OPTIONAL sets
         raise ValueError(f"unexpected verify mode {mode}")
     set_verify(ssl_ctx, mode, _accept)
+
+
+def peer_chain(tls: ssl.SSLObject) -> list[bytes]:
+    """The certificates the client sent after its own (DER), as OpenSSL kept them; empty when
+    it sent none, on a resumed session (which keeps only the leaf), or where the hook is not
+    available. Python 3.11's ``ssl`` has no accessor (``get_unverified_chain`` is 3.13), so
+    this reads ``SSL_get_peer_cert_chain`` through ctypes, checking the pointer first."""
+    try:
+        return _peer_chain(tls)
+    except (OSError, AttributeError, ValueError) as exc:
+        log.warning("cannot read the TLS client's certificate chain", extra={"error": str(exc)})
+        return []
+
+
+def _peer_chain(tls: ssl.SSLObject) -> list[bytes]:
+    libssl = ctypes.CDLL(ssl._ssl.__file__)  # type: ignore[attr-defined] # see accept_any_client_certificate
+    ptr = ctypes.c_void_p
+    get_ctx = _function(libssl, "SSL_get_SSL_CTX", [ptr], ptr)
+    get_chain = _function(libssl, "SSL_get_peer_cert_chain", [ptr], ptr)
+    count = _function(libssl, "OPENSSL_sk_num", [ptr], ctypes.c_int)
+    item = _function(libssl, "OPENSSL_sk_value", [ptr, ctypes.c_int], ptr)
+    i2d = _function(libssl, "i2d_X509", [ptr, ctypes.POINTER(ctypes.c_char_p)], ctypes.c_int)
+    # CPython's PySSLSocket holds, after the object header, its socket's weakref then SSL *.
+    inner = tls._sslobj  # type: ignore[attr-defined] # the _ssl._SSLSocket behind SSLObject
+    ssl_ptr = ptr.from_address(id(inner) + object.__basicsize__ + ctypes.sizeof(ptr)).value
+    ctx_ptr = ptr.from_address(id(tls.context) + object.__basicsize__).value
+    if not ssl_ptr or not ctx_ptr or get_ctx(ssl_ptr) != ctx_ptr:
+        raise ValueError("the SSLObject's layout is not the one expected")
+    chain = get_chain(ssl_ptr)
+    found: list[bytes] = []
+    for index in range(count(chain) if chain else 0):
+        x509_ptr = item(chain, index)
+        size = i2d(x509_ptr, None)
+        if size <= 0:
+            raise ValueError("a certificate of the client's chain cannot be encoded")
+        buffer = ctypes.create_string_buffer(size)
+        cursor = ctypes.c_char_p(ctypes.addressof(buffer))
+        i2d(x509_ptr, ctypes.byref(cursor))
+        found.append(buffer.raw[:size])
+    return found
+
+
+def _function(lib: ctypes.CDLL, name: str, args: list[Any], result: Any) -> Any:
+    function = getattr(lib, name)
+    function.argtypes, function.restype = args, result
+    return function
 
 
 def load_trust_anchors(paths: Iterable[Path], data_dir: Path) -> list[x509.Certificate]:

@@ -8,9 +8,10 @@ Three proofs, and the profile says which it accepts (``[profiles.NAME.auth] est`
     with the reason. Accepted: a certificate this CA issued (signature by one of its issuing
     CAs, recorded in the store, unexpired, unrevoked) or one issued directly by a certificate
     in ``[est] trust_anchors`` (a manufacturer's IDevID CA), unexpired. Every certificate in
-    those files is an anchor, intermediates included: a device under an intermediate is
-    accepted when the intermediate is listed. Intermediates the client sends in the handshake
-    are not used; Python 3.11's ``ssl`` does not expose them (``get_unverified_chain`` is 3.13).
+    those files is an anchor, intermediates included. A device under an intermediate CA that
+    is not listed is accepted when the client sends that intermediate in its handshake and it
+    is issued by an anchor (read with ``server.clientauth.peer_chain``; a resumed TLS session
+    keeps no chain, so there the intermediate must be listed).
 ``est_basic``
     HTTP Basic with a user from ``certforge est user add`` (``protocols.est.users``).
 ``challenge_password``
@@ -40,6 +41,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from protocols.est.context import EST, ESTContext
 from protocols.est.users import verify_password
+from server.clientauth import peer_chain
 from server.config import ProfileConfig
 from server.errors import Forbidden, NotFound, Unauthorized
 from server.keys import CAS, ENGINE, STORE
@@ -125,9 +127,54 @@ async def _verify(
             if not _is_current(anchor, now):
                 raise Forbidden("the trust anchor of the TLS client certificate has expired")
             return ClientCertificate(cert, None, anchor.subject.rfc4514_string())
+    if (via := _via_intermediate(request, est, der, cert, now)) is not None:
+        return via
     raise Forbidden(
         "the TLS client certificate is not issued by this CA or by a configured trust anchor"
     )
+
+
+def _via_intermediate(
+    request: web.Request, est: ESTContext, der: bytes, cert: x509.Certificate, now: datetime
+) -> ClientCertificate | None:
+    """anchor -> an intermediate CA the client sent in its handshake -> the certificate (RFC
+    5280 §6.1 with one intermediate: signatures, validity, cA and keyCertSign checked)."""
+    tls = ssl_object(request)
+    for intermediate_der in peer_chain(tls) if est.anchors and tls is not None else []:
+        try:
+            intermediate = x509.load_der_x509_certificate(intermediate_der)
+            if not (
+                cert.issuer == intermediate.subject
+                and _is_current(intermediate, now)
+                and _may_issue(intermediate)
+                and _is_signed_by(est, der, cert, intermediate)
+            ):
+                continue
+        except ValueError:
+            continue  # a malformed certificate the client sent along: not a path
+        for anchor in est.anchors:
+            if (
+                intermediate.issuer == anchor.subject
+                and _is_current(anchor, now)
+                and _is_signed_by(est, intermediate_der, intermediate, anchor)
+            ):
+                under = anchor.subject.rfc4514_string()
+                issuer = f"{intermediate.subject.rfc4514_string()} under {under}"
+                return ClientCertificate(cert, None, issuer)
+    return None
+
+
+def _may_issue(ca: x509.Certificate) -> bool:
+    """RFC 5280 §6.1.4 (k), (n): an intermediate must be a CA allowed to sign certificates."""
+    try:
+        if not ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False
+    except x509.ExtensionNotFound:
+        return False
+    try:
+        return ca.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    except x509.ExtensionNotFound:
+        return True
 
 
 def _is_signed_by(

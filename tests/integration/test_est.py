@@ -681,12 +681,23 @@ def test_a_device_under_an_intermediate_listed_as_trust_anchor(est: EST, work: P
     assert "CN = sub-device" in answer.pkcs7_certs(work, "sub-device-ldevid").read_text()
 
 
-def test_an_intermediate_only_the_client_sends_is_not_used(est: EST, work: Path) -> None:
-    """The limitation README states: Python 3.11's ssl does not show the server the
-    intermediates a client sends, so a device whose intermediate is not listed is refused,
-    even though that intermediate is signed by a listed anchor."""
+def test_an_intermediate_the_client_sends_links_it_to_an_anchor(est: EST, work: Path) -> None:
+    """anchor -> intermediate (not listed, sent by the client with its certificate: curl sends
+    the chain in its --cert file) -> device: accepted. Read through server.clientauth."""
     login = device_under(est, work, "idevid-unlisted-ca", "unlisted-device")
     _, csr = make_csr(work, "unlisted-ldevid", subject="/CN=unlisted-device", sans="")
+    answer = curl(est.server, "device/simpleenroll", *login, body=base64_request(csr))
+    assert "CN = unlisted-device" in answer.pkcs7_certs(work, "unlisted-ldevid").read_text()
+
+
+def test_an_intermediate_sent_by_the_client_must_chain_to_an_anchor(est: EST, work: Path) -> None:
+    """A CA the client made itself, sent along, does not make its device trusted."""
+    key, ca = str(est.files / "rogue-ca.key"), str(est.files / "rogue-ca.pem")
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-keyout", key, "-out", ca, "-subj", "/CN=rogue CA", "-days", "30",
+        "-addext", "basicConstraints=critical,CA:TRUE")  # fmt: skip
+    login = device_under(est, work, "rogue-ca", "rogue-device")
+    _, csr = make_csr(work, "rogue-ldevid", subject="/CN=rogue-device", sans="")
     answer = curl(est.server, "device/simpleenroll", *login, body=base64_request(csr))
     assert answer.status == 403
     assert "trust anchor" in answer.text
