@@ -7,7 +7,10 @@ Three proofs, and the profile says which it accepts (``[profiles.NAME.auth] est`
     finish whatever it is (``server.clientauth``), so the verdict is given here, as an HTTP 403
     with the reason. Accepted: a certificate this CA issued (signature by one of its issuing
     CAs, recorded in the store, unexpired, unrevoked) or one issued directly by a certificate
-    in ``[est] trust_anchors`` (a manufacturer's IDevID CA), unexpired.
+    in ``[est] trust_anchors`` (a manufacturer's IDevID CA), unexpired. Every certificate in
+    those files is an anchor, intermediates included: a device under an intermediate is
+    accepted when the intermediate is listed. Intermediates the client sends in the handshake
+    are not used; Python 3.11's ``ssl`` does not expose them (``get_unverified_chain`` is 3.13).
 ``est_basic``
     HTTP Basic with a user from ``certforge est user add`` (``protocols.est.users``).
 ``challenge_password``

@@ -7,7 +7,8 @@ A label (RFC 7030 §3.2.2) names a certforge profile; no label means the default
 ``GET csrattrs``        §4.5: what the profile wants in a request. No authentication either.
 ``POST simpleenroll``   §4.2.1: a PKCS#10 request, by a client with Basic or a client certificate.
 ``POST simplereenroll`` §4.2.2: renewal, authenticated by the certificate being renewed.
-``POST serverkeygen``   §4.4: certforge makes the key; the answer carries key and certificate.
+``POST serverkeygen``   §4.4: certforge makes the key; the answer carries key and certificate,
+                        the key encrypted to the client's certificate if asked (§4.4.1.2).
 ``POST fullcmc``        §4.3: not implemented (501).
 
 Every enrollment is one ``EnrollmentRequest`` submitted to the engine; its ``Outcome`` is
@@ -26,24 +27,27 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from protocols.est import keygen, keyvault
+from protocols.est import keygen, keyvault, keywrap
 from protocols.est.auth import PROTOCOL, Proof, identify, identify_renewal, tls_unique
 from protocols.est.context import EST
 from protocols.est.errors import UnsupportedMediaType
 from protocols.est.messages import (
     CSRATTRS,
     PKCS7_CERTS_ONLY,
+    PKCS7_SERVER_KEY,
+    PKCS8,
     PKCS10,
-    asks_encrypted_key,
     base64_lines,
     certs_only,
     check_pop_linking,
     csr_attributes,
     decode_pkcs10,
+    decrypt_key_identifier,
     parse_pkcs10,
     serverkeygen_response,
 )
 from protocols.est.pending import find_retried, mark_collected, retry_id
+from server.app import TLS_KEY
 from server.ca.csr import verify_csr
 from server.config import ProfileConfig
 from server.errors import BadCSR, Forbidden, Malformed, NotFound, Unauthorized, Unavailable
@@ -102,6 +106,7 @@ class Enrollment:
     csr_der: bytes
     proof: Proof
     vouched: Vouched = field(default_factory=Vouched)
+    key_recipient: x509.Certificate | None = None  # serverkeygen: encrypt the key to it
 
 
 async def simpleenroll(request: web.Request) -> web.Response:
@@ -141,9 +146,12 @@ async def serverkeygen(request: web.Request) -> web.Response:
     csr_der = await read_pkcs10(request)
     proof = await identify(request, profile, _now(request))
     csr = parse_pkcs10(csr_der)
-    if asks_encrypted_key(csr):
-        raise Unavailable("encrypted server-generated keys (RFC 7030 §4.4.1.1-2) are not offered")
-    enrollment = Enrollment("serverkeygen", profile, csr, csr_der, proof)
+    recipient = None
+    if (key_id := decrypt_key_identifier(csr_der)) is not None:
+        # RFC 7030 §4.4.1.2: settled before anything is recorded or generated.
+        client = proof.client_certificate
+        recipient = keywrap.recipient_for(key_id, client.certificate if client else None)
+    enrollment = Enrollment("serverkeygen", profile, csr, csr_der, proof, key_recipient=recipient)
     return await enroll(request, enrollment)
 
 
@@ -175,7 +183,7 @@ async def _retry(request: web.Request, e: Enrollment, record: RequestRecord) -> 
         except NotFound:
             await mark_collected(store, engine.clock, record)  # the next request starts anew
             raise
-    response = render(request, outcome, key)
+    response = render(request, outcome, await _key_part(request, e, key))
     await mark_collected(store, engine.clock, record)
     if key_doc is not None:
         await keyvault.discard(store, key_doc)
@@ -209,7 +217,8 @@ async def _submit(request: web.Request, e: Enrollment, transaction_id: str) -> w
     finally:
         if key_doc is not None and not isinstance(outcome, Pending):
             await keyvault.discard(store, key_doc)
-    return render(request, outcome, key)
+    key_part = await _key_part(request, e, key) if isinstance(outcome, Issued) else None
+    return render(request, outcome, key_part)
 
 
 async def _redeem(request: web.Request, password: str, profile: ProfileConfig) -> None:
@@ -217,11 +226,33 @@ async def _redeem(request: web.Request, password: str, profile: ProfileConfig) -
         raise Unauthorized("the user name and password, or the one-time password, are not valid")
 
 
-def render(request: web.Request, outcome: Outcome, key: bytes | None = None) -> web.Response:
+async def _key_part(
+    request: web.Request, e: Enrollment, key: bytes | None
+) -> tuple[str, bytes] | None:
+    """serverkeygen's key as RFC 7030 §4.4.2 sends it: PKCS#8, or encrypted as asked."""
+    if key is None:
+        return None
+    if e.key_recipient is None:
+        return PKCS8, key
+    tls = request.config_dict[TLS_KEY]
+    signer, chain = await asyncio.to_thread(keywrap.load_signer, tls.cert_path, tls.key_path)
+    wrapped = await asyncio.to_thread(
+        keywrap.server_generated_key,
+        key,
+        recipient=e.key_recipient,
+        signer=signer,
+        signer_chain=chain,
+    )
+    return PKCS7_SERVER_KEY, wrapped
+
+
+def render(
+    request: web.Request, outcome: Outcome, key_part: tuple[str, bytes] | None = None
+) -> web.Response:
     match outcome:
         case Issued(certificate=cert):
-            if key is not None:
-                body, ctype = serverkeygen_response(key, cert.der)
+            if key_part is not None:
+                body, ctype = serverkeygen_response(key_part, cert.der)
                 return web.Response(body=body, headers={"Content-Type": ctype})
             return web.Response(
                 body=certs_only([cert.der]), headers={"Content-Type": PKCS7_CERTS_ONLY}

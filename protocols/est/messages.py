@@ -8,12 +8,14 @@ RFC 7030 §4 with RFC 8951's clarifications:
   multipart answer, where it is MIME's own header.
 - ``certs_only``: the Simple PKI Response, a degenerate CMS SignedData (RFC 5272 §4.1).
 - ``csr_attributes``: CsrAttrs (RFC 7030 §4.5.2), what the profile wants in a request.
-- ``serverkeygen_response``: multipart/mixed with the private key as application/pkcs8 and the
-  certificate as a certs-only response (RFC 7030 §4.4.2).
+- ``serverkeygen_response``: multipart/mixed with the private key as application/pkcs8 (or,
+  encrypted, as application/pkcs7-mime; smime-type=server-generated-key) and the certificate
+  as a certs-only response (RFC 7030 §4.4.2).
+- ``decrypt_key_identifier``: the key a serverkeygen client wants its key encrypted to.
 - ``check_pop_linking``: the tls-unique value in the CSR's challengePassword (RFC 7030 §3.5).
 
-Deliberately not built: full CMC (``fullcmc`` answers 501) and the encrypted server-generated
-keys of RFC 7030 §4.4.1.1-2 (a request that asks for one is refused with 501).
+Deliberately not built: full CMC (``fullcmc`` answers 501) and the symmetric encryption of
+server-generated keys (RFC 7030 §4.4.1.1; a request that asks for it is refused with 501).
 """
 
 from __future__ import annotations
@@ -25,19 +27,22 @@ import secrets
 from collections.abc import Sequence
 
 from asn1crypto import core
+from asn1crypto import csr as asn1_csr
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
 from server.ca.csr import challenge_password, csr_der_from_bytes
 from server.config import ProfileConfig
-from server.errors import BadCSR, BadPublicKey, Forbidden, Malformed
+from server.errors import BadCSR, BadPublicKey, Forbidden, Malformed, Unavailable
 
 PKCS7_CERTS_ONLY = "application/pkcs7-mime; smime-type=certs-only"
 PKCS7_MIME = "application/pkcs7-mime"
 CSRATTRS = "application/csrattrs"
 PKCS10 = "application/pkcs10"
 PKCS8 = "application/pkcs8"
+# RFC 7030 §4.4.2: the key, encrypted (EnvelopedData; see ``protocols.est.keywrap``).
+PKCS7_SERVER_KEY = "application/pkcs7-mime; smime-type=server-generated-key"
 
 # RFC 7030 §4.4.1.1 and §4.4.1.2: a request for an encrypted server-generated key.
 DECRYPT_KEY_IDENTIFIER = "1.2.840.113549.1.9.16.2.37"
@@ -106,13 +111,14 @@ def certs_only(certs_der: Sequence[bytes], newline: bytes = b"\n") -> bytes:
     return base64_lines(pkcs7.serialize_certificates(certs, Encoding.DER), newline)
 
 
-def serverkeygen_response(key_pkcs8_der: bytes, cert_der: bytes) -> tuple[bytes, str]:
+def serverkeygen_response(key_part: tuple[str, bytes], cert_der: bytes) -> tuple[bytes, str]:
     """RFC 7030 §4.4.2: "the private key ... application/pkcs8 ... and the certificate ...
     application/pkcs7-mime" as the two parts of a multipart/mixed body (RFC 2046 §5.1.1,
-    CRLF line ends)."""
+    CRLF line ends). ``key_part`` is (Content-Type, DER): PKCS#8, or the encrypted key
+    (``PKCS7_SERVER_KEY``) when the client asked for it encrypted."""
     boundary = "est-" + secrets.token_hex(12)
     parts = [
-        (PKCS8, base64_lines(key_pkcs8_der, b"\r\n")),
+        (key_part[0], base64_lines(key_part[1], b"\r\n")),
         (PKCS7_CERTS_ONLY, certs_only([cert_der], b"\r\n")),
     ]
     body = b"".join(
@@ -136,6 +142,16 @@ class _Attribute(core.Sequence):  # type: ignore[misc]
 
 class _AttrOrOID(core.Choice):  # type: ignore[misc]
     _alternatives = [("oid", core.ObjectIdentifier), ("attribute", _Attribute)]  # noqa: RUF012
+
+
+class _AnyValues(core.SetOf):  # type: ignore[misc]
+    _child_spec = core.Any
+
+
+class _AnyAttribute(core.Sequence):  # type: ignore[misc]
+    """A request attribute of any type (RFC 2986 §4.1), its values left unparsed."""
+
+    _fields = [("type", core.ObjectIdentifier), ("values", _AnyValues)]  # noqa: RUF012
 
 
 class _CsrAttrs(core.SequenceOf):  # type: ignore[misc]
@@ -190,11 +206,36 @@ def check_pop_linking(csr: x509.CertificateSigningRequest, tls_unique: bytes | N
         raise Forbidden("the challengePassword is not this TLS session's tls-unique")
 
 
-def asks_encrypted_key(csr: x509.CertificateSigningRequest) -> bool:
-    """Whether a serverkeygen request asks for the key encrypted (RFC 7030 §4.4.1.1-2)."""
+def decrypt_key_identifier(csr_der: bytes) -> bytes | None:
+    """RFC 7030 §4.4.1.2: the AsymmetricDecryptKeyIdentifier (an OCTET STRING, "the
+    SubjectKeyIdentifier of the certificate containing the key") to encrypt the new key to;
+    None when the request asks for the key unencrypted.
+
+    A request for a symmetric key-encryption key (§4.4.1.1, DecryptKeyIdentifier) is refused
+    with 501: certforge holds no symmetric keys shared with its clients.
+    """
     try:
-        attributes = list(csr.attributes)
+        info = asn1_csr.CertificationRequest.load(csr_der)["certification_request_info"]
+        attributes = {}
+        for attribute in info["attributes"]:
+            parsed = _AnyAttribute.load(attribute.dump())
+            attributes[parsed["type"].dotted] = [v.dump() for v in parsed["values"]]
     except ValueError as exc:
         raise Malformed("the request's attributes are malformed") from exc
-    wanted = {DECRYPT_KEY_IDENTIFIER, ASYMMETRIC_DECRYPT_KEY_IDENTIFIER}
-    return any(a.oid.dotted_string in wanted for a in attributes)
+    if ASYMMETRIC_DECRYPT_KEY_IDENTIFIER in attributes:
+        try:
+            [key_id] = [
+                core.OctetString.load(v).native
+                for v in attributes[ASYMMETRIC_DECRYPT_KEY_IDENTIFIER]
+            ]
+        except ValueError:
+            key_id = b""
+        if not key_id:
+            raise BadCSR("the AsymmetricDecryptKeyIdentifier must be one non-empty OCTET STRING")
+        return bytes(key_id)
+    if DECRYPT_KEY_IDENTIFIER in attributes:
+        raise Unavailable(
+            "symmetric encryption of server-generated keys (RFC 7030 §4.4.1.1) is not "
+            "offered; ask for asymmetric encryption (§4.4.1.2) or none"
+        )
+    return None

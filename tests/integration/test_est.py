@@ -11,6 +11,7 @@ import base64
 import email
 import email.policy
 import json
+import os
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -19,8 +20,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.name import _ASN1Type
 
 from tests.integration.est_client import (
     Answer,
@@ -32,6 +36,10 @@ from tests.integration.est_client import (
 from tests.integration.openssl import make_csr, verify
 from tests.integration.server import CertforgeServer, run
 from tests.integration.test_profiles import pkilint
+
+# RFC 7030 §4.4.1.1 and §4.4.1.2 (id-aa 37, id-aa 54).
+DECRYPT_KEY_ID = "1.2.840.113549.1.9.16.2.37"
+ASYMMETRIC_DECRYPT_KEY_ID = "1.2.840.113549.1.9.16.2.54"
 
 
 @dataclass
@@ -95,12 +103,14 @@ def make_idevid(files: Path) -> None:
 def est(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EST]:
     files = tmp_path_factory.mktemp("est-files")
     make_idevid(files)
+    make_sub_ca(files, "idevid-sub-ca")  # listed in trust_anchors below
+    make_sub_ca(files, "idevid-unlisted-ca")  # not listed
     server = CertforgeServer(
         tmp_path_factory.mktemp("est") / "data",
         public_http_url="http://pki.example.com",  # pkilint's CA/B linter refuses 127.0.0.1
         extra_config=f"""
 [est]
-trust_anchors = ["{files / "idevid-ca.pem"}"]
+trust_anchors = ["{files / "idevid-ca.pem"}", "{files / "idevid-sub-ca.pem"}"]
 retry_after = 1
 [profiles.est-manual]
 approval = "manual"
@@ -231,22 +241,13 @@ def test_serverkeygen_answers_the_key_and_its_certificate(est: EST, work: Path) 
 def split_serverkeygen(answer: Answer, work: Path, name: str) -> tuple[Path, Path]:
     """The multipart/mixed answer's two parts (RFC 7030 §4.4.2): the key, then the
     certificate, each written as PEM by openssl."""
-    ctype = answer.headers["content-type"]
-    assert ctype.startswith("multipart/mixed")
-    message = email.message_from_bytes(
-        f"Content-Type: {ctype}\r\n\r\n".encode() + answer.body, policy=email.policy.default
-    )
-    parts: dict[str, bytes] = {}
-    for part in message.iter_parts():
-        payload = part.get_payload(decode=True)
-        assert isinstance(payload, bytes)
-        parts[part.get_content_type()] = payload
-    assert set(parts) == {"application/pkcs8", "application/pkcs7-mime"}
+    parts = mime_parts(answer)
+    assert set(parts) == {"application/pkcs8", "certs-only"}
     key_der = work / f"{name}.server.key.der"
     key_der.write_bytes(parts["application/pkcs8"])
     key_pem = work / f"{name}.server.key"
     run("openssl", "pkey", "-inform", "DER", "-in", str(key_der), "-out", str(key_pem))
-    cert = Answer(200, {}, base64.b64encode(parts["application/pkcs7-mime"]))
+    cert = Answer(200, {}, base64.b64encode(parts["certs-only"]))
     return key_pem, cert.pkcs7_certs(work, f"{name}-cert")
 
 
@@ -524,3 +525,168 @@ def _client_finished(stdout: object) -> bytes:
                 hex_bytes += next(lines).decode().split()
             return bytes.fromhex("".join(hex_bytes[4:16]))  # after the 4-byte header
     raise AssertionError("s_client printed no Finished message")
+
+
+# ----------------------------------------------------------------- encrypted serverkeygen
+def device_with_ski(est: EST, work: Path, name: str, newkey: tuple[str, ...]) -> Path:
+    """A device certificate from the IDevID CA, with a SubjectKeyIdentifier (openssl)."""
+    ext = work / f"{name}.ext"
+    ext.write_text("subjectKeyIdentifier=hash\n")
+    run("openssl", "req", "-new", *newkey, "-nodes", "-keyout", str(work / f"{name}.key"),
+        "-out", str(work / f"{name}.csr"), "-subj", f"/CN={name}")  # fmt: skip
+    run("openssl", "x509", "-req", "-in", str(work / f"{name}.csr"),
+        "-CA", str(est.files / "idevid-ca.pem"), "-CAkey", str(est.files / "idevid-ca.key"),
+        "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", "30",
+        "-extfile", str(ext), "-out", str(work / f"{name}.pem"))  # fmt: skip
+    return work / f"{name}.pem"
+
+
+def keygen_request(work: Path, name: str, attribute: str, value: bytes) -> Path:
+    """A serverkeygen request carrying a (Asymmetric)DecryptKeyIdentifier attribute. openssl
+    req writes attributes only as strings, so cryptography builds this one (an OCTET STRING)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name.from_rfc4514_string(f"CN={name}"))
+        .add_attribute(x509.ObjectIdentifier(attribute), value, _tag=_ASN1Type.OctetString)
+        .sign(key, hashes.SHA256())
+    )
+    path = work / f"{name}.b64"
+    path.write_bytes(base64.encodebytes(csr.public_bytes(serialization.Encoding.DER)))
+    return path
+
+
+def ski_of(cert: Path) -> bytes:
+    out = run("openssl", "x509", "-in", str(cert), "-noout", "-ext", "subjectKeyIdentifier")
+    return bytes.fromhex(out.stdout.splitlines()[1].strip().replace(":", ""))
+
+
+def mime_parts(answer: Answer) -> dict[str, bytes]:
+    """The multipart/mixed answer's parts (RFC 7030 §4.4.2), by smime-type when they have
+    one (both pkcs7-mime parts do), else by content type."""
+    ctype = answer.headers["content-type"]
+    assert ctype.startswith("multipart/mixed")
+    message = email.message_from_bytes(
+        f"Content-Type: {ctype}\r\n\r\n".encode() + answer.body, policy=email.policy.default
+    )
+    parts: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        parts[str(part.get_param("smime-type") or part.get_content_type())] = payload
+    return parts
+
+
+@pytest.mark.parametrize(
+    "newkey",
+    [
+        pytest.param(
+            ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"), id="ec/key_agreement"
+        ),
+        pytest.param(("-newkey", "rsa:2048"), id="rsa/key_transport"),
+    ],
+)
+def test_serverkeygen_encrypts_the_key_to_the_client_certificate(
+    est: EST, work: Path, newkey: tuple[str, ...]
+) -> None:
+    """RFC 7030 §4.4.1.2/§4.4.2: EnvelopedData(SignedData(key package)); openssl decrypts it
+    with the device's key and verifies the server's signature up to root.pem."""
+    name = f"enc-{newkey[1].split(':')[0]}"
+    device = device_with_ski(est, work, name, newkey)
+    body = keygen_request(work, f"{name}.example.com", ASYMMETRIC_DECRYPT_KEY_ID, ski_of(device))
+    login = ("--cert", str(device), "--key", str(work / f"{name}.key"))
+    answer = curl(est.server, "device/serverkeygen", *login, body=body)
+    assert answer.status == 200, answer.text
+    parts = mime_parts(answer)
+    assert set(parts) == {"server-generated-key", "certs-only"}
+    enveloped = work / f"{name}.p7"
+    enveloped.write_bytes(parts["server-generated-key"])
+    signed = work / f"{name}.signed.der"
+    device_key = str(work / f"{name}.key")
+    run("openssl", "cms", "-decrypt", "-inform", "DER", "-in", str(enveloped),
+        "-recip", str(device), "-inkey", device_key, "-out", str(signed))  # fmt: skip
+    # The decrypted content is a SignedData; openssl cms reads it inside a ContentInfo.
+    content_info = work / f"{name}.ci.der"
+    content_info.write_bytes(
+        cms.ContentInfo(
+            {"content_type": "signed_data", "content": cms.SignedData.load(signed.read_bytes())}
+        ).dump()
+    )
+    package = work / f"{name}.pkg.der"
+    run("openssl", "cms", "-verify", "-inform", "DER", "-in", str(content_info),
+        "-CAfile", str(est.server.root), "-purpose", "any", "-out", str(package))  # fmt: skip
+    # AsymmetricKeyPackage: SEQUENCE OF OneAsymmetricKey; the one element is the PKCS#8 key.
+    first = run("openssl", "asn1parse", "-inform", "DER", "-in", str(package)).stdout
+    header = int(first.split("hl=")[1].split()[0])
+    key_der = work / f"{name}.genkey.der"
+    key_der.write_bytes(package.read_bytes()[header:])
+    key_pem = work / f"{name}.genkey.pem"
+    run("openssl", "pkey", "-inform", "DER", "-in", str(key_der), "-out", str(key_pem))
+    cert = Answer(200, {}, base64.b64encode(parts["certs-only"])).pkcs7_certs(work, f"{name}-c")
+    assert public_key(cert, of="x509") == public_key(key_pem, of="key")
+
+
+def test_encrypted_serverkeygen_refusals_record_nothing(est: EST, work: Path) -> None:
+    device = device_with_ski(
+        est, work, "enc-bad", ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256")
+    )
+    login = ("--cert", str(device), "--key", str(work / "enc-bad.key"))
+    before = request_count(est.server)
+    # §4.4.1.2: a key the server does not know "MUST terminate the request with an error".
+    stranger = keygen_request(work, "stranger-key", ASYMMETRIC_DECRYPT_KEY_ID, b"\x01" * 20)
+    assert curl(est.server, "device/serverkeygen", *login, body=stranger).status == 400
+    # The same identifier without the certificate it names (Basic only): nothing to encrypt to.
+    named = keygen_request(work, "no-cert", ASYMMETRIC_DECRYPT_KEY_ID, ski_of(device))
+    assert curl(est.server, "serverkeygen", *est.basic, body=named).status == 400
+    # §4.4.1.1, a symmetric key-encryption key: not offered.
+    symmetric = keygen_request(work, "symmetric", DECRYPT_KEY_ID, b"kek-1")
+    assert curl(est.server, "device/serverkeygen", *login, body=symmetric).status == 501
+    assert request_count(est.server) == before
+
+
+def make_sub_ca(files: Path, name: str) -> None:
+    """An intermediate CA under the IDevID CA (openssl)."""
+    ext = files / f"{name}.ext"
+    ext.write_text("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-keyout", str(files / f"{name}.key"), "-out", str(files / f"{name}.csr"),
+        "-subj", f"/O=Acme Devices/CN={name}")  # fmt: skip
+    run("openssl", "x509", "-req", "-in", str(files / f"{name}.csr"),
+        "-CA", str(files / "idevid-ca.pem"), "-CAkey", str(files / "idevid-ca.key"),
+        "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", "365",
+        "-extfile", str(ext), "-out", str(files / f"{name}.pem"))  # fmt: skip
+
+
+def device_under(est: EST, work: Path, ca: str, name: str) -> tuple[str, ...]:
+    """A device certificate issued by intermediate ``ca``; curl options that send it with
+    its chain (device, intermediate), as a device would."""
+    run("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+        "-nodes", "-keyout", str(work / f"{name}.key"), "-out", str(work / f"{name}.csr"),
+        "-subj", f"/CN={name}")  # fmt: skip
+    run("openssl", "x509", "-req", "-in", str(work / f"{name}.csr"),
+        "-CA", str(est.files / f"{ca}.pem"), "-CAkey", str(est.files / f"{ca}.key"),
+        "-set_serial", str(int.from_bytes(os.urandom(8), "big")), "-days", "30",
+        "-out", str(work / f"{name}.pem"))  # fmt: skip
+    chain = work / f"{name}.chain.pem"
+    chain.write_bytes((work / f"{name}.pem").read_bytes() + (est.files / f"{ca}.pem").read_bytes())
+    return ("--cert", str(chain), "--key", str(work / f"{name}.key"))
+
+
+def test_a_device_under_an_intermediate_listed_as_trust_anchor(est: EST, work: Path) -> None:
+    """anchor -> intermediate -> device: accepted when the intermediate is in [est]
+    trust_anchors; every certificate there is an anchor of its own."""
+    login = device_under(est, work, "idevid-sub-ca", "sub-device")
+    _, csr = make_csr(work, "sub-ldevid", subject="/CN=sub-device", sans="")
+    answer = curl(est.server, "device/simpleenroll", *login, body=base64_request(csr))
+    assert "CN = sub-device" in answer.pkcs7_certs(work, "sub-device-ldevid").read_text()
+
+
+def test_an_intermediate_only_the_client_sends_is_not_used(est: EST, work: Path) -> None:
+    """The limitation README states: Python 3.11's ssl does not show the server the
+    intermediates a client sends, so a device whose intermediate is not listed is refused,
+    even though that intermediate is signed by a listed anchor."""
+    login = device_under(est, work, "idevid-unlisted-ca", "unlisted-device")
+    _, csr = make_csr(work, "unlisted-ldevid", subject="/CN=unlisted-device", sans="")
+    answer = curl(est.server, "device/simpleenroll", *login, body=base64_request(csr))
+    assert answer.status == 403
+    assert "trust anchor" in answer.text
