@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import ssl
 from typing import Any, assert_never
@@ -35,6 +36,12 @@ RETRY_AFTER = "30"
 
 def _pem(der: bytes) -> str:
     return ssl.DER_cert_to_PEM_cert(der)
+
+
+@functools.lru_cache(maxsize=64)
+def _chain_pem(chain: tuple[bytes, ...]) -> list[str]:
+    """The CA chain as PEM, the same for every certificate of an issuer: encoded once."""
+    return [_pem(c) for c in chain]
 
 
 async def _read_submission(request: web.Request) -> tuple[bytes, str | None]:
@@ -94,7 +101,7 @@ def render(
                 "serial": format(cert.serial, "x"),
                 "not_after": cert.not_after.isoformat(),
                 "certificate": _pem(cert.der),
-                "chain": [_pem(c) for c in chain],
+                "chain": _chain_pem(tuple(chain)),
             }
             status = 201 if record is None else 200
         case Pending(reason=reason):

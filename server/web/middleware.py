@@ -33,7 +33,8 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         entry.frontend = (
             request.match_info.apps[-1].get(FRONTEND, "-") if request.match_info.apps else "-"
         )
-        log.info("request", extra=entry.as_dict(status))
+        if log.isEnabledFor(logging.INFO):
+            log.info("request", extra=entry.as_dict(status))
         metrics = request.config_dict.get(METRICS)
         if metrics is not None:
             metrics.http(entry.frontend, status)
