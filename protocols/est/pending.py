@@ -52,12 +52,15 @@ async def find_retried(
     store: StoreReader, clock: Clock, transaction_id: str, requester: Requester
 ) -> RequestRecord | None:
     """The request a retry repeats, or None when the request is a new one."""
-    found = await store.find_requests(RequestQuery(transaction_id=transaction_id, limit=5))
-    # Other front ends' transaction ids are chosen by their clients (SCEP): only the newest
-    # EST request of this requester counts.
-    mine = (r for r in found if r.protocol == PROTOCOL and r.requester.label() == requester.label())
-    record = next(mine, None)
-    if record is None:
+    # One record, the newest: a retry repeats the client's latest request. (Clients that send
+    # the same key many times make many records with one id; only one is read.)
+    found = await store.find_requests(RequestQuery(transaction_id=transaction_id, limit=1))
+    # Other front ends' transaction ids are chosen by their clients (SCEP): only an EST
+    # request of this requester counts.
+    if not found or found[0].protocol != PROTOCOL:
+        return None
+    record = found[0]
+    if record.requester.label() != requester.label():
         return None
     if record.status in _UNDECIDED:
         return record
