@@ -16,7 +16,8 @@ on the same few pages:
 - nothing indexes subjects: subject searches are case-insensitive substrings (``LIKE
   '%x%'``), which no B-tree index serves; the planner walks the time index newest first and
   stops at the page's limit;
-- the SCEP transaction index holds only the requests that have a transaction id.
+- the transaction index (SCEP transactions, ACME orders, EST retries) holds only the requests
+  that have a transaction id, newest last, so "the newest of this transaction" is no sort.
 What stays random is what must: the serial number, the key hash, the bare SAN.
 """
 
@@ -31,7 +32,8 @@ CREATE INDEX IF NOT EXISTS requests_requester ON requests (requester);
 CREATE INDEX IF NOT EXISTS requests_profile ON requests (profile);
 CREATE INDEX IF NOT EXISTS requests_created ON requests (created_at);
 DROP INDEX IF EXISTS requests_transaction;
-CREATE INDEX IF NOT EXISTS requests_transaction_id ON requests (transaction_id)
+DROP INDEX IF EXISTS requests_transaction_id;
+CREATE INDEX IF NOT EXISTS requests_transaction_time ON requests (transaction_id, created_at)
     WHERE transaction_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS request_names (
     request_id TEXT NOT NULL REFERENCES requests (id), full TEXT NOT NULL, bare TEXT NOT NULL);
