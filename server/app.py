@@ -9,7 +9,9 @@ up before the HTTP runner: ``core`` publishes the shared objects on both apps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -180,7 +182,7 @@ async def serve(config: Config, worker: Worker | None = None) -> None:
                 "worker": worker.index if worker else 0,
             },
         )
-        await _wait_for_stop_signal()
+        await _wait_for_stop_signal(orphaned_worker=worker is not None)
         log.info("stopping: finishing requests in flight")
     finally:
         # Stop accepting on both listeners, let in-flight requests finish, then close the
@@ -189,9 +191,17 @@ async def serve(config: Config, worker: Worker | None = None) -> None:
         await https_runner.cleanup()
 
 
-async def _wait_for_stop_signal() -> None:
+async def _wait_for_stop_signal(*, orphaned_worker: bool = False) -> None:
+    """Until SIGTERM or SIGINT; a worker also stops when its parent is gone (killed with
+    SIGKILL, say), rather than serve on alone."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    if not orphaned_worker:
+        await stop.wait()
+        return
+    parent = os.getppid()
+    while not stop.is_set() and os.getppid() == parent:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=1.0)

@@ -148,6 +148,16 @@ def test_a_dead_worker_is_started_again(server: CertforgeServer) -> None:
     assert first in children(pid)
 
 
+def test_workers_stop_when_their_parent_is_killed(tmp_path: Path) -> None:
+    srv = CertforgeServer(tmp_path / "data", extra_config="workers = 2")
+    srv.start()
+    assert srv.proc is not None
+    workers = children(srv.proc.pid)
+    assert len(workers) == 2
+    srv.kill()  # SIGKILL to the parent only
+    wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers))
+
+
 def test_a_taken_port_is_refused_with_workers(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
