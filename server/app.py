@@ -182,7 +182,7 @@ async def serve(config: Config, worker: Worker | None = None) -> None:
                 "worker": worker.index if worker else 0,
             },
         )
-        await _wait_for_stop_signal(orphaned_worker=worker is not None)
+        await _wait_for_stop_signal(watch_parent=worker is not None)
         log.info("stopping: finishing requests in flight")
     finally:
         # Stop accepting on both listeners, let in-flight requests finish, then close the
@@ -191,14 +191,14 @@ async def serve(config: Config, worker: Worker | None = None) -> None:
         await https_runner.cleanup()
 
 
-async def _wait_for_stop_signal(*, orphaned_worker: bool = False) -> None:
+async def _wait_for_stop_signal(*, watch_parent: bool = False) -> None:
     """Until SIGTERM or SIGINT; a worker also stops when its parent is gone (killed with
     SIGKILL, say), rather than serve on alone."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if not orphaned_worker:
+    if not watch_parent:
         await stop.wait()
         return
     parent = os.getppid()

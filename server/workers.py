@@ -135,12 +135,11 @@ def run_workers(config: Config, run_one: Callable[[Worker], int]) -> int:
             pid, wait_status = os.wait()
         except ChildProcessError:
             break
-        except InterruptedError:  # pragma: no cover - PEP 475 retries os.wait itself
-            continue
         index = children.pop(pid)
         code = os.waitstatus_to_exitcode(wait_status)
         if stopping:
-            status = status or (1 if code else 0)
+            if code:
+                status = 1
             continue
         log.error("worker %d exited with status %d; starting it again", index, code)
         time.sleep(RESTART_DELAY)
