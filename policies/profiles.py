@@ -153,6 +153,8 @@ def shape_sans(
     if not subject and not sans:
         # RFC 5280 §4.1.2.6: an empty subject needs a subjectAltName.
         raise _Refused("the request has neither a subject nor a subject alternative name")
+    if subject == draft.subject and sans == draft.sans:
+        return draft
     return replace(draft, subject=subject, sans=sans)
 
 
@@ -309,10 +311,11 @@ def check_cn_in_sans(
 
 def identifier_for_cn(value: str) -> Identifier | None:
     """The DNS name or IP address a CN spells, normalized as SANs are; None if neither."""
-    try:
-        return Identifier(IdentifierType.IP, str(ipaddress.ip_address(value)))
-    except ValueError:
-        pass
+    if ":" in value or value.replace(".", "").isdigit():  # else not an address: skip the raise
+        try:
+            return Identifier(IdentifierType.IP, str(ipaddress.ip_address(value)))
+        except ValueError:
+            pass
     name = value.lower()
     return Identifier(IdentifierType.DNS, name) if is_dns_name(name) else None
 

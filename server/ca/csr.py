@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import AttributeOID, SignatureAlgorithmOID
 
@@ -71,6 +72,7 @@ class ParsedCSR:
     public_key: CertificatePublicKeyTypes
     key_type: str
     subject: SubjectAttrs
+    subject_text: str  # RFC 4514, for search
     sans: tuple[Identifier, ...]
     key_sha256: str  # hex SHA-256 of the DER SubjectPublicKeyInfo
 
@@ -79,14 +81,15 @@ def verify_csr(csr_der: bytes) -> ParsedCSR:
     """Parse and verify a DER PKCS#10 request, or raise the typed error naming its defect."""
     try:
         csr = x509.load_der_x509_csr(csr_der)
-        subject = subject_attrs(csr.subject)
+        name = csr.subject  # each access builds the Name again
+        subject = subject_attrs(name)
     except ValueError as exc:
         raise BadCSR("the certificate request is not a DER PKCS#10 request") from exc
     # Boulder's order: the key first, since a refused key makes the rest moot.
     public_key = _public_key(csr)
     key_type = check_public_key(public_key)
     _check_signature_algorithm(csr)
-    _check_signature(csr)
+    _check_signature(csr, public_key)
     spki = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -95,6 +98,7 @@ def verify_csr(csr_der: bytes) -> ParsedCSR:
         public_key=public_key,
         key_type=key_type,
         subject=subject,
+        subject_text=name.rfc4514_string(),
         sans=_sans(csr),
         key_sha256=hashlib.sha256(spki).hexdigest(),
     )
@@ -158,13 +162,31 @@ def _public_key(csr: x509.CertificateSigningRequest) -> CertificatePublicKeyType
         raise BadPublicKey("the request's public key is malformed or of an unknown type") from exc
 
 
-def _check_signature(csr: x509.CertificateSigningRequest) -> None:
+def _check_signature(
+    csr: x509.CertificateSigningRequest, public_key: CertificatePublicKeyTypes
+) -> None:
+    """RFC 2986 §3: the signature over certificationRequestInfo, checked with the key already
+    parsed (``is_signature_valid`` parses the key again, a third of the cost of an ECDSA check).
+    """
     try:
-        is_valid = csr.is_signature_valid
-    except (ValueError, UnsupportedAlgorithm, InvalidSignature) as exc:
+        signature, tbs = csr.signature, csr.tbs_certrequest_bytes
+        params = csr.signature_algorithm_parameters
+        match public_key:
+            case ec.EllipticCurvePublicKey() if isinstance(params, ec.ECDSA):
+                public_key.verify(signature, tbs, params)
+            case rsa.RSAPublicKey() if isinstance(params, padding.PKCS1v15 | padding.PSS):
+                digest = csr.signature_hash_algorithm
+                if digest is None:
+                    raise BadCSR("the certificate request's signature names no hash")
+                public_key.verify(signature, tbs, params, digest)
+            case ed25519.Ed25519PublicKey() if params is None:
+                public_key.verify(signature, tbs)
+            case _:
+                raise BadCSR("the request's signature algorithm does not match its key")
+    except InvalidSignature:
+        raise BadCSR("the certificate request's signature does not verify") from None
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise BadCSR("the certificate request's signature cannot be checked") from exc
-    if not is_valid:
-        raise BadCSR("the certificate request's signature does not verify")
 
 
 def _sans(csr: x509.CertificateSigningRequest) -> tuple[Identifier, ...]:

@@ -1,14 +1,15 @@
-"""The embedded store: SQLite in WAL mode, one writer thread with group commit.
+"""The embedded store: SQLite in WAL mode, writes grouped into one commit per turn of the loop.
 
 Every state change (a new request with its certificate, a transition, a revocation) runs as
-one write on the writer thread (``sqlite_writer.py``): ``UPDATE ... WHERE id=? AND status=?``
-plus the event and its outbox rows, checked by ``rowcount`` (``Conflict`` on a miss), all inside
-one transaction that is committed before the caller is answered. A duplicate request id, serial
-or event id is a ``Conflict`` and leaves nothing of that write behind. A write that returns a
-record reads it inside its own transaction, so the caller sees exactly the state it made.
+one write in the writer's group commit (``sqlite_writer.py``): ``UPDATE ... WHERE id=? AND
+status=?`` plus the event and its outbox rows, checked by ``rowcount`` (``Conflict`` on a
+miss), all inside one transaction that is committed before the caller is answered. A
+duplicate request id, serial or event id is a ``Conflict`` and leaves nothing of that write
+behind. A write that returns a record reads it inside its own transaction, so the caller sees
+exactly the state it made.
 
 Reads run on a small pool of reader threads, each with its own read-only connection: WAL lets
-them read the last commit while the writer works, and the event loop never waits on sqlite3.
+them read the last commit while the writer works, and the event loop never waits on a read.
 
 The outbox is one row per (consumer, event), written with the event: ``pending_events`` is a
 join ordered by the event's sequence number, and an acknowledgement deletes one row, so acks
@@ -85,7 +86,7 @@ class SQLiteStore:
 
     @property
     def writer(self) -> Writer:
-        """The writer thread (its ``commits``/``writes`` counters show the grouping)."""
+        """The group committer (its ``commits``/``writes`` counters show the grouping)."""
         if self._writer is None:
             raise RuntimeError("the SQLite store is not open")
         return self._writer
@@ -103,7 +104,8 @@ class SQLiteStore:
         writer, self._writer = self._writer, None
         reads, self._reads = self._reads, None
         if writer is not None:
-            await asyncio.to_thread(writer.close)
+            writer.close()
+            await asyncio.to_thread(writer.wait_closed)
         if reads is not None:
             await asyncio.to_thread(reads.shutdown, wait=True)
         with self._readers_lock:

@@ -1,6 +1,6 @@
 """SQLite writes and reads of protocol documents (tokens, nonces, ACME accounts...).
 
-Each write is a plain function of the writer's connection, run inside the writer thread's
+Each write is a plain function of the writer's connection, run inside the writer's
 group commit (``sqlite_writer.py``). An expired document is invisible to every call, even
 before ``purge`` deletes it, so a caller never depends on when the purge last ran.
 """
@@ -55,8 +55,8 @@ def update(c: sqlite3.Connection, new: Document, expect_version: int, now: str) 
 
 
 def take(c: sqlite3.Connection, kind: str, doc_id: str, now: str) -> Document:
-    """Select and delete in one transaction on the one writer thread: of concurrent takers,
-    exactly one finds the row."""
+    """Select and delete in one write transaction (SQLite has one writer at a time): of
+    concurrent takers, exactly one finds the row."""
     row = c.execute(GET, (kind, doc_id, now)).fetchone()
     if row is None:
         raise NotFound(f"no {kind} {doc_id}")
