@@ -101,11 +101,16 @@ class Engine:
         self._status_listeners: list[Callable[[int], None]] = []
 
     # ----------------------------------------------------------------- submit
-    async def submit(self, req: EnrollmentRequest) -> Outcome:
+    async def submit(self, req: EnrollmentRequest, *, verified: ParsedCSR | None = None) -> Outcome:
+        """``verified``: what ``verify_csr(req.csr_der)`` returned, when the front end needed
+        it before submitting (EST's retry lookup, SCEP); the request is not verified twice."""
         started = time.perf_counter()
         # Step 1: Verify the CSR and its key. Raises; nothing is recorded. On the loop: handing
         # the check to a thread cost more in GIL hand-offs than the check itself (measured).
-        csr = verify_csr(req.csr_der)
+        if verified is not None and verified.der is req.csr_der:
+            csr = verified
+        else:
+            csr = verify_csr(req.csr_der)
         # Step 2: The profile gives the draft; policy modules decide and shape it, in order.
         profile = self.profile(req.profile)
         decision = await self._decide(req, draft_for(profile, csr))

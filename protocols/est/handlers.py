@@ -43,12 +43,11 @@ from protocols.est.messages import (
     csr_attributes,
     decode_pkcs10,
     decrypt_key_identifier,
-    parse_pkcs10,
     serverkeygen_response,
 )
 from protocols.est.pending import find_retried, mark_collected, retry_id
 from server.app import TLS_KEY
-from server.ca.csr import verify_csr
+from server.ca.csr import ParsedCSR, verify_csr
 from server.config import ProfileConfig
 from server.errors import BadCSR, Forbidden, Malformed, NotFound, Unauthorized, Unavailable
 from server.keys import CAS, CHALLENGES, ENGINE, STORE
@@ -102,8 +101,7 @@ class Enrollment:
 
     operation: str
     profile: ProfileConfig
-    csr: x509.CertificateSigningRequest
-    csr_der: bytes
+    csr: ParsedCSR  # verified (signature and key) once, here; the engine reuses it
     proof: Proof
     vouched: Vouched = field(default_factory=Vouched)
     key_recipient: x509.Certificate | None = None  # serverkeygen: encrypt the key to it
@@ -113,7 +111,7 @@ async def simpleenroll(request: web.Request) -> web.Response:
     profile = profile_of(request)
     csr_der = await read_pkcs10(request)
     proof = await identify(request, profile, _now(request))
-    enrollment = Enrollment("simpleenroll", profile, parse_pkcs10(csr_der), csr_der, proof)
+    enrollment = Enrollment("simpleenroll", profile, verify_csr(csr_der), proof)
     return await enroll(request, enrollment)
 
 
@@ -123,7 +121,8 @@ async def simplereenroll(request: web.Request) -> web.Response:
     assert renewed.record is not None  # noqa: S101 - identify_renewal returns only ours
     # No label: renew under the profile the certificate was issued under.
     profile = profile_of(request, default=renewed.record.profile)
-    csr = parse_pkcs10(csr_der)
+    parsed = verify_csr(csr_der)
+    csr = parsed.csr
     # RFC 7030 §4.2.2: "The request Subject field and SubjectAltName extension MUST be
     # identical to the corresponding fields in the certificate being renewed". certforge's
     # policy lets a renewal drop names, never add one; the old certificate's names are also
@@ -137,7 +136,7 @@ async def simplereenroll(request: web.Request) -> web.Response:
     if str(AuthMethod.CLIENT_CERT) not in profile.auth.get(PROTOCOL, ()):
         raise Forbidden(f"profile {profile.name} does not accept TLS client certificates")
     proof = Proof(Requester(AuthMethod.CLIENT_CERT, renewed.identity), client_certificate=renewed)
-    enrollment = Enrollment("simplereenroll", profile, csr, csr_der, proof, vouched)
+    enrollment = Enrollment("simplereenroll", profile, parsed, proof, vouched)
     return await enroll(request, enrollment)
 
 
@@ -145,20 +144,20 @@ async def serverkeygen(request: web.Request) -> web.Response:
     profile = profile_of(request)
     csr_der = await read_pkcs10(request)
     proof = await identify(request, profile, _now(request))
-    csr = parse_pkcs10(csr_der)
+    csr = verify_csr(csr_der)
     recipient = None
     if (key_id := decrypt_key_identifier(csr_der)) is not None:
         # RFC 7030 §4.4.1.2: settled before anything is recorded or generated.
         client = proof.client_certificate
         recipient = keywrap.recipient_for(key_id, client.certificate if client else None)
-    enrollment = Enrollment("serverkeygen", profile, csr, csr_der, proof, key_recipient=recipient)
+    enrollment = Enrollment("serverkeygen", profile, csr, proof, key_recipient=recipient)
     return await enroll(request, enrollment)
 
 
 async def enroll(request: web.Request, e: Enrollment) -> web.Response:
     """Find the request the client repeats, or submit a new one; render the outcome."""
     if e.profile.est_pop_linking:
-        check_pop_linking(e.csr, tls_unique(request))
+        check_pop_linking(e.csr.csr, tls_unique(request))
     transaction_id = retry_id(e.operation, e.profile.name, e.csr, e.proof.requester)
     store, clock = request.config_dict[STORE], request.config_dict[ENGINE].clock
     retried = await find_retried(store, clock, transaction_id, e.proof.requester)
@@ -168,9 +167,8 @@ async def enroll(request: web.Request, e: Enrollment) -> web.Response:
 
 
 async def _retry(request: web.Request, e: Enrollment, record: RequestRecord) -> web.Response:
-    """RFC 7030 §4.2.3: the client repeats a request that was pending."""
-    # A retry proves possession of the key again before it gets the certificate.
-    await asyncio.to_thread(verify_csr, e.csr_der)
+    """RFC 7030 §4.2.3: the client repeats a request that was pending. (It proved possession
+    of the key again: the enrollment's request was verified.)"""
     engine, store = request.config_dict[ENGINE], request.config_dict[STORE]
     _, outcome = await engine.retrieve(record.id)
     if isinstance(outcome, Pending):
@@ -191,15 +189,16 @@ async def _retry(request: web.Request, e: Enrollment, record: RequestRecord) -> 
 
 
 async def _submit(request: web.Request, e: Enrollment, transaction_id: str) -> web.Response:
-    # Bad input must change nothing: before a one-time password is used up, or a key made, the
-    # request is verified here (the engine verifies it again, as for every front end).
+    # Bad input must change nothing: the request was verified before a one-time password is
+    # used up or a key made.
     if e.proof.challenge is not None:
-        await asyncio.to_thread(verify_csr, e.csr_der)
         await _redeem(request, e.proof.challenge, e.profile)
     engine, store = request.config_dict[ENGINE], request.config_dict[STORE]
-    csr_der, key, key_doc = e.csr_der, None, None
+    csr_der, key, key_doc = e.csr.der, None, None
+    verified: ParsedCSR | None = e.csr
     if e.operation == "serverkeygen":
         csr_der, key = await asyncio.to_thread(_request_for_new_key, e)
+        verified = None  # the engine verifies certforge's own request
         # Kept (sealed) before the request exists, so a held request never lacks its key.
         key_doc = await keyvault.keep(store, engine.clock, await request.app[EST].seal(), key)
     outcome: Outcome | None = None
@@ -212,7 +211,8 @@ async def _submit(request: web.Request, e: Enrollment, transaction_id: str) -> w
                 profile=e.profile.name,
                 vouched=_with_certificate(e.vouched, e.proof),
                 transaction_id=transaction_id,
-            )
+            ),
+            verified=verified,
         )
     finally:
         if key_doc is not None and not isinstance(outcome, Pending):
@@ -278,8 +278,8 @@ def _with_certificate(vouched: Vouched, proof: Proof) -> Vouched:
 
 
 def _request_for_new_key(e: Enrollment) -> tuple[bytes, bytes]:
-    """serverkeygen: the client's request verified, then ours for a new key of its kind."""
-    return keygen.request_for_new_key(e.csr, verify_csr(e.csr_der).key_type)
+    """serverkeygen: a request of ours for a new key of the kind the client's request has."""
+    return keygen.request_for_new_key(e.csr.csr, e.csr.key_type)
 
 
 def _requested_names(csr: x509.CertificateSigningRequest) -> list[Identifier]:

@@ -29,12 +29,11 @@ from collections.abc import Sequence
 from asn1crypto import core
 from asn1crypto import csr as asn1_csr
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
 from server.ca.csr import challenge_password, csr_der_from_bytes
 from server.config import ProfileConfig
-from server.errors import BadCSR, BadPublicKey, Forbidden, Malformed, Unavailable
+from server.errors import BadCSR, Forbidden, Malformed, Unavailable
 
 PKCS7_CERTS_ONLY = "application/pkcs7-mime; smime-type=certs-only"
 PKCS7_MIME = "application/pkcs7-mime"
@@ -82,20 +81,6 @@ def decode_pkcs10(body: bytes) -> bytes:
             return body
         raise BadCSR("the body is not base64 (RFC 8951 §3.1: base64 of the DER request)") from None
     return der
-
-
-def parse_pkcs10(der: bytes) -> x509.CertificateSigningRequest:
-    """Parse (not verify) a DER PKCS#10 request; the engine verifies its signature and key."""
-    try:
-        csr = x509.load_der_x509_csr(der)
-        csr.subject.rfc4514_string()  # parsed lazily: make a malformed name fail here
-    except ValueError as exc:
-        raise BadCSR("the body is not a PKCS#10 certificate request") from exc
-    try:
-        csr.public_key()
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise BadPublicKey("the request's public key is malformed or of an unknown type") from exc
-    return csr
 
 
 # ------------------------------------------------------------------ responses

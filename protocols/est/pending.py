@@ -25,9 +25,7 @@ import hashlib
 from contextlib import suppress
 from datetime import timedelta
 
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
+from server.ca.csr import ParsedCSR
 from server.errors import Conflict, NotFound
 from server.model import Clock, Document, Requester, RequestQuery, RequestRecord, Status
 from server.store.base import Store, StoreReader
@@ -39,12 +37,9 @@ KEEP = timedelta(days=30)
 _UNDECIDED = (Status.PENDING, Status.APPROVED)
 
 
-def retry_id(
-    operation: str, profile: str, csr: x509.CertificateSigningRequest, requester: Requester
-) -> str:
+def retry_id(operation: str, profile: str, csr: ParsedCSR, requester: Requester) -> str:
     """The ``transaction_id`` of an EST request: what its retry repeats, hashed."""
-    spki = csr.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    text = "\0".join((operation, profile, hashlib.sha256(spki).hexdigest(), requester.label()))
+    text = "\0".join((operation, profile, csr.key_sha256, requester.label()))
     return "est-" + hashlib.sha256(text.encode()).hexdigest()
 
 

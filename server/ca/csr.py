@@ -68,6 +68,7 @@ _PEM_CSR = re.compile(
 class ParsedCSR:
     """A verified request: its key (already judged by goodkey), subject and SANs."""
 
+    der: bytes  # the request as received
     csr: x509.CertificateSigningRequest
     public_key: CertificatePublicKeyTypes
     key_type: str
@@ -94,6 +95,7 @@ def verify_csr(csr_der: bytes) -> ParsedCSR:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return ParsedCSR(
+        der=csr_der,
         csr=csr,
         public_key=public_key,
         key_type=key_type,

@@ -21,7 +21,6 @@ from protocols.est.messages import (
     check_pop_linking,
     csr_attributes,
     decode_pkcs10,
-    parse_pkcs10,
 )
 from protocols.est.users import VerifiedPasswords, add_user, delete_user, verify_password
 from server.ca.csr import verify_csr
@@ -67,7 +66,7 @@ def test_pkcs10_bodies_rfc8951_tolerates(body: bytes) -> None:
 )
 def test_unreadable_bodies_are_bad_csr(body: bytes) -> None:
     with pytest.raises(BadCSR):
-        parse_pkcs10(decode_pkcs10(body))
+        verify_csr(decode_pkcs10(body))
 
 
 def test_unknown_key_algorithm_is_bad_public_key_not_a_crash() -> None:
@@ -75,7 +74,7 @@ def test_unknown_key_algorithm_is_bad_public_key_not_a_crash() -> None:
     assert ec_public_key_oid in CSR
     der = CSR.replace(ec_public_key_oid, bytes.fromhex("06072a8648ce3d0209"))
     with pytest.raises(CertforgeError) as raised:
-        parse_pkcs10(decode_pkcs10(der))
+        verify_csr(decode_pkcs10(der))
     assert raised.value.kind in (ErrorKind.BAD_CSR, ErrorKind.BAD_PUBLIC_KEY)
 
 

@@ -9,9 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 
 from protocols.est.pending import KEEP, find_retried, mark_collected, retry_id
+from server.ca.csr import verify_csr
 from server.engine import Engine
 from server.model import (
     AuthMethod,
@@ -49,7 +49,7 @@ async def manual(tmp_path: Path) -> AsyncIterator[Setup]:
 
 
 def est_request(csr_der: bytes, requester: Requester = ALICE) -> tuple[EnrollmentRequest, str]:
-    tid = retry_id("simpleenroll", "tls-server", x509.load_der_x509_csr(csr_der), requester)
+    tid = retry_id("simpleenroll", "tls-server", verify_csr(csr_der), requester)
     req = EnrollmentRequest(csr_der, "est", requester, profile="tls-server", transaction_id=tid)
     return req, tid
 
@@ -131,8 +131,8 @@ async def test_only_the_same_requesters_est_request_counts(
 
 
 def test_retry_id_depends_on_every_part() -> None:
-    csr = x509.load_der_x509_csr(make_csr())
-    other_key = x509.load_der_x509_csr(make_csr())
+    csr = verify_csr(make_csr())
+    other_key = verify_csr(make_csr())
     base = retry_id("simpleenroll", "tls-server", csr, ALICE)
     assert base == retry_id("simpleenroll", "tls-server", csr, ALICE)
     assert base.startswith("est-")
