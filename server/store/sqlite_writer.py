@@ -49,6 +49,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -57,8 +58,13 @@ log = logging.getLogger("certforge.store.sqlite")
 MAX_BATCH = 1024
 # Copy the WAL into the database once it holds this much (32 MiB) rather than SQLite's default
 # 1000 pages: the pages every commit touches (the ends of the time indexes) are copied once
-# per checkpoint, not once per commit.
+# per checkpoint, not once per commit. The WAL's size tells how much it holds because SQLite
+# truncates it to ``WAL_KEEP_BYTES`` when it starts it over after a checkpoint
+# (``journal_size_limit``), and at most one checkpoint a second is tried, in case it cannot
+# start over (a reader still on the old frames).
 CHECKPOINT_BYTES = 32 << 20
+WAL_KEEP_BYTES = 4 << 20
+CHECKPOINT_SECONDS = 1.0
 WriteFn = Callable[[sqlite3.Connection], Any]
 Result = tuple["asyncio.Future[Any]", bool, Any]  # (future, succeeded, value or exception)
 _STOP = object()
@@ -74,6 +80,7 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA wal_autocheckpoint=0")
+    conn.execute(f"PRAGMA journal_size_limit={WAL_KEEP_BYTES}")
     if readonly:
         conn.execute("PRAGMA query_only=ON")
     return conn
@@ -89,10 +96,14 @@ class Writer:
         self._loop = loop
         self._path = path
         self._lock_fd = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
+        # The syncer's own open of the lock file: flock excludes per open file, so this one
+        # excludes this process's own writes too.
+        self._checkpoint_lock_fd = os.open(f"{path}.writelock", os.O_RDWR)
         self._pending: list[tuple[WriteFn, asyncio.Future[Any]]] = []
         self._committed: queue.SimpleQueue[Any] = queue.SimpleQueue()  # to the syncer
         self._conn = conn
         self._checkpointer = connect(path)  # used by the syncer thread only
+        self._checkpointed = 0.0  # time.monotonic() of the last checkpoint
         self._closed = False
         self.commits = 0  # transactions committed: fewer than ``writes`` when grouping works
         self.writes = 0
@@ -127,6 +138,7 @@ class Writer:
         self._checkpointer.close()
         self._conn.close()
         os.close(self._lock_fd)
+        os.close(self._checkpoint_lock_fd)
 
     def _flush(self) -> None:
         """Commit the writes queued in this turn of the loop, in groups of ``MAX_BATCH``."""
@@ -134,7 +146,7 @@ class Writer:
             batch = self._pending[:MAX_BATCH]
             del self._pending[:MAX_BATCH]
             try:
-                with self._turn():
+                with _turn(self._lock_fd):
                     results = self._commit(batch)
             except BaseException as exc:  # never leave callers waiting on futures
                 log.exception("SQLite group commit failed")
@@ -158,7 +170,9 @@ class Writer:
                     groups.append(item)
             if groups:
                 wal_size = self._synced([r for group in groups for r in group])
-                if wal_size >= CHECKPOINT_BYTES:
+                now = time.monotonic()
+                if wal_size >= CHECKPOINT_BYTES and now - self._checkpointed >= CHECKPOINT_SECONDS:
+                    self._checkpointed = now
                     self._checkpoint()
             if stop:
                 return
@@ -188,21 +202,15 @@ class Writer:
         return [(future, False, exc) for future, _, _ in results]
 
     def _checkpoint(self) -> None:
-        """Copy the WAL into the database without blocking writers (PASSIVE). The next write
-        transaction then starts the WAL over from its beginning."""
+        """Copy the WAL into the database: first while writers go on (PASSIVE), then the
+        frames they wrote meanwhile, with writers held off for that short while, so that the
+        checkpoint is complete and the next write starts the WAL over from its beginning."""
         try:
             self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            with _turn(self._checkpoint_lock_fd):
+                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error:  # busy with another process's checkpoint: that one does it
             log.debug("SQLite checkpoint skipped", exc_info=True)
-
-    @contextlib.contextmanager
-    def _turn(self) -> Iterator[None]:
-        """This process's turn to write, among the processes sharing the database."""
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _deliver(self, results: list[Result]) -> None:
         try:
@@ -253,6 +261,16 @@ class Writer:
         self.commits += 1
         self.writes += sum(1 for _, ok, _ in results if ok)
         return results
+
+
+@contextlib.contextmanager
+def _turn(lock_fd: int) -> Iterator[None]:
+    """This writer's turn, among the processes (and checkpoints) sharing the database."""
+    fcntl.flock(lock_fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(lock_fd, fcntl.LOCK_UN)
 
 
 def _fsync(path: str) -> int:
