@@ -383,6 +383,18 @@ class RequestRecord:
     serial: int | None = None  # set when issued
 
 
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """A request without its CSR, draft and names: what a lookup by transaction needs."""
+
+    id: str
+    status: Status
+    protocol: str
+    requester: str  # Requester.label()
+    created_at: datetime
+    updated_at: datetime
+
+
 class EventKind(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"

@@ -27,7 +27,7 @@ from datetime import timedelta
 
 from server.ca.csr import ParsedCSR
 from server.errors import Conflict, NotFound
-from server.model import Clock, Document, Requester, RequestQuery, RequestRecord, Status
+from server.model import Clock, Document, Requester, RequestHead, RequestRecord, Status
 from server.store.base import Store, StoreReader
 
 PROTOCOL = "est"
@@ -47,26 +47,29 @@ async def find_retried(
     store: StoreReader, clock: Clock, transaction_id: str, requester: Requester
 ) -> RequestRecord | None:
     """The request a retry repeats, or None when the request is a new one."""
-    # One record, the newest: a retry repeats the client's latest request. (Clients that send
-    # the same key many times make many records with one id; only one is read.)
-    found = await store.find_requests(RequestQuery(transaction_id=transaction_id, limit=1))
+    # The newest request only: a retry repeats the client's latest request. (Clients that send
+    # the same key many times make many records with one id.) Its head first, which is all a
+    # new request (nearly every one) needs read.
+    head = await store.newest_in_transaction(transaction_id)
     # Other front ends' transaction ids are chosen by their clients (SCEP): only an EST
     # request of this requester counts.
-    if not found or found[0].protocol != PROTOCOL:
+    if head is None or head.protocol != PROTOCOL or head.requester != requester.label():
         return None
-    record = found[0]
-    if record.requester.label() != requester.label():
+    if head.status not in _UNDECIDED and not await _decision_uncollected(store, clock, head):
         return None
-    if record.status in _UNDECIDED:
-        return record
-    held_then_decided = record.updated_at > record.created_at
-    if not held_then_decided or record.updated_at + KEEP < clock.now():
-        return None
+    return await store.get_request(head.id)
+
+
+async def _decision_uncollected(store: StoreReader, clock: Clock, head: RequestHead) -> bool:
+    """A request held, decided since, and the decision not yet collected by its client."""
+    held_then_decided = head.updated_at > head.created_at
+    if not held_then_decided or head.updated_at + KEEP < clock.now():
+        return False
     try:
-        await store.get_doc(COLLECTED_KIND, record.id)
+        await store.get_doc(COLLECTED_KIND, head.id)
     except NotFound:
-        return record
-    return None
+        return True
+    return False
 
 
 async def mark_collected(store: Store, clock: Clock, record: RequestRecord) -> None:

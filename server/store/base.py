@@ -24,6 +24,7 @@ from server.model import (
     CertificateRecord,
     Document,
     Event,
+    RequestHead,
     RequestQuery,
     RequestRecord,
     RevocationReason,
@@ -41,6 +42,11 @@ class StoreReader(Protocol):
 
     async def find_requests(self, q: RequestQuery) -> list[RequestRecord]:
         """Newest first."""
+        ...
+
+    async def newest_in_transaction(self, transaction_id: str) -> RequestHead | None:
+        """The head of the newest request with this transaction id (the order of
+        ``find_requests``), or None: a lookup on every EST enrollment, kept light."""
         ...
 
     async def get_certificate(self, serial: int) -> CertificateRecord:

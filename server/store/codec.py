@@ -16,6 +16,7 @@ from server.model import (
     CertStatus,
     IdentifierType,
     Requester,
+    RequestHead,
     RequestRecord,
     RevocationReason,
     RevokedEntry,
@@ -109,6 +110,20 @@ def request_from(row: dict[str, Any], extra: dict[str, Any]) -> RequestRecord:
         draft=CertificateDraft.from_json(extra["draft"]) if extra.get("draft") else None,
         reason=row["reason"],
         serial=None if row["serial"] is None else int(row["serial"], 16),
+    )
+
+
+def request_head(row: dict[str, Any]) -> RequestHead:
+    created, updated = from_ts(row["created_at"]), from_ts(row["updated_at"])
+    assert created is not None  # noqa: S101 - NOT NULL column
+    assert updated is not None  # noqa: S101 - NOT NULL column
+    return RequestHead(
+        id=row["id"],
+        status=Status(row["status"]),
+        protocol=row["protocol"],
+        requester=row["requester"],
+        created_at=created,
+        updated_at=updated,
     )
 
 

@@ -64,6 +64,7 @@ from server.model import (
     CertificateRecord,
     Document,
     Event,
+    RequestHead,
     RequestQuery,
     RequestRecord,
     RevocationReason,
@@ -273,6 +274,19 @@ class MongoStore:
             .limit(q.limit)
         )
         return [from_request_doc(d) for d in await cursor.to_list(None)]
+
+    async def newest_in_transaction(self, transaction_id: str) -> RequestHead | None:
+        cursor = (
+            self._col("requests")
+            .find(
+                {"transaction_id": transaction_id},
+                {"status": 1, "protocol": 1, "requester": 1, "created_at": 1, "updated_at": 1},
+            )
+            .sort([("created_at", DESCENDING), ("_id", ASCENDING)])
+            .limit(1)
+        )
+        docs = await cursor.to_list(None)
+        return codec.request_head(docs[0] | {"id": docs[0]["_id"]}) if docs else None
 
     # ------------------------------------------- the certificates index
     async def _index_certificate(self, request_id: str, cert_doc: Doc) -> None:

@@ -37,6 +37,7 @@ from server.model import (
     CertificateRecord,
     Document,
     Event,
+    RequestHead,
     RequestQuery,
     RequestRecord,
     RevocationReason,
@@ -342,6 +343,14 @@ class SQLiteStore:
         else:
             rows = await self._read(sql, (*args, q.limit, q.offset))
         return [_request(r) for r in rows]
+
+    async def newest_in_transaction(self, transaction_id: str) -> RequestHead | None:
+        rows = self._lookup(
+            "SELECT id, status, protocol, requester, created_at, updated_at FROM requests "
+            "WHERE transaction_id = ? ORDER BY created_at DESC, id LIMIT 1",
+            (transaction_id,),
+        )
+        return codec.request_head(dict(rows[0])) if rows else None
 
     # ------------------------------------------------------- certificates
     async def get_certificate(self, serial: int) -> CertificateRecord:

@@ -62,6 +62,23 @@ async def test_request_round_trips_every_field(store: Store) -> None:
     assert got.created_at.utcoffset() == timedelta(0)
 
 
+async def test_newest_in_transaction_is_the_head_of_its_newest_request(store: Store) -> None:
+    assert await store.newest_in_transaction("est-tx") is None
+    older = make_request(transaction_id="est-tx", protocol="est", status=Status.PENDING)
+    newer = make_request(transaction_id="est-tx", protocol="est")  # made later: newer
+    other = make_request(transaction_id="other-tx")
+    for record in (older, newer, other):
+        await store.add_request(record, event=event_for(record))
+
+    head = await store.newest_in_transaction("est-tx")
+
+    assert head is not None
+    assert (head.id, head.status, head.protocol) == (newer.id, newer.status, "est")
+    assert head.requester == newer.requester.label()
+    assert (head.created_at, head.updated_at) == (newer.created_at, newer.updated_at)
+    assert await store.newest_in_transaction("EST-TX") is None
+
+
 async def test_unknown_request_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.get_request("no-such-request")
