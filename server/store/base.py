@@ -161,8 +161,10 @@ class Store(StoreReader, Protocol):
         """``consumer`` delivered ``event_id``; it is not returned to it again."""
         ...
 
-    async def put_doc(self, doc: Document) -> Document:
-        """Insert; ``Conflict`` if (kind, id) exists and is unexpired."""
+    async def put_doc(self, doc: Document, *, durable: bool = True) -> Document:
+        """Insert; ``Conflict`` if (kind, id) exists and is unexpired. With ``durable=False``
+        the caller may be answered before the write would survive a crash of the machine
+        (never before other readers see it): for markers whose loss is harmless."""
         ...
 
     async def update_doc(self, doc: Document, *, expect_version: int) -> Document:

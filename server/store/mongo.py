@@ -457,7 +457,8 @@ class MongoStore:
     def _unexpired() -> Doc:
         return {"$or": [{"expires_ts": None}, {"expires_ts": {"$gt": codec.ts(datetime.now(UTC))}}]}
 
-    async def put_doc(self, doc: Document) -> Document:
+    async def put_doc(self, doc: Document, *, durable: bool = True) -> Document:
+        # ``durable`` is not used: the client's write concern decides for every write.
         key = _doc_key(doc.kind, doc.id)
         await self._col("documents").delete_one(
             {"_id": key, "expires_ts": {"$lte": codec.ts(datetime.now(UTC))}}

@@ -123,8 +123,8 @@ class SQLiteStore:
         for conn in readers:
             conn.close()
 
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        result: T = await self.writer.submit(fn)
+    async def _write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        result: T = await self.writer.submit(fn, durable=durable)
         return result
 
     def _reader(self) -> sqlite3.Connection:
@@ -486,9 +486,9 @@ class SQLiteStore:
         raise Conflict(f"certificate {int(key, 16):x} {conflict}")
 
     # ---------------------------------------------------------- documents
-    async def put_doc(self, doc: Document) -> Document:
+    async def put_doc(self, doc: Document, *, durable: bool = True) -> Document:
         now = _now()
-        await self._write(lambda c: sqlite_docs.put(c, doc, now))
+        await self._write(lambda c: sqlite_docs.put(c, doc, now), durable=durable)
         return doc
 
     async def update_doc(self, doc: Document, *, expect_version: int) -> Document:

@@ -100,6 +100,7 @@ class Writer:
         # excludes this process's own writes too.
         self._checkpoint_lock_fd = os.open(f"{path}.writelock", os.O_RDWR)
         self._pending: list[tuple[WriteFn, asyncio.Future[Any]]] = []
+        self._volatile: set[asyncio.Future[Any]] = set()  # answered at commit, before fsync
         self._committed: queue.SimpleQueue[Any] = queue.SimpleQueue()  # to the syncer
         self._conn = conn
         self._checkpointer = connect(path)  # used by the syncer thread only
@@ -113,11 +114,15 @@ class Writer:
         )
         self._syncer.start()
 
-    def submit(self, fn: WriteFn) -> asyncio.Future[Any]:
-        """Queue ``fn``; the future resolves after the commit that includes it is durable."""
+    def submit(self, fn: WriteFn, *, durable: bool = True) -> asyncio.Future[Any]:
+        """Queue ``fn``; the future resolves after the commit that includes it is durable, or
+        with ``durable=False`` once it is committed (a process crash still loses nothing; an
+        operating system crash may lose it)."""
         if self._closed:
             raise RuntimeError("the SQLite store is closed")
         future: asyncio.Future[Any] = self._loop.create_future()
+        if not durable:
+            self._volatile.add(future)
         if not self._pending:
             self._loop.call_soon(self._flush)
         self._pending.append((fn, future))
@@ -151,6 +156,11 @@ class Writer:
             except BaseException as exc:  # never leave callers waiting on futures
                 log.exception("SQLite group commit failed")
                 results = [(future, False, exc) for _, future in batch]
+            if self._volatile:
+                volatile = self._volatile
+                _resolve([r for r in results if r[0] in volatile])
+                results = [r for r in results if r[0] not in volatile]
+                volatile.difference_update(future for _, future in batch)
             self._committed.put(results)
 
     def _sync_forever(self) -> None:

@@ -58,6 +58,18 @@ async def test_putting_an_existing_document_conflicts(store: Store) -> None:
     assert (await store.get_doc("nonce", "d1")).data == {"first": True}
 
 
+async def test_a_write_not_waiting_for_the_disk_is_as_atomic(store: Store) -> None:
+    # Concurrent markers of one id (ACME nonce uses): exactly one is written.
+    results = await asyncio.gather(
+        *(store.put_doc(_doc(data={"n": i}), durable=False) for i in range(10)),
+        return_exceptions=True,
+    )
+
+    assert sum(not isinstance(r, Exception) for r in results) == 1
+    assert all(isinstance(r, Conflict) for r in results if isinstance(r, Exception))
+    assert (await store.get_doc("nonce", "d1")).data in [{"n": i} for i in range(10)]
+
+
 async def test_find_by_lookup(store: Store) -> None:
     await store.put_doc(_doc("b", lookup="key-1"))
     await store.put_doc(_doc("a", lookup="key-1"))
