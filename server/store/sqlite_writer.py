@@ -6,6 +6,9 @@ every queued write in ONE transaction and commits once. The syncer thread then m
 commit durable with one ``fsync`` of the WAL file, and only then resolves each caller's future
 through ``loop.call_soon_threadsafe``: a write is acknowledged after it is durable. Concurrent
 writers therefore share one commit and one fsync.
+A write submitted with ``durable=False`` (ACME's nonce markers) is answered at the commit
+instead: every reader sees it then, and only a crash of the machine, not of the process, could
+still lose it.
 
 Why on the event loop and not on a writer thread: the writes are small (a few rows each, about
 a hundred microseconds of SQLite per issuance), and a thread costs more than it saves. Each
