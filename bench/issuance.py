@@ -6,8 +6,8 @@ In the same run:
   bare     building and signing the same tls-server certificate with ``cryptography`` alone,
            on one core (the baseline);
   engine   ``Engine.submit`` in process (CSR check, profile policy, signing) with the durable
-           SQLite store (WAL, synchronous=FULL, group commit), 64 concurrent submitters: in one
-           process, and in ``--processes`` processes (default: cores + 1) sharing the store,
+           SQLite store (WAL, group commit, fsync before answering), 64 concurrent submitters:
+           in one process, and in ``--processes`` processes (default: cores + 1) sharing the store,
            as ``certforge serve`` runs with ``[server] workers``;
   rest     ``POST /api/v1/requests`` over HTTPS with a requester token, 32 concurrent
            keep-alive connections driven by ``wrk`` (falls back to an aiohttp client), against

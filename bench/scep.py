@@ -175,12 +175,17 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=150, help="enrollments per measurement")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--keys", type=int, default=16, help="RSA-2048 requester keys to reuse")
+    parser.add_argument("--workers", type=int, default=None, help="certforge [server] workers")
     args = parser.parse_args()
     if shutil.which("scepserver") is None:
         raise SystemExit("scepserver is missing: apt-get install scep")
     keys = [rsa_key() for _ in range(args.keys)]
     with tempfile.TemporaryDirectory() as tmp:
-        certforge = CertforgeServer(Path(tmp) / "cf" / "data", extra_config=CERTFORGE_CONFIG)
+        # Lines before the first table belong to [server] (CertforgeServer writes it last).
+        workers = f"workers = {args.workers}\n" if args.workers else ""
+        certforge = CertforgeServer(
+            Path(tmp) / "cf" / "data", extra_config=workers + CERTFORGE_CONFIG
+        )
         certforge.start()
         micromdm = SCEPServer(Path(tmp))
         micromdm.start()
