@@ -12,6 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from server.ca.csr import verify_csr
 from server.engine import Engine
 from server.errors import BadCSR, BadPublicKey, Conflict, Forbidden, NotFound, UnknownProfile
 from server.model import (
@@ -69,6 +70,26 @@ async def test_token_requester_is_issued_at_once(engine: tuple[Engine, SQLiteSto
     assert [e.kind for e in events] == [EventKind.ISSUED]
     assert events[0].serial == cert.serial_number  # the dispatcher adds the certificate
     assert outcome.chain == eng.chain("default")
+
+
+async def test_a_verified_request_is_reused_only_for_its_own_der(
+    engine: tuple[Engine, SQLiteStore],
+) -> None:
+    eng, _ = engine
+    mine, other = make_csr("mine.example.test"), make_csr("other.example.test")
+    verified_other = verify_csr(other)
+    # A front end that hands over the verification of another request (a bug, or a swap)
+    # gets its own request verified and issued, not the other one's key and names.
+    outcome = await eng.submit(rest(mine), verified=verified_other)
+    assert isinstance(outcome, Issued)
+    cert = x509.load_der_x509_certificate(outcome.certificate.der)
+    assert cert.public_key() == x509.load_der_x509_csr(mine).public_key()
+    assert outcome.certificate.sans == ("dns:mine.example.test",)
+    # Its own verification is used as it is.
+    same = verify_csr(mine)
+    reused = await eng.submit(rest(same.der), verified=same)
+    assert isinstance(reused, Issued)
+    assert reused.certificate.key_sha256 == same.key_sha256
 
 
 async def test_anonymous_is_pending_then_approved(engine: tuple[Engine, SQLiteStore]) -> None:
