@@ -41,13 +41,12 @@ from protocols.est.messages import (
     certs_only,
     check_pop_linking,
     csr_attributes,
-    decode_pkcs10,
     decrypt_key_identifier,
     serverkeygen_response,
 )
 from protocols.est.pending import find_retried, mark_collected, retry_id
 from server.app import TLS_KEY
-from server.ca.csr import ParsedCSR, verify_csr
+from server.ca.csr import ParsedCSR, csr_der_from_bytes, verify_csr
 from server.config import ProfileConfig
 from server.errors import BadCSR, Forbidden, Malformed, NotFound, Unauthorized, Unavailable
 from server.keys import CAS, CHALLENGES, ENGINE, STORE
@@ -74,7 +73,7 @@ async def read_pkcs10(request: web.Request) -> bytes:
     # RFC 7030 §4.2.1: "the HTTP content-type of "application/pkcs10" is used here".
     if request.content_type != PKCS10:
         raise UnsupportedMediaType(f"{PKCS10} (base64 DER, RFC 8951)")
-    return decode_pkcs10(await request.read())
+    return csr_der_from_bytes(await request.read())
 
 
 # -------------------------------------------------------------- distribution

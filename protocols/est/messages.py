@@ -2,7 +2,8 @@
 
 RFC 7030 §4 with RFC 8951's clarifications:
 
-- Bodies are base64 of DER (RFC 8951 §3.1). Whitespace and line breaks inside the base64 are
+- Bodies are base64 of DER (RFC 8951 §3.1), read by ``server.ca.csr.csr_der_from_bytes`` as the
+  REST front end's are. Whitespace and line breaks inside the base64 are
   tolerated, and the Content-Transfer-Encoding header is ignored; certforge sends none on its
   answers (RFC 7030 erratum 5107: HTTP is binary-clean), except inside the MIME parts of a
   multipart answer, where it is MIME's own header.
@@ -21,7 +22,6 @@ server-generated keys (RFC 7030 §4.4.1.1; a request that asks for it is refused
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
 import secrets
 from collections.abc import Sequence
@@ -31,7 +31,7 @@ from asn1crypto import csr as asn1_csr
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
-from server.ca.csr import challenge_password, csr_der_from_bytes
+from server.ca.csr import challenge_password
 from server.config import ProfileConfig
 from server.errors import BadCSR, Forbidden, Malformed, Unavailable
 
@@ -58,29 +58,6 @@ _KEY_ATTRIBUTES: dict[str, tuple[str, str | None, str]] = {
     "rsa": ("1.2.840.113549.1.1.1", None, "1.2.840.113549.1.1.11"),
     "ed25519": ("1.3.101.112", None, "1.3.101.112"),
 }
-
-
-# ------------------------------------------------------------------ request bodies
-def decode_pkcs10(body: bytes) -> bytes:
-    """The DER PKCS#10 request in an EST body: base64 per RFC 8951, with line breaks allowed.
-
-    A client that sends PEM or bare DER is tolerated too (both are unambiguous). Raises
-    ``BadCSR`` with the reason; the DER is not verified here.
-    """
-    stripped = body.strip()
-    if not stripped:
-        raise BadCSR("the body is empty; send the base64 DER PKCS#10 request")
-    if stripped.startswith(b"-----BEGIN"):
-        return csr_der_from_bytes(stripped)
-    try:
-        der = base64.b64decode(b"".join(stripped.split()), validate=True)
-    except (binascii.Error, ValueError):
-        if body[:1] == b"\x30" and not body.isascii():
-            # DER sent as is (a SEQUENCE with a long-form length), taken unstripped: its
-            # signature may end in a byte that strip() takes for whitespace.
-            return body
-        raise BadCSR("the body is not base64 (RFC 8951 §3.1: base64 of the DER request)") from None
-    return der
 
 
 # ------------------------------------------------------------------ responses

@@ -13,8 +13,6 @@ fetch the CA certificates and chains.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import json
 import ssl
@@ -26,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from protocols.rest.auth import requester_of
 from protocols.rest.problems import UnsupportedMediaType
 from server.ca.csr import csr_der_from_bytes
-from server.errors import BadCSR, Malformed, NotFound
+from server.errors import Malformed, NotFound
 from server.keys import CAS, ENGINE
 from server.model import Denied, EnrollmentRequest, Issued, Outcome, Pending, RequestRecord
 
@@ -56,24 +54,10 @@ async def _read_submission(request: web.Request) -> tuple[bytes, str | None]:
         profile = body.get("profile")
         if profile is not None and not isinstance(profile, str):
             raise Malformed('"profile" must be a string')
-        return _csr_bytes(body["csr"].encode()), profile
+        return csr_der_from_bytes(body["csr"].encode()), profile
     if ctype in ("application/pkcs10", "application/octet-stream"):
-        return _csr_bytes(await request.read()), request.query.get("profile")
+        return csr_der_from_bytes(await request.read()), request.query.get("profile")
     raise UnsupportedMediaType(text='send application/json {"csr": ...} or application/pkcs10')
-
-
-def _csr_bytes(data: bytes) -> bytes:
-    """PEM, DER, or base64 DER (RFC 8951 style: line breaks tolerated)."""
-    if data[:1] == b"\x30":
-        # DER as sent: stripping it would cut a signature that ends in a whitespace byte.
-        return csr_der_from_bytes(data)
-    stripped = data.strip()
-    if stripped.startswith(b"-----BEGIN"):
-        return csr_der_from_bytes(stripped)
-    try:
-        return csr_der_from_bytes(base64.b64decode(b"".join(stripped.split()), validate=True))
-    except (binascii.Error, ValueError):
-        raise BadCSR("the CSR is neither PEM, DER nor base64 DER") from None
 
 
 async def submit(request: web.Request) -> web.Response:

@@ -107,8 +107,16 @@ def verify_csr(csr_der: bytes) -> ParsedCSR:
 
 
 def csr_der_from_bytes(data: bytes) -> bytes:
-    """Accept a request as PEM (either label RFC 7468 §7 and older tools use) or as DER."""
+    """A request as front ends receive it: DER as sent, PEM (either label RFC 7468 §7 and older
+    tools use), or base64 of the DER with line breaks allowed (RFC 8951 §3.1, EST's bodies).
+    Raises ``BadCSR`` saying which it is not; the DER is not verified here."""
+    if data[:1] == b"\x30":
+        # A DER SEQUENCE, taken as sent: stripping it could cut a signature that ends in a
+        # byte strip() takes for whitespace. (Base64 of a DER request starts with "M".)
+        return data
     stripped = data.strip()
+    if not stripped:
+        raise BadCSR("the body is empty; send a PKCS#10 request (DER, PEM or base64 DER)")
     if stripped.startswith(b"-----BEGIN"):
         match = _PEM_CSR.search(stripped)
         if match is None:
@@ -117,9 +125,12 @@ def csr_der_from_bytes(data: bytes) -> bytes:
             return base64.b64decode(b"".join(match.group("body").split()), validate=True)
         except binascii.Error as exc:
             raise BadCSR("the PEM certificate request is not valid base64") from exc
-    if data[:1] == b"\x30":  # a DER SEQUENCE
-        return data
-    raise BadCSR("the certificate request is neither PEM nor DER")
+    try:
+        return base64.b64decode(b"".join(stripped.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadCSR(
+            "the certificate request is neither DER, PEM nor base64 DER (RFC 8951 §3.1)"
+        ) from None
 
 
 def challenge_password(csr: x509.CertificateSigningRequest) -> str | None:
