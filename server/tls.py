@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
 import ssl
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -23,6 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from server.clientauth import load_trust_anchors, request_client_certificates
 from server.config import EKU_NAMES, Config
+from server.durable import write_atomic
 from server.engine import Engine
 from server.model import (
     AuthMethod,
@@ -119,15 +118,16 @@ class ServerTLS:
         chain = [issued.certificate.der, *issued.chain]
         pem = "".join(ssl.DER_cert_to_PEM_cert(der) for der in chain)
         self._dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(
+        write_atomic(
             self.key_path,
             key.private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
                 serialization.NoEncryption(),
             ),
+            mode=0o600,
         )
-        _write_atomic(self.cert_path, pem.encode())
+        write_atomic(self.cert_path, pem.encode(), mode=0o600)
         log.info(
             "issued the server's TLS certificate",
             extra={"serial": format(issued.certificate.serial, "x")},
@@ -161,13 +161,3 @@ class ServerTLS:
                 await self.ensure()
             except Exception:
                 log.exception("renewing the server's TLS certificate failed; will retry")
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

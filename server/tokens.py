@@ -15,6 +15,7 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
+from server.durable import write_atomic
 from server.errors import Conflict, Malformed, NotFound, Unauthorized
 from server.model import AuthMethod, Clock, Document, Requester, Role
 from server.store.base import Store
@@ -81,12 +82,7 @@ class TokenService:
             token = path.read_text(encoding="utf-8").strip()
         else:
             token = "cft_" + secrets.token_urlsafe(32)
-            fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(token + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(path.with_suffix(".tmp"), path)
+            write_atomic(path, (token + "\n").encode(), mode=0o600)
         os.chmod(path, 0o600)
         try:
             await self._store.get_doc(TOKEN_KIND, _digest(token))

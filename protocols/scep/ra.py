@@ -33,8 +33,9 @@ from cryptography.x509.oid import NameOID
 
 from protocols.scep.certrep import Signer
 from protocols.scep.envelope import Recipient
-from server.ca.keystore import load_passphrase, read_key, write_atomic, write_key
+from server.ca.keystore import load_passphrase, read_key, write_key
 from server.config import Config
+from server.durable import write_atomic
 from server.engine import Engine
 from server.errors import ConfigError
 from server.model import AuthMethod, CertificateDraft, EnrollmentRequest, Requester, Role

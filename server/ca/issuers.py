@@ -55,10 +55,10 @@ from server.ca.keystore import (
     load_passphrase,
     read_key,
     signing_hash,
-    write_atomic,
     write_key,
 )
 from server.config import CAConfig, Config, IssuerConfig
+from server.durable import write_atomic
 from server.errors import ConfigError, Internal
 
 __all__ = [

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 
 from server.config import CAConfig
+from server.durable import write_atomic
 from server.errors import ConfigError
 
 log = logging.getLogger("certforge.ca")
@@ -145,25 +146,3 @@ def _decrypt(path: Path, data: bytes, passphrase: bytes | None) -> object:
         return serialization.load_pem_private_key(data, password=passphrase)
     except ValueError as exc:
         raise ConfigError(f"cannot decrypt the CA key {path}: wrong passphrase") from exc
-
-
-def write_atomic(path: Path, data: bytes, *, mode: int) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as f:
-        try:
-            os.fchmod(f.fileno(), mode)  # a stale temporary file would keep its old mode
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # makes the rename itself durable
-    finally:
-        os.close(dir_fd)

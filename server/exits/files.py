@@ -24,13 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from server.config import Config
+from server.durable import write_atomic
 from server.exits.base import ExitOptions
 from server.model import Event, EventKind
 
@@ -45,28 +44,7 @@ def write_atomically(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
     with contextlib.suppress(FileNotFoundError):
         if path.read_bytes() == data:
             return  # a redelivery: leave the file (and its mtime) alone
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable: without it a power loss can undo it."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomic(path, data, mode=mode)
 
 
 def _is_file_name(name: str) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from server.ca.keystore import write_atomic
+from server.durable import write_atomic
 from server.revocation.published import PublishedCRL
 
 

@@ -30,8 +30,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from server.ca.imports import is_issued_by
 from server.ca.issuers import IssuingCA
-from server.ca.keystore import CAKey, read_key, write_atomic, write_key
+from server.ca.keystore import CAKey, read_key, write_key
 from server.config import Config
+from server.durable import write_atomic
 from server.engine import Engine
 from server.errors import Unavailable
 from server.model import (

@@ -56,6 +56,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from server.durable import fsync_path
+
 log = logging.getLogger("certforge.store.sqlite")
 
 MAX_BATCH = 1024
@@ -196,10 +198,10 @@ class Writer:
         wal = f"{self._path}-wal"
         size = 0
         try:
-            size = _fsync(wal)
+            size = fsync_path(wal)
         except FileNotFoundError:  # checkpointed and removed: the database file has it all
             try:
-                _fsync(self._path)
+                fsync_path(self._path)
             except OSError as exc:
                 results = self._failed(results, exc)
         except OSError as exc:
@@ -284,16 +286,6 @@ def _turn(lock_fd: int) -> Iterator[None]:
         yield
     finally:
         fcntl.flock(lock_fd, fcntl.LOCK_UN)
-
-
-def _fsync(path: str) -> int:
-    """fsync ``path``; returns its size."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        return os.fstat(fd).st_size
-    finally:
-        os.close(fd)
 
 
 def _resolve(results: list[Result]) -> None:
