@@ -15,7 +15,6 @@ one-time challenge is spent.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 from dataclasses import dataclass, replace
@@ -30,7 +29,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from protocols.scep.failinfo import FailInfo, SCEPFailure
 from protocols.scep.messages import MessageType, PKIMessage, PKIStatus
 from protocols.scep.transactions import Transaction, find_transaction, sender_of
-from server.ca.csr import challenge_password, verify_csr
+from server.ca.csr import ParsedCSR, challenge_password, verify_csr
 from server.challenges import Challenges
 from server.config import SCEPConfig
 from server.engine import Engine
@@ -96,7 +95,7 @@ class Operations:
                 raise SCEPFailure(FailInfo.BAD_REQUEST, "transactionID reused with another key")
             if previous.sender == sender:
                 return await self._state_of(previous.request_id)  # a resend polls
-        requester, vouched = await self._authorise(msg, csr, csr_der, profile)
+        requester, vouched, verified = await self._authorise(msg, csr, csr_der, profile)
         transaction = Transaction("", key_sha256, sender, _key_sha256(msg.signer))
         outcome = await self.engine.submit(
             EnrollmentRequest(
@@ -106,25 +105,28 @@ class Operations:
                 profile=profile,
                 vouched=replace(vouched, attributes=transaction.attributes()),
                 transaction_id=msg.transaction_id,
-            )
+            ),
+            verified=verified,
         )
         return _reply(outcome)
 
     async def _authorise(
         self, msg: PKIMessage, csr: x509.CertificateSigningRequest, csr_der: bytes, profile: str
-    ) -> tuple[Requester, Vouched]:
+    ) -> tuple[Requester, Vouched, ParsedCSR | None]:
+        """Who asks, and the request verified when that had to come first (else None: the
+        engine verifies it)."""
         if msg.message_type == MessageType.RENEWAL_REQ:
-            return await self._renewal_signer(msg, csr)
+            return *await self._renewal_signer(msg, csr), None
         password = challenge_password(csr)
         if not password:
             raise SCEPFailure(FailInfo.BAD_REQUEST, "a PKCSReq needs a challengePassword")
         static = self.config.static_challenges.get(profile)
         if static is not None and hmac.compare_digest(password.encode(), static.encode()):
-            return Requester(AuthMethod.CHALLENGE_PASSWORD, "static"), Vouched()
+            return Requester(AuthMethod.CHALLENGE_PASSWORD, "static"), Vouched(), None
         # A one-time challenge is spent only on a CSR the engine will accept as a CSR.
-        await asyncio.to_thread(verify_csr, csr_der)
+        verified = verify_csr(csr_der)
         if await self.challenges.redeem(password, profile=profile):
-            return Requester(AuthMethod.CHALLENGE_PASSWORD, "one-time"), Vouched()
+            return Requester(AuthMethod.CHALLENGE_PASSWORD, "one-time"), Vouched(), verified
         raise SCEPFailure(FailInfo.BAD_REQUEST, "the challengePassword is wrong or used")
 
     async def _renewal_signer(
