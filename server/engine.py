@@ -232,9 +232,11 @@ class Engine:
             request_id=record.id,
             issuer=issuer.name,
             profile=draft.profile,
-            # The subject as the certificate spells it: the request's unless policy shaped it.
+            # The subject as the certificate spells it: the request's text when the draft kept
+            # the request's subject and each of its RDNs holds one attribute, as the
+            # certificate's do (a multi-valued RDN is spelt with "+" in the request).
             subject=csr.subject_text
-            if draft.subject == csr.subject
+            if csr.one_attribute_per_rdn and draft.subject == csr.subject
             else cert.subject.rfc4514_string(),
             sans=tuple(str(s) for s in draft.sans),
             not_before=cert.not_valid_before_utc,

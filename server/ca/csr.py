@@ -74,6 +74,7 @@ class ParsedCSR:
     key_type: str
     subject: SubjectAttrs
     subject_text: str  # RFC 4514, for search
+    one_attribute_per_rdn: bool  # then a certificate of ``subject`` spells it as subject_text
     sans: tuple[Identifier, ...]
     key_sha256: str  # hex SHA-256 of the DER SubjectPublicKeyInfo
 
@@ -101,6 +102,7 @@ def verify_csr(csr_der: bytes) -> ParsedCSR:
         key_type=key_type,
         subject=subject,
         subject_text=name.rfc4514_string(),
+        one_attribute_per_rdn=all(len(rdn) == 1 for rdn in name.rdns),
         sans=_sans(csr),
         key_sha256=hashlib.sha256(spki).hexdigest(),
     )

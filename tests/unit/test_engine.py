@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 
 from server.ca.csr import verify_csr
 from server.engine import Engine
@@ -90,6 +92,30 @@ async def test_a_verified_request_is_reused_only_for_its_own_der(
     reused = await eng.submit(rest(same.der), verified=same)
     assert isinstance(reused, Issued)
     assert reused.certificate.key_sha256 == same.key_sha256
+
+
+async def test_the_certificate_record_spells_the_subject_as_the_certificate_does(
+    engine: tuple[Engine, SQLiteStore],
+) -> None:
+    eng, _ = engine
+    key = ec.generate_private_key(ec.SECP256R1())
+    multi = x509.RelativeDistinguishedName(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "multi.example.test"),
+        ]
+    )
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([multi]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("multi.example.test")]), False)
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    outcome = await eng.submit(rest(csr, profile="tls-client"))
+    assert isinstance(outcome, Issued)
+    cert = x509.load_der_x509_certificate(outcome.certificate.der)
+    assert outcome.certificate.subject == cert.subject.rfc4514_string()
 
 
 async def test_anonymous_is_pending_then_approved(engine: tuple[Engine, SQLiteStore]) -> None:
