@@ -161,8 +161,9 @@ def _engine(config: Config, store: SQLiteStore) -> Engine:
 
 async def _engine_run(
     data_dir: Path, seconds: float, csrs: list[bytes], concurrency: int, start: Callable[[], object]
-) -> float:
-    """Submit for ``seconds`` with ``concurrency`` submitters; issuances per second."""
+) -> tuple[float, float, float]:
+    """Submit for ``seconds`` with ``concurrency`` submitters: issuances per second, and the
+    process's CPU seconds (all its threads) and issuances over the run."""
     config = Config().with_data_dir(data_dir)
     store = SQLiteStore(f"sqlite:///{data_dir}/certforge.db", consumers=[])
     await store.open()
@@ -174,7 +175,9 @@ async def _engine_run(
 
     try:
         start()
-        return await run_workers(concurrency, seconds, one)
+        cpu, wall = time.process_time(), time.perf_counter()
+        rate = await run_workers(concurrency, seconds, one)
+        return rate, time.process_time() - cpu, rate * (time.perf_counter() - wall)
     finally:
         await store.close()
 
@@ -185,25 +188,29 @@ def _engine_process(
     csrs: list[bytes],
     concurrency: int,
     barrier: BarrierType,
-    results: Queue[float],
+    results: Queue[tuple[float, float, float]],
 ) -> None:
     results.put(asyncio.run(_engine_run(data_dir, seconds, csrs, concurrency, barrier.wait)))
 
 
 def engine_rate(
     seconds: float, csrs: list[bytes], processes: int = 1, concurrency: int = 64
-) -> float:
+) -> tuple[float, float]:
     """Issuances per second through ``Engine.submit`` in ``processes`` processes that share
-    one durable SQLite store (the processes start submitting together)."""
+    one durable SQLite store (the processes start submitting together), and the CPU seconds
+    one issuance took (every thread of every process)."""
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp)
         load_or_create(Config().with_data_dir(data_dir), passphrase=None, now=datetime.now(UTC))
         if processes == 1:
-            return asyncio.run(_engine_run(data_dir, seconds, csrs, concurrency, lambda: None))
+            rate, cpu, issued = asyncio.run(
+                _engine_run(data_dir, seconds, csrs, concurrency, lambda: None)
+            )
+            return rate, cpu / issued
         # fork: the parent has no threads here, and the children need none of its state.
         mp = multiprocessing.get_context("fork")
         barrier = mp.Barrier(processes + 1)
-        results: Queue[float] = mp.Queue()
+        results: Queue[tuple[float, float, float]] = mp.Queue()
         each = max(1, concurrency // processes)
         procs = [
             mp.Process(
@@ -214,10 +221,13 @@ def engine_rate(
         for proc in procs:
             proc.start()
         barrier.wait()  # all submit over the same window, so their rates add up
-        total = sum(results.get(timeout=seconds + 60) for _ in procs)
+        each_result = [results.get(timeout=seconds + 60) for _ in procs]
         for proc in procs:
             proc.join()
-        return total
+        return (
+            sum(r for r, _, _ in each_result),
+            sum(c for _, c, _ in each_result) / sum(n for _, _, n in each_result),
+        )
 
 
 WRK_SCRIPT = """
@@ -306,8 +316,8 @@ def main() -> None:
     args = parser.parse_args()
     csrs = [make_csr(f"host{i}.bench.test") for i in range(200)]
     bare = bare_rate(args.seconds)
-    engine_1 = engine_rate(args.seconds, csrs, processes=1)
-    engine_n = engine_rate(args.seconds, csrs, processes=args.processes)
+    engine_1, cpu_1 = engine_rate(args.seconds, csrs, processes=1)
+    engine_n, cpu_n = engine_rate(args.seconds, csrs, processes=args.processes)
     rest, driver = rest_rate(args.seconds, csrs, args.workers)
     bare_after = bare_rate(args.seconds)  # the machine may have changed pace meanwhile
     baseline = (bare + bare_after) / 2
@@ -318,6 +328,11 @@ def main() -> None:
         f"engine_{args.processes}_processes_per_s": round(engine_n),
         f"rest_{args.workers}_workers_per_s": round(rest),
         "rest_driver": driver,
+        # CPU per issuance, all threads and processes, against bare's time per certificate
+        # on its one core: what one core could reach at best, whatever the machine's cores.
+        "bare_us": round(1e6 / baseline, 1),
+        "engine_cpu_us_per_issuance_1_process": round(cpu_1 * 1e6, 1),
+        f"engine_cpu_us_per_issuance_{args.processes}_processes": round(cpu_n * 1e6, 1),
         "engine_ratio_1_process": round(engine_1 / baseline, 3),
         "engine_ratio": round(engine_n / baseline, 3),
         "rest_ratio": round(rest / baseline, 3),
