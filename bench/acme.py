@@ -13,7 +13,9 @@ for both.
 Reported per server and concurrency: orders completed per second, failures (an error or an
 order not done within --order-timeout), p50 and p99 latency of a whole order, and the
 server's CPU milliseconds per order (user + system of the server process and its children,
-from /proc). Ratios certforge/Pebble are printed at the end. Targets (issue #4): certforge
+from /proc). Each concurrency gets a fresh Pebble, and one that stalls below concurrency 32
+(Pebble 2.4.0 does now and then at 8) is measured once more; no ratio is given when either
+server failed orders. Ratios certforge/Pebble are printed at the end. Targets (issue #4): certforge
 >= 1.5x Pebble's orders/s at concurrency 8; at 32 every order completes; CPU per order below
 Pebble's.
 """
@@ -282,34 +284,56 @@ async def run_all(args: argparse.Namespace) -> list[Result]:
         work = Path(tmp)
         challtestsrv = ChallTestSrv(work)
         challtestsrv.start()
-        pebble, pebble_url = start_pebble(work, challtestsrv)
         certforge = start_certforge(work, challtestsrv, args.workers)
         assert certforge.proc is not None
         try:
             for concurrency in args.concurrency:
-                for name, url, context, pid in (
-                    ("pebble", pebble_url, False, pebble.pid),
-                    ("certforge", f"{certforge.url}/acme/directory",
-                     certforge.ssl_context(), certforge.proc.pid),
-                ):  # fmt: skip
-                    result = await drive(
-                        name, url, context, challtestsrv, pid,
-                        concurrency=concurrency, seconds=args.seconds,
-                        order_timeout=args.order_timeout,
-                    )  # fmt: skip
-                    print(result.line(), flush=True)
-                    for failure in result.failures[:3]:
-                        print("    ", failure)
-                    results.append(result)
+                # A fresh Pebble for each concurrency: one that stalled (Pebble 2.4.0 does
+                # under load) would fail every later measurement. One that stalls below
+                # concurrency 32 is measured once more; both lines are printed, and the
+                # ratio uses the last.
+                result = await measure_pebble(work, challtestsrv, concurrency, args)
+                if result.failures and concurrency < 32:
+                    print("    (Pebble stalled: measured again with a fresh Pebble)", flush=True)
+                    result = await measure_pebble(work, challtestsrv, concurrency, args)
+                results.append(result)
+                result = await drive(
+                    "certforge", f"{certforge.url}/acme/directory", certforge.ssl_context(),
+                    challtestsrv, certforge.proc.pid, concurrency=concurrency,
+                    seconds=args.seconds, order_timeout=args.order_timeout,
+                )  # fmt: skip
+                report(result)
+                results.append(result)
         finally:
             certforge.stop()
-            pebble.send_signal(signal.SIGTERM)
-            try:
-                pebble.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pebble.kill()
             challtestsrv.stop()
     return results
+
+
+async def measure_pebble(
+    work: Path, challtestsrv: ChallTestSrv, concurrency: int, args: argparse.Namespace
+) -> Result:
+    pebble, url = start_pebble(work, challtestsrv)
+    try:
+        result = await drive(
+            "pebble", url, False, challtestsrv, pebble.pid, concurrency=concurrency,
+            seconds=args.seconds, order_timeout=args.order_timeout,
+        )  # fmt: skip
+    finally:
+        pebble.send_signal(signal.SIGTERM)
+        try:
+            pebble.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pebble.kill()
+            pebble.wait()
+    report(result)
+    return result
+
+
+def report(result: Result) -> None:
+    print(result.line(), flush=True)
+    for failure in result.failures[:3]:
+        print("    ", failure)
 
 
 def main() -> None:
