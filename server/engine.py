@@ -102,8 +102,8 @@ class Engine:
 
     # ----------------------------------------------------------------- submit
     async def submit(self, req: EnrollmentRequest, *, verified: ParsedCSR | None = None) -> Outcome:
-        """``verified``: what ``verify_csr(req.csr_der)`` returned, when the front end needed
-        it before submitting (EST's retry lookup, SCEP); the request is not verified twice."""
+        """``verified``: what ``verify_csr(req.csr_der)`` returned, when the front end had to
+        verify the request before submitting it; the request is not verified twice."""
         started = time.perf_counter()
         # Step 1: Verify the CSR and its key. Raises; nothing is recorded. On the loop: handing
         # the check to a thread cost more in GIL hand-offs than the check itself (measured).

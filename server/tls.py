@@ -117,7 +117,6 @@ class ServerTLS:
         issued = await self._engine.issue_internal(req, draft)
         chain = [issued.certificate.der, *issued.chain]
         pem = "".join(ssl.DER_cert_to_PEM_cert(der) for der in chain)
-        self._dir.mkdir(parents=True, exist_ok=True)
         write_atomic(
             self.key_path,
             key.private_bytes(

@@ -40,7 +40,6 @@ FILE_MODE = 0o644  # certificates and CRLs are public documents
 
 def write_atomically(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         if path.read_bytes() == data:
             return  # a redelivery: leave the file (and its mtime) alone

@@ -87,7 +87,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._looked_up: sqlite3.Connection | None = None  # point reads, on the loop
+        self._point_reader: sqlite3.Connection | None = None  # on the loop
 
     @property
     def writer(self) -> Writer:
@@ -101,7 +101,7 @@ class SQLiteStore:
         if self._writer is not None:
             raise RuntimeError("the SQLite store is already open")
         conn = await asyncio.to_thread(_open_schema, self._path)
-        self._looked_up = await asyncio.to_thread(connect, self._path, readonly=True)
+        self._point_reader = await asyncio.to_thread(connect, self._path, readonly=True)
         self._writer = Writer(conn, asyncio.get_running_loop(), self._path)
         self._reads = ThreadPoolExecutor(READERS, thread_name_prefix="certforge-sqlite-r")
 
@@ -114,9 +114,9 @@ class SQLiteStore:
             await asyncio.to_thread(writer.wait_closed)
         if reads is not None:
             await asyncio.to_thread(reads.shutdown, wait=True)
-        if self._looked_up is not None:
-            self._looked_up.close()
-            self._looked_up = None
+        if self._point_reader is not None:
+            self._point_reader.close()
+            self._point_reader = None
         with self._readers_lock:
             readers, self._readers = self._readers, []
         self._local = threading.local()
@@ -147,9 +147,9 @@ class SQLiteStore:
     def _lookup(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
         """A point read (by key, a few rows at most), on the loop: tens of microseconds of
         SQLite, less than handing it to a reader thread and back costs."""
-        if self._looked_up is None:
+        if self._point_reader is None:
             raise RuntimeError("the SQLite store is not open")
-        return self._looked_up.execute(sql, args).fetchall()
+        return self._point_reader.execute(sql, args).fetchall()
 
     # ------------------------------------------------------------- events
     def _insert_event(self, c: sqlite3.Connection, e: Event) -> None:
@@ -508,7 +508,7 @@ class SQLiteStore:
         return sqlite_docs.from_row(rows[0])
 
     async def find_docs(self, kind: str, *, lookup: str) -> list[Document]:
-        rows = self._lookup(sqlite_docs.FIND, (kind, lookup, _now()))
+        rows = await self._read(sqlite_docs.FIND, (kind, lookup, _now()))  # maybe many
         return [sqlite_docs.from_row(r) for r in rows]
 
     async def purge_expired_docs(self, now: datetime) -> int:
