@@ -13,11 +13,12 @@ for both.
 Reported per server and concurrency: orders completed per second, failures (an error or an
 order not done within --order-timeout), p50 and p99 latency of a whole order, and the
 server's CPU milliseconds per order (user + system of the server process and its children,
-from /proc). Each concurrency gets a fresh Pebble, and one that stalls below concurrency 32
-(Pebble 2.4.0 does now and then at 8) is measured once more; no ratio is given when either
-server failed orders. Ratios certforge/Pebble are printed at the end. Targets (issue #4): certforge
->= 1.5x Pebble's orders/s at concurrency 8; at 32 every order completes; CPU per order below
-Pebble's.
+from /proc), beside the CPU this load driver and pebble-challtestsrv spent per order (they
+share the machine's cores with the server). Each concurrency gets a fresh Pebble, and one
+that stalls below concurrency 32 (Pebble 2.4.0 does now and then at 8) is measured once
+more; no ratio is given when either server failed orders. Ratios certforge/Pebble are
+printed at the end. Targets (issue #4): certforge >= 1.5x Pebble's orders/s at concurrency
+8; at 32 every order completes; CPU per order below Pebble's.
 """
 
 from __future__ import annotations
@@ -127,6 +128,8 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     cpu_seconds: float = 0.0
+    driver_cpu_seconds: float = 0.0  # this load driver (the same for both servers)
+    responder_cpu_seconds: float = 0.0  # pebble-challtestsrv (the same for both servers)
 
     @property
     def rate(self) -> float:
@@ -142,12 +145,17 @@ class Result:
     def cpu_ms_per_order(self) -> float:
         return 1000 * self.cpu_seconds / max(1, len(self.latencies))
 
+    def ms_per_order(self, seconds: float) -> float:
+        return 1000 * seconds / max(1, len(self.latencies))
+
     def line(self) -> str:
         return (
             f"{self.server:9} c={self.concurrency:<3} {self.rate:7.1f} orders/s  "
             f"ok={len(self.latencies):<5} failed={len(self.failures):<3} "
             f"p50={1000 * self.pct(0.5):6.0f} ms  p99={1000 * self.pct(0.99):6.0f} ms  "
-            f"cpu={self.cpu_ms_per_order:6.1f} ms/order"
+            f"cpu={self.cpu_ms_per_order:6.1f} ms/order  "
+            f"(driver {self.ms_per_order(self.driver_cpu_seconds):.1f}, "
+            f"challtestsrv {self.ms_per_order(self.responder_cpu_seconds):.1f})"
         )
 
 
@@ -206,10 +214,15 @@ async def drive(
                 except (TimeoutError, RuntimeError, aiohttp.ClientError, KeyError) as exc:
                     result.failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
 
-        cpu_before, wall = cpu_seconds(pid), time.perf_counter()
+        assert challtestsrv.proc is not None
+        responder = challtestsrv.proc.pid
+        before = cpu_seconds(pid), time.process_time(), cpu_seconds(responder)
+        wall = time.perf_counter()
         await asyncio.gather(*(worker(w) for w in range(concurrency)))
         result.seconds = time.perf_counter() - wall
-        result.cpu_seconds = cpu_seconds(pid) - cpu_before
+        result.cpu_seconds = cpu_seconds(pid) - before[0]
+        result.driver_cpu_seconds = time.process_time() - before[1]
+        result.responder_cpu_seconds = cpu_seconds(responder) - before[2]
     return result
 
 

@@ -1,6 +1,8 @@
 """Authorizations and challenges (RFC 8555 §7.1.4, §7.5): reading them, deactivating an
 authorization (§7.5.2), and responding to a challenge (§7.5.1), which starts its validation
-in the background.
+in the background and waits up to ``QUICK_VALIDATION_SECONDS`` for it: a validation done by
+then is in the answer (the challenge ``valid`` or ``invalid``), and the client need not poll.
+A slower one goes on in the background; the answer then says ``processing``.
 
 A challenge moves pending -> processing (a conditional write: of two concurrent responses
 one starts the validation) -> valid or invalid, and its authorization with it. A validation
@@ -41,6 +43,9 @@ from server.model import Identifier, IdentifierType
 
 log = logging.getLogger("certforge.acme")
 WRITE_ATTEMPTS = 5
+# How long the response to a challenge waits for its validation. Long enough for a responder
+# on a nearby network, short enough that a client never waits long on a slow one.
+QUICK_VALIDATION_SECONDS = 1.0
 
 
 def challenge_types(identifier: Identifier, wildcard: bool) -> list[ChallengeType]:
@@ -124,7 +129,7 @@ async def get_authz(request: web.Request) -> web.Response:
     verified, account, authz = await _owned_authz(request, acme)
     stalled = next((c for c in authz.challenges if _is_stalled(acme, c)), None)
     if stalled is not None:  # its server stopped mid-validation: validate again here
-        authz, _ = await _start(acme, authz, stalled, account)
+        authz, _, _ = await _start(acme, authz, stalled, account)
     if not verified.is_post_as_get:
         if verified.payload().get("status") != "deactivated":
             raise ACMEProblem(ProblemType.MALFORMED, 'a client may only set "deactivated"')
@@ -145,30 +150,40 @@ async def respond_challenge(request: web.Request) -> web.Response:
         raise ACMEProblem(ProblemType.MALFORMED, "no such challenge", 404)
     if not verified.is_post_as_get:
         verified.payload()  # must be a JSON object, usually {}
-        authz, challenge = await _start(acme, authz, challenge, account)
+        authz, challenge, validation = await _start(acme, authz, challenge, account)
+        if validation is not None:
+            # Not cancelled by a timeout here, nor if the client goes away: it runs on.
+            await asyncio.wait({validation}, timeout=QUICK_VALIDATION_SECONDS)
+            if validation.done() and not validation.cancelled() and validation.exception() is None:
+                authz = validation.result() or authz
+                challenge = authz.challenge(challenge.type) or challenge
     return acme_json(challenge_json(acme, authz, challenge), up=acme.urls.authz(authz.id))
 
 
 async def _start(
     acme: ACME, authz: Authorization, challenge: Challenge, account: Account
-) -> tuple[Authorization, Challenge]:
+) -> tuple[Authorization, Challenge, asyncio.Task[Authorization | None] | None]:
+    """Start validating ``challenge`` unless its authorization has one under way or done;
+    the validation's task, when this call started it."""
     now = acme.clock.now()
     if authz.current_status(now) is not AuthzStatus.PENDING:
-        return authz, challenge  # RFC 8555 §7.5.1: nothing to do; answer its state
+        return authz, challenge, None  # RFC 8555 §7.5.1: nothing to do; answer its state
     stalled = _is_stalled(acme, challenge)
     if challenge.status is not ChallengeStatus.PENDING and not stalled:
-        return authz, challenge
+        return authz, challenge, None
     if any(c.status is ChallengeStatus.PROCESSING for c in authz.challenges) and not stalled:
-        return authz, challenge  # one validation per authorization at a time
+        return authz, challenge, None  # one validation per authorization at a time
     challenge.status, challenge.started = ChallengeStatus.PROCESSING, now.isoformat()
     try:
         await save(acme.store, authz)
     except Conflict:
         authz = await load_authz(acme, authz.id)  # another request started it
-        return authz, authz.challenge(challenge.type) or challenge
+        return authz, authz.challenge(challenge.type) or challenge, None
     key_authz = key_authorization(challenge.token, account.thumbprint)
-    acme.background.spawn(validate(acme, authz.id, challenge.type, key_authz))
-    return authz, challenge
+    task = acme.background.spawn(
+        validate(acme, authz.id, authz.identifier, authz.wildcard, challenge, key_authz)
+    )
+    return authz, challenge, task
 
 
 def _is_stalled(acme: ACME, challenge: Challenge) -> bool:
@@ -180,14 +195,20 @@ def _is_stalled(acme: ACME, challenge: Challenge) -> bool:
     return acme.clock.now() - started > limit
 
 
-async def validate(acme: ACME, authz_id: str, type_: ChallengeType, key_authz: str) -> None:
-    """Run one validation under the timeout, then record its result."""
-    authz = await load_authz(acme, authz_id)
+async def validate(
+    acme: ACME,
+    authz_id: str,
+    identifier: Identifier,
+    wildcard: bool,
+    challenge: Challenge,
+    key_authz: str,
+) -> Authorization | None:
+    """Run one validation under the timeout, then record its result: the authorization as
+    recorded, or None if it was no longer waiting for this validation."""
     if acme.background.http_session is None:
         acme.background.http_session = Validator(acme.settings).new_session()
     validator = Validator(acme.settings, acme.background.http_session)
-    challenge = authz.challenge(type_)
-    assert challenge is not None  # noqa: S101 - started by respond_challenge
+    type_, token = challenge.type, challenge.token
     checks = {
         ChallengeType.HTTP_01: validator.http01,
         ChallengeType.DNS_01: validator.dns01,
@@ -196,23 +217,23 @@ async def validate(acme: ACME, authz_id: str, type_: ChallengeType, key_authz: s
     error: StoredProblem | None = None
     try:
         async with asyncio.timeout(acme.settings.validation_timeout_seconds):
-            await checks[type_](authz.identifier, challenge.token, key_authz)
-            await validator.check_caa(authz.identifier, wildcard=authz.wildcard)
+            await checks[type_](identifier, token, key_authz)
+            await validator.check_caa(identifier, wildcard=wildcard)
     except ValidationFailed as failed:
         error = StoredProblem(failed.type, failed.detail)
     except TimeoutError:
         error = StoredProblem(ProblemType.CONNECTION, f"{type_} validation timed out")
-    await _record(acme, authz_id, type_, error)
+    return await _record(acme, authz_id, type_, error)
 
 
 async def _record(
     acme: ACME, authz_id: str, type_: ChallengeType, error: StoredProblem | None
-) -> None:
+) -> Authorization | None:
     for _ in range(WRITE_ATTEMPTS):
         authz = await load_authz(acme, authz_id)
         challenge = authz.challenge(type_)
         if challenge is None or challenge.status is not ChallengeStatus.PROCESSING:
-            return
+            return None
         now = acme.clock.now()
         if error is None:
             challenge.status, challenge.validated = ChallengeStatus.VALID, rfc3339(now)
@@ -228,6 +249,7 @@ async def _record(
                 "validation",
                 extra={"authz": authz_id, "type": str(type_), "valid": error is None},
             )
-            return
+            return authz
         except Conflict:
             continue  # the client deactivated it meanwhile, or another writer: re-read
+    return None

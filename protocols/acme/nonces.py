@@ -102,6 +102,13 @@ async def use_nonce(acme: ACME, key: bytes, nonce: object) -> None:
 
 async def handle_new_nonce(request: web.Request) -> web.Response:
     """RFC 8555 §7.2: HEAD answers 200, GET 204; both carry Replay-Nonce (added by the
-    headers middleware) and "Cache-Control: no-store"."""
-    status = 200 if request.method == "HEAD" else 204
-    return web.Response(status=status, headers={"Cache-Control": "no-store"})
+    headers middleware) and "Cache-Control: no-store".
+
+    HEAD states its empty length: aiohttp (server) leaves Content-Length out of a HEAD answer,
+    and aiohttp's client then closes the connection instead of reusing it (RFC 9110 §8.6
+    allows the header on HEAD, with the length a GET answered with 200 would have: 0)."""
+    if request.method == "HEAD":
+        return web.Response(
+            status=200, headers={"Cache-Control": "no-store", "Content-Length": "0"}
+        )
+    return web.Response(status=204, headers={"Cache-Control": "no-store"})

@@ -145,6 +145,12 @@ class Writer:
     def wait_closed(self) -> None:
         """Wait for the syncer's last answers, then release the connections (blocking)."""
         self._syncer.join()
+        log.info(
+            "SQLite writer closed: %d writes in %d commits, %d fsyncs",
+            self.writes,
+            self.commits,
+            self.syncs,
+        )
         self._checkpointer.close()
         self._conn.close()
         os.close(self._lock_fd)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PREFIX = "/.well-known/acme-challenge/"
+SLOW = "slow:"  # an answer "slow:<seconds>:<body>" is sent after that long
 
 
 @contextmanager
 def http01_responder(port: int, answers: dict[str, str]) -> Iterator[dict[str, str]]:
-    """Serve ``answers`` (token -> key authorization) on 127.0.0.1:port while in the block."""
+    """Serve ``answers`` (token -> key authorization) on 127.0.0.1:port while in the block.
+    An answer may be ``redirect:<url>`` or ``slow:<seconds>:<body>``."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -27,6 +30,9 @@ def http01_responder(port: int, answers: dict[str, str]) -> Iterator[dict[str, s
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
+            if body.startswith(SLOW):
+                delay, _, body = body.removeprefix(SLOW).partition(":")
+                time.sleep(float(delay))  # a slow responder, by design
             data = body.encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(data)))

@@ -7,6 +7,7 @@ profiles; manual approval; rate limits."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,6 +100,9 @@ def test_directory_and_new_nonce(server: CertforgeServer) -> None:
     get = c.request("GET", c.directory["newNonce"])
     assert (head.status, get.status) == (200, 204)
     assert head.headers["Replay-Nonce"] != get.headers["Replay-Nonce"]
+    # Stated, so that clients which close a connection after a HEAD answer of unknown length
+    # (aiohttp's) keep it: one TLS handshake saved per order.
+    assert head.headers["Content-Length"] == "0"
     assert get.headers["Cache-Control"] == "no-store"
     assert 'rel="index"' in get.headers["Link"]
 
@@ -292,8 +296,11 @@ def test_failed_validation_makes_the_order_invalid(server: CertforgeServer, clie
     authz = client.post(order["authorizations"][0]).json()
     challenge = next(c for c in authz["challenges"] if c["type"] == "http-01")
     with http01_responder(http01_port(server), {challenge["token"]: "wrong"}):
-        client.post(challenge["url"], {})
-        assert client.poll(order["authorizations"][0], ("valid", "invalid"))["status"] == "invalid"
+        answered = client.post(challenge["url"], {}).json()
+    # A quick validation is already in the response to the challenge.
+    assert answered["status"] == "invalid", answered
+    assert answered["error"]["type"].endswith("incorrectResponse")
+    assert client.post(order["authorizations"][0]).json()["status"] == "invalid"
     body = client.poll(order_url, ("invalid",))
     assert body["error"]["type"].endswith("incorrectResponse")
     assert body["error"]["subproblems"][0]["identifier"]["value"] == "fails.example.com"
@@ -587,6 +594,44 @@ def _answer_http01(
     with http01_responder(http01_port(server), answers):
         client.post(challenge["url"], {})
         return client.poll(authz_url, ("valid", "invalid"))
+
+
+def test_a_quick_validation_is_in_the_challenge_response(
+    server: CertforgeServer, client: Client
+) -> None:
+    order = client.new_order("quick.example.com").json()
+    authz_url = order["authorizations"][0]
+    challenge = next(
+        c for c in client.post(authz_url).json()["challenges"] if c["type"] == "http-01"
+    )
+    answers = {challenge["token"]: client.key_authorization(challenge["token"])}
+    with http01_responder(http01_port(server), answers):
+        answered = client.post(challenge["url"], {})
+    assert answered.status == 200
+    assert answered.json()["status"] == "valid", answered.json()
+    assert "validated" in answered.json()
+    assert client.post(authz_url).json()["status"] == "valid"  # no polling needed
+
+
+def test_a_slow_validation_answers_processing_and_goes_on(
+    server: CertforgeServer, client: Client
+) -> None:
+    """The response waits about a second for the validation, no longer; the validation goes
+    on in the background and decides the authorization."""
+    order = client.new_order("slow.example.com").json()
+    authz_url = order["authorizations"][0]
+    challenge = next(
+        c for c in client.post(authz_url).json()["challenges"] if c["type"] == "http-01"
+    )
+    key_authz = client.key_authorization(challenge["token"])
+    with http01_responder(http01_port(server), {challenge["token"]: f"slow:3:{key_authz}"}):
+        started = time.monotonic()
+        answered = client.post(challenge["url"], {})
+        waited = time.monotonic() - started
+        assert answered.json()["status"] == "processing", answered.json()
+        assert 0.9 < waited < 2.5, waited
+        authz = client.poll(authz_url, ("valid", "invalid"))
+    assert authz["status"] == "valid", authz
 
 
 def test_http01_follows_redirects(server: CertforgeServer, client: Client) -> None:
