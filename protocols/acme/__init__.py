@@ -15,7 +15,7 @@ from aiohttp.typedefs import Handler
 
 from protocols.acme import accounts, ari, authz, directory, nonces, orders, revoke
 from protocols.acme.admin import admin_app
-from protocols.acme.context import ACME, BACKGROUND, Background
+from protocols.acme.context import ACME, BACKGROUND, CONTEXT, Background, ContextSlot
 from protocols.acme.problems import problem_middleware
 from server.config import Config
 from server.frontend import Mount
@@ -45,6 +45,7 @@ def frontend(config: Config) -> list[Mount]:
     app[FRONTEND] = "acme"
     background = Background()
     app[BACKGROUND] = background
+    app[CONTEXT] = ContextSlot()
     app[nonces.NONCE_KEY] = nonces.NonceKey()
 
     async def stop_validations(_: web.Application) -> None:

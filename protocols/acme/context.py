@@ -120,8 +120,17 @@ class Background:
             await self.http_session.close()
 
 
+@dataclass
+class ContextSlot:
+    """The sub-app's ACME context, built at its first request: everything in it is fixed
+    once the server runs, and building it from the app's keys cost every request."""
+
+    value: ACME | None = None
+
+
 BACKGROUND = web.AppKey("acme_background", Background)
 CLOCK = web.AppKey("acme_clock", Clock)
+CONTEXT = web.AppKey("acme_context", ContextSlot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +150,15 @@ class ACME:
 
     @classmethod
     def of(cls, request: web.Request) -> ACME:
+        slot = request.app.get(CONTEXT)
+        if slot is None:
+            return cls._build(request)
+        if slot.value is None:
+            slot.value = cls._build(request)
+        return slot.value
+
+    @classmethod
+    def _build(cls, request: web.Request) -> ACME:
         cd = request.config_dict
         config = cd[CONFIG]
         return cls(
