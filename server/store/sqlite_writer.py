@@ -172,7 +172,8 @@ class Writer:
                 _resolve([r for r in results if r[0] in volatile])
                 results = [r for r in results if r[0] not in volatile]
                 volatile.difference_update(future for _, future in batch)
-            self._committed.put(results)
+            if results:  # a group of volatile writes only needs no fsync: nobody waits on it
+                self._committed.put(results)
 
     def _sync_forever(self) -> None:
         """Make committed groups durable, one fsync for all that are waiting, then answer;

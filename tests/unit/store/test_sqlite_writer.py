@@ -45,3 +45,19 @@ async def test_the_wal_starts_over_under_a_steady_stream_of_writes(
 
 def _size(path: Path) -> int:
     return path.stat().st_size
+
+
+async def test_writes_answered_at_commit_cost_no_fsync(tmp_path: Path) -> None:
+    """A group of ``durable=False`` writes only is not synced (nobody waits on it); a durable
+    write is answered after an fsync that covers the earlier ones too."""
+    store = SQLiteStore(f"sqlite:///{tmp_path}/db.sqlite", consumers=[])
+    await store.open()
+    try:
+        for i in range(20):
+            await store.put_doc(Document("marker", str(i), {}), durable=False)
+        await asyncio.sleep(0.05)  # the syncer would have had time for them
+        assert (store.writer.commits, store.writer.syncs) == (20, 0)
+        await store.put_doc(Document("note", "n", {"text": "kept"}))
+        assert store.writer.syncs == 1
+    finally:
+        await store.close()
