@@ -157,7 +157,12 @@ async def respond_challenge(request: web.Request) -> web.Response:
             if validation.done() and not validation.cancelled() and validation.exception() is None:
                 authz = validation.result() or authz
                 challenge = authz.challenge(challenge.type) or challenge
-    return acme_json(challenge_json(acme, authz, challenge), up=acme.urls.authz(authz.id))
+    # RFC 8555 §8.2: while processing, Retry-After tells the client when to look again (lego
+    # waits 5 seconds without it).
+    retry = 1 if challenge.status is ChallengeStatus.PROCESSING else None
+    return acme_json(
+        challenge_json(acme, authz, challenge), up=acme.urls.authz(authz.id), retry_after=retry
+    )
 
 
 async def _start(

@@ -609,6 +609,7 @@ def test_a_quick_validation_is_in_the_challenge_response(
         answered = client.post(challenge["url"], {})
     assert answered.status == 200
     assert answered.json()["status"] == "valid", answered.json()
+    assert "Retry-After" not in answered.headers
     assert "validated" in answered.json()
     assert client.post(authz_url).json()["status"] == "valid"  # no polling needed
 
@@ -629,6 +630,7 @@ def test_a_slow_validation_answers_processing_and_goes_on(
         answered = client.post(challenge["url"], {})
         waited = time.monotonic() - started
         assert answered.json()["status"] == "processing", answered.json()
+        assert answered.headers["Retry-After"] == "1"
         assert 0.9 < waited < 2.5, waited
         authz = client.poll(authz_url, ("valid", "invalid"))
     assert authz["status"] == "valid", authz
