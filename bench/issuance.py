@@ -8,7 +8,8 @@ In the same run:
   engine   ``Engine.submit`` in process (CSR check, profile policy, signing) with the durable
            SQLite store (WAL, group commit, fsync before answering), 64 concurrent submitters:
            in one process, and in ``--processes`` processes (default: cores + 1) sharing the store,
-           as ``certforge serve`` runs with ``[server] workers``;
+           as ``certforge serve`` runs with ``[server] workers``; and, for reference, in one
+           process with a store that records nothing (the CPU the store does not explain);
   rest     ``POST /api/v1/requests`` over HTTPS with a requester token, 32 concurrent
            keep-alive connections driven by ``wrk`` (falls back to an aiohttp client), against
            ``certforge serve`` as a subprocess with ``[server] workers`` (default: cores + 1).
@@ -45,7 +46,16 @@ from policies.profiles import ProfilePolicy
 from server.ca.issuers import load_or_create
 from server.config import Config
 from server.engine import Engine, EngineDeps
-from server.model import AuthMethod, EnrollmentRequest, Issued, Requester, Role
+from server.model import (
+    AuthMethod,
+    CertificateRecord,
+    EnrollmentRequest,
+    Event,
+    Issued,
+    Requester,
+    RequestRecord,
+    Role,
+)
 from server.store.sqlite import SQLiteStore
 from tests.integration.server import CertforgeServer
 from tests.unit.factories import make_csr
@@ -159,13 +169,27 @@ def _engine(config: Config, store: SQLiteStore) -> Engine:
     )
 
 
+class _UnrecordedStore(SQLiteStore):
+    """The engine's reference without storage: it records nothing."""
+
+    async def add_request(
+        self, record: RequestRecord, *, certificate: CertificateRecord | None = None, event: Event
+    ) -> None:
+        return None
+
+
 async def _engine_run(
-    data_dir: Path, seconds: float, csrs: list[bytes], concurrency: int, start: Callable[[], object]
+    data_dir: Path,
+    seconds: float,
+    csrs: list[bytes],
+    concurrency: int,
+    start: Callable[[], object],
+    store_class: type[SQLiteStore] = SQLiteStore,
 ) -> tuple[float, float, float]:
     """Submit for ``seconds`` with ``concurrency`` submitters: issuances per second, and the
     process's CPU seconds (all its threads) and issuances over the run."""
     config = Config().with_data_dir(data_dir)
-    store = SQLiteStore(f"sqlite:///{data_dir}/certforge.db", consumers=[])
+    store = store_class(f"sqlite:///{data_dir}/certforge.db", consumers=[])
     await store.open()
     engine = _engine(config, store)
 
@@ -194,7 +218,11 @@ def _engine_process(
 
 
 def engine_rate(
-    seconds: float, csrs: list[bytes], processes: int = 1, concurrency: int = 64
+    seconds: float,
+    csrs: list[bytes],
+    processes: int = 1,
+    concurrency: int = 64,
+    store_class: type[SQLiteStore] = SQLiteStore,
 ) -> tuple[float, float]:
     """Issuances per second through ``Engine.submit`` in ``processes`` processes that share
     one durable SQLite store (the processes start submitting together), and the CPU seconds
@@ -204,7 +232,7 @@ def engine_rate(
         load_or_create(Config().with_data_dir(data_dir), passphrase=None, now=datetime.now(UTC))
         if processes == 1:
             rate, cpu, issued = asyncio.run(
-                _engine_run(data_dir, seconds, csrs, concurrency, lambda: None)
+                _engine_run(data_dir, seconds, csrs, concurrency, lambda: None, store_class)
             )
             return rate, cpu / issued
         # fork: the parent has no threads here, and the children need none of its state.
@@ -318,6 +346,8 @@ def main() -> None:
     bare = bare_rate(args.seconds)
     engine_1, cpu_1 = engine_rate(args.seconds, csrs, processes=1)
     engine_n, cpu_n = engine_rate(args.seconds, csrs, processes=args.processes)
+    # What the engine costs without any storage: the part of the CPU the store does not explain.
+    _, cpu_unrecorded = engine_rate(args.seconds, csrs, store_class=_UnrecordedStore)
     rest, driver = rest_rate(args.seconds, csrs, args.workers)
     bare_after = bare_rate(args.seconds)  # the machine may have changed pace meanwhile
     baseline = (bare + bare_after) / 2
@@ -333,6 +363,7 @@ def main() -> None:
         "bare_us": round(1e6 / baseline, 1),
         "engine_cpu_us_per_issuance_1_process": round(cpu_1 * 1e6, 1),
         f"engine_cpu_us_per_issuance_{args.processes}_processes": round(cpu_n * 1e6, 1),
+        "engine_cpu_us_per_issuance_1_process_recording_nothing": round(cpu_unrecorded * 1e6, 1),
         "engine_ratio_1_process": round(engine_1 / baseline, 3),
         "engine_ratio": round(engine_n / baseline, 3),
         "rest_ratio": round(rest / baseline, 3),
