@@ -166,7 +166,7 @@ def _key_usage(names: frozenset[str]) -> x509.Extension[x509.ExtensionType] | No
     RFC 5280 §4.2.1.3: "When the keyUsage extension appears in a certificate, at least one of
     the bits MUST be set to 1", and conforming CAs "SHOULD mark this extension as critical".
     """
-    unknown = names - _KEY_USAGE_FLAGS.keys()
+    unknown = names.difference(_KEY_USAGE_FLAGS)  # a frozenset, as typed (keys() gives a set)
     if unknown:
         raise Internal(f"key usage {sorted(unknown)[0]!r} cannot go in an end-entity certificate")
     if not names:
