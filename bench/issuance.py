@@ -10,6 +10,8 @@ In the same run:
            in one process, and in ``--processes`` processes (default: cores + 1) sharing the store,
            as ``certforge serve`` runs with ``[server] workers``; and, for reference, in one
            process with a store that records nothing (the CPU the store does not explain);
+  floor    the library calls no issuance can skip (load the request, verify it, build, sign
+           and encode the certificate) in a plain loop: CPU per issuance;
   rest     ``POST /api/v1/requests`` over HTTPS with a requester token, 32 concurrent
            keep-alive connections driven by ``wrk`` (falls back to an aiohttp client), against
            ``certforge serve`` as a subprocess with ``[server] workers`` (default: cores + 1).
@@ -40,6 +42,7 @@ import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from policies.profiles import ProfilePolicy
@@ -63,78 +66,108 @@ from tests.unit.factories import make_csr
 REQUESTER = Requester(AuthMethod.TOKEN, "bench", frozenset({Role.REQUESTER}))
 
 
-def bare_rate(seconds: float) -> float:
-    """Build and sign the same shape of certificate with cryptography alone, one core."""
+def _build_and_sign(
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_name: x509.Name,
+    aki: x509.AuthorityKeyIdentifier,
+    subject: x509.Name,
+    key: ec.EllipticCurvePublicKey,
+    ski: x509.SubjectKeyIdentifier,
+    sans: list[x509.GeneralName],
+) -> x509.Certificate:
+    """The tls-server profile's shape of certificate, built and signed with cryptography."""
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_name)
+        .public_key(key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=90))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(ski, critical=False)
+        .add_extension(aki, critical=False)
+        .add_extension(
+            x509.CRLDistributionPoints(
+                [
+                    x509.DistributionPoint(
+                        [x509.UniformResourceIdentifier("http://127.0.0.1:8080/crl/default.crl")],
+                        None,
+                        None,
+                        None,
+                    )
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.OCSP,
+                        x509.UniformResourceIdentifier("http://127.0.0.1:8080/ocsp"),
+                    ),
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.CA_ISSUERS,
+                        x509.UniformResourceIdentifier("http://127.0.0.1:8080/ca/default.cer"),
+                    ),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.CertificatePolicies(
+                [x509.PolicyInformation(x509.ObjectIdentifier("2.23.140.1.2.1"), None)]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def _bench_ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Name, x509.AuthorityKeyIdentifier]:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Bench CA")])
+    return ca_key, ca_name, x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
+
+
+def bare_rate(seconds: float) -> float:
+    """Build and sign the same shape of certificate with cryptography alone, one core."""
+    ca_key, ca_name, aki = _bench_ca()
     leaf_key = ec.generate_private_key(ec.SECP256R1()).public_key()
-    aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key())
     ski = x509.SubjectKeyIdentifier.from_public_key(leaf_key)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "host.bench.test")])
+    sans: list[x509.GeneralName] = [x509.DNSName("host.bench.test")]
     count, deadline = 0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
-        now = datetime.now(UTC)
-        (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(ca_name)
-            .public_key(leaf_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now)
-            .not_valid_after(now + timedelta(days=90))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(True, False, False, False, False, False, False, False, False),
-                critical=True,
-            )
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName("host.bench.test")]), critical=False
-            )
-            .add_extension(ski, critical=False)
-            .add_extension(aki, critical=False)
-            .add_extension(
-                x509.CRLDistributionPoints(
-                    [
-                        x509.DistributionPoint(
-                            [
-                                x509.UniformResourceIdentifier(
-                                    "http://127.0.0.1:8080/crl/default.crl"
-                                )
-                            ],
-                            None,
-                            None,
-                            None,
-                        )
-                    ]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityInformationAccess(
-                    [
-                        x509.AccessDescription(
-                            AuthorityInformationAccessOID.OCSP,
-                            x509.UniformResourceIdentifier("http://127.0.0.1:8080/ocsp"),
-                        ),
-                        x509.AccessDescription(
-                            AuthorityInformationAccessOID.CA_ISSUERS,
-                            x509.UniformResourceIdentifier("http://127.0.0.1:8080/ca/default.cer"),
-                        ),
-                    ]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.CertificatePolicies(
-                    [x509.PolicyInformation(x509.ObjectIdentifier("2.23.140.1.2.1"), None)]
-                ),
-                critical=False,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
+        _build_and_sign(ca_key, ca_name, aki, name, leaf_key, ski, sans)
         count += 1
     return count / seconds
+
+
+def floor_cpu(seconds: float, csrs: list[bytes]) -> float:
+    """CPU seconds per issuance of the library calls no issuance can skip, in a plain loop:
+    load the request, verify its signature, build, sign and encode the certificate."""
+    ca_key, ca_name, aki = _bench_ca()
+    count, started = 0, time.process_time()
+    while time.process_time() - started < seconds:
+        csr = x509.load_der_x509_csr(csrs[count % len(csrs)])
+        key = csr.public_key()
+        assert isinstance(key, ec.EllipticCurvePublicKey)  # make_csr makes P-256 keys
+        key.verify(csr.signature, csr.tbs_certrequest_bytes, ec.ECDSA(hashes.SHA256()))
+        sans = list(csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+        ski = x509.SubjectKeyIdentifier.from_public_key(key)
+        cert = _build_and_sign(ca_key, ca_name, aki, csr.subject, key, ski, sans)
+        cert.public_bytes(Encoding.DER)
+        count += 1
+    return (time.process_time() - started) / count
 
 
 async def run_workers(
@@ -348,6 +381,7 @@ def main() -> None:
     engine_n, cpu_n = engine_rate(args.seconds, csrs, processes=args.processes)
     # What the engine costs without any storage: the part of the CPU the store does not explain.
     _, cpu_unrecorded = engine_rate(args.seconds, csrs, store_class=_UnrecordedStore)
+    cpu_floor = floor_cpu(args.seconds / 2, csrs)
     rest, driver = rest_rate(args.seconds, csrs, args.workers)
     bare_after = bare_rate(args.seconds)  # the machine may have changed pace meanwhile
     baseline = (bare + bare_after) / 2
@@ -364,6 +398,7 @@ def main() -> None:
         "engine_cpu_us_per_issuance_1_process": round(cpu_1 * 1e6, 1),
         f"engine_cpu_us_per_issuance_{args.processes}_processes": round(cpu_n * 1e6, 1),
         "engine_cpu_us_per_issuance_1_process_recording_nothing": round(cpu_unrecorded * 1e6, 1),
+        "library_floor_cpu_us_per_issuance": round(cpu_floor * 1e6, 1),
         "engine_ratio_1_process": round(engine_1 / baseline, 3),
         "engine_ratio": round(engine_n / baseline, 3),
         "rest_ratio": round(rest / baseline, 3),
