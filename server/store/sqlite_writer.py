@@ -61,6 +61,7 @@ from server.durable import fsync_path
 log = logging.getLogger("certforge.store.sqlite")
 
 MAX_BATCH = 1024
+BUSY_SECONDS = 30  # how long a connection waits for another process's lock
 # Copy the WAL into the database once it holds this much (32 MiB) rather than SQLite's default
 # 1000 pages: the pages every commit touches (the ends of the time indexes) are copied once
 # per checkpoint, not once per commit. The WAL's size tells how much it holds because SQLite
@@ -79,9 +80,11 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection in autocommit mode (transactions are explicit), WAL. Commits are not
     synced here, and it never checkpoints by itself: the writer's syncer thread does both (see
     the module docstring)."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=BUSY_SECONDS
+    )
     conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
+    _journal_mode_wal(conn)
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA wal_autocheckpoint=0")
@@ -89,6 +92,22 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn.execute("PRAGMA query_only=ON")
     return conn
+
+
+def _journal_mode_wal(conn: sqlite3.Connection) -> None:
+    """Turn on WAL, waiting for other processes doing the same. Two connections turning a new
+    database's journal to WAL at once can each hold a shared lock and want the exclusive one;
+    SQLite answers one of them "database is locked" at once instead of waiting (waiting
+    could deadlock), so the wait is here."""
+    deadline = time.monotonic() + BUSY_SECONDS
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)  # the other connection's conversion takes a few milliseconds
 
 
 class Writer:
