@@ -182,7 +182,7 @@ async def serve(config: Config, worker: Worker | None = None) -> None:
                 "worker": worker.index if worker else 0,
             },
         )
-        await _wait_for_stop_signal(watch_parent=worker is not None)
+        await _wait_for_stop_signal(parent=worker.parent if worker else None)
         log.info("stopping: finishing requests in flight")
     finally:
         # Stop accepting on both listeners, let in-flight requests finish, then close the
@@ -191,17 +191,18 @@ async def serve(config: Config, worker: Worker | None = None) -> None:
         await https_runner.cleanup()
 
 
-async def _wait_for_stop_signal(*, watch_parent: bool = False) -> None:
-    """Until SIGTERM or SIGINT; a worker also stops when its parent is gone (killed with
-    SIGKILL, say), rather than serve on alone."""
+async def _wait_for_stop_signal(*, parent: int | None = None) -> None:
+    """Until SIGTERM or SIGINT; a worker also stops when its parent (``parent``, the pid the
+    supervisor had when it forked the worker) is gone, killed with SIGKILL say, rather than
+    serve on alone. The pid is taken before the fork: a parent killed while the worker was
+    still starting would otherwise go unnoticed, the worker asking only once adopted."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if not watch_parent:
+    if parent is None:
         await stop.wait()
         return
-    parent = os.getppid()
     while not stop.is_set() and os.getppid() == parent:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=1.0)

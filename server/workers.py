@@ -51,6 +51,7 @@ class Worker:
     index: int
     https: socket.socket | None = None
     http: socket.socket | None = None
+    parent: int | None = None  # the supervisor's pid, taken before the fork
 
     @property
     def primary(self) -> bool:
@@ -99,7 +100,12 @@ def run_workers(config: Config, run_one: Callable[[Worker], int]) -> int:
     children: dict[int, int] = {}  # pid -> worker index
 
     def start(index: int) -> None:
-        worker = Worker(index, listening_socket(s.https_listen), listening_socket(s.http_listen))
+        worker = Worker(
+            index,
+            listening_socket(s.https_listen),
+            listening_socket(s.http_listen),
+            parent=os.getpid(),
+        )
         pid = os.fork()
         if pid == 0:  # the worker
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
