@@ -94,12 +94,21 @@ class URLs:
 
 @dataclass
 class Background:
-    """Validation tasks, owned by the ACME sub-app: cancelled and awaited at shutdown."""
+    """Validation tasks, owned by the ACME sub-app: cancelled and awaited at shutdown.
+
+    A request still in flight after that (the server finishes those before it stops) starts
+    no validation: its challenge stays ``processing``, and the next server to read the
+    authorization after the stall limit validates it again (``authz._is_stalled``)."""
 
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     http_session: aiohttp.ClientSession | None = None  # http-01 fetches, created on first use
+    closed: bool = False
 
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any] | None:
+        if self.closed:
+            coro.close()
+            log.info("shutting down: a validation is left to the next server")
+            return None
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self._done)
@@ -111,6 +120,7 @@ class Background:
             log.error("validation task failed", exc_info=task.exception())
 
     async def close(self) -> None:
+        self.closed = True
         for task in list(self.tasks):
             task.cancel()
         for task in list(self.tasks):
