@@ -46,6 +46,12 @@ validation_timeout_seconds = 5.0
     return srv
 
 
+def http01_port(server: CertforgeServer) -> int:
+    """The ``[acme] http01_port`` an ``acme_server`` validates http-01 on."""
+    line = next(x for x in server.config_text().splitlines() if x.startswith("http01_port"))
+    return int(line.split("=")[1])
+
+
 @pytest.fixture(scope="module")
 def acme(
     tmp_path_factory: pytest.TempPathFactory, challtestsrv: ChallTestSrv

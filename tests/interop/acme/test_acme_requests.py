@@ -21,7 +21,7 @@ from tests.integration.server import CertforgeServer
 from tests.interop.acme.alpn import alpn_certificate, tls_alpn_responder
 from tests.interop.acme.challtestsrv import ChallTestSrv
 from tests.interop.acme.client import Client, b64, jwk_of, jws, make_csr
-from tests.interop.acme.conftest import acme_server
+from tests.interop.acme.conftest import acme_server, http01_port
 from tests.interop.acme.responder import http01_responder
 
 PROFILES = """
@@ -51,11 +51,6 @@ def client(server: CertforgeServer) -> Client:
     c = client_for(server)
     assert c.register().status == 201
     return c
-
-
-def http01_port(server: CertforgeServer) -> int:
-    line = next(x for x in server.config_text().splitlines() if x.startswith("http01_port"))
-    return int(line.split("=")[1])
 
 
 def validate_all(server: CertforgeServer, client: Client, order: dict[str, Any]) -> None:

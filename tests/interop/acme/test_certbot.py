@@ -12,6 +12,7 @@ from pathlib import Path
 from cryptography import x509
 
 from tests.integration.server import CertforgeServer
+from tests.interop.acme.conftest import http01_port
 from tests.interop.acme.lint import check_issued
 
 CERTBOT = str(Path(sys.executable).parent / "certbot")
@@ -37,11 +38,6 @@ def certbot(acme: CertforgeServer, work: Path, *args: str) -> subprocess.Complet
     return result
 
 
-def http01_port(acme: CertforgeServer) -> str:
-    line = next(x for x in acme.config_text().splitlines() if x.startswith("http01_port"))
-    return line.split("=")[1].strip()
-
-
 def test_certbot_obtains_renews_and_revokes(acme: CertforgeServer, tmp_path: Path) -> None:
     work = tmp_path
     names = ["www.certbot.example.com", "api.certbot.example.com"]
@@ -53,7 +49,7 @@ def test_certbot_obtains_renews_and_revokes(acme: CertforgeServer, tmp_path: Pat
         "--http-01-address",
         "127.0.0.1",
         "--http-01-port",
-        http01_port(acme),
+        str(http01_port(acme)),
         "--agree-tos",
         "--register-unsafely-without-email",
         *(arg for name in names for arg in ("-d", name)),
