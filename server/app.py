@@ -26,13 +26,25 @@ from server.engine import Engine, EngineDeps
 from server.exits.base import close_exit_modules
 from server.exits.dispatcher import Dispatcher
 from server.frontend import load_frontends
-from server.keys import CAS, CHALLENGES, CONFIG, CRLS, ENGINE, METRICS, OCSP, STORE, TOKENS
+from server.keys import (
+    CAS,
+    CHALLENGES,
+    CONFIG,
+    CRLS,
+    ENGINE,
+    IN_FLIGHT,
+    METRICS,
+    OCSP,
+    STORE,
+    TOKENS,
+)
 from server.model import SystemClock
 from server.plugins import load_exit_modules, load_policy_modules
 from server.revocation.service import Revocation
 from server.store import open_store
 from server.tls import ServerTLS
 from server.tokens import TokenService
+from server.web.inflight import InFlight
 from server.web.metrics import Metrics
 from server.web.middleware import last_resort, request_log
 from server.web.routes import add_http_routes, add_https_routes
@@ -50,8 +62,10 @@ def build_apps(config: Config, worker: Worker = SINGLE) -> tuple[web.Application
     limit = config.server.max_body_bytes
     https = web.Application(middlewares=[request_log, last_resort], client_max_size=limit)
     http = web.Application(middlewares=[request_log, last_resort], client_max_size=limit)
+    in_flight = InFlight()
     for app in (https, http):
         app[CONFIG] = config
+        app[IN_FLIGHT] = in_flight
     https[HTTP_APP] = http
     https[WORKER] = worker
     https.cleanup_ctx.append(core)
@@ -124,6 +138,9 @@ async def core(app: web.Application) -> AsyncIterator[None]:
             for task in background:
                 task.cancel()
     finally:
+        # Requests may still be in flight (a TLS handshake under way when the listeners
+        # closed becomes one only now): the store closes after the last.
+        await app[IN_FLIGHT].drain(config.server.shutdown_timeout)
         await close_exit_modules(exits.values())
         await store.close()
 

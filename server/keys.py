@@ -16,6 +16,7 @@ from server.revocation.ocsp import OCSPResponder
 from server.revocation.publisher import CRLPublisher
 from server.store.base import Store
 from server.tokens import TokenService
+from server.web.inflight import InFlight
 from server.web.metrics import Metrics
 from server.web.requestlog import RequestLog
 
@@ -28,5 +29,6 @@ CRLS = web.AppKey("crls", CRLPublisher)
 OCSP = web.AppKey("ocsp", OCSPResponder)
 CHALLENGES = web.AppKey("challenges", Challenges)  # one-time passwords for SCEP and EST
 METRICS = web.AppKey("metrics", Metrics)
+IN_FLIGHT = web.AppKey("in_flight", InFlight)  # the process's requests, shared by both apps
 REQUEST_LOG = web.RequestKey("request_log", RequestLog)
 FRONTEND = web.AppKey("frontend", str)  # set on each front end's sub-app: "rest", "acme"...

@@ -10,7 +10,7 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from server.keys import FRONTEND, METRICS, REQUEST_LOG
+from server.keys import FRONTEND, IN_FLIGHT, METRICS, REQUEST_LOG
 from server.web.requestlog import RequestLog
 
 log = logging.getLogger("certforge.http")
@@ -21,6 +21,11 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
     entry = RequestLog(request.method, request.path, request.remote)
     request[REQUEST_LOG] = entry
     status = 500
+    in_flight = request.config_dict.get(IN_FLIGHT)
+    if in_flight is not None and not in_flight.enter():
+        status = 503
+        log.info("request", extra=entry.as_dict(status))
+        return _stopping()
     try:
         response = await handler(request)
         status = response.status
@@ -38,6 +43,22 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         metrics = request.config_dict.get(METRICS)
         if metrics is not None:
             metrics.http(entry.frontend, status)
+        if in_flight is not None:
+            in_flight.leave()
+
+
+def _stopping() -> web.Response:
+    """A request that arrived after the store began to close: come back shortly (RFC 9110
+    §15.6.4), to this server once restarted or to another."""
+    body = {
+        "type": "about:blank",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "the server is stopping; retry",
+    }
+    return web.json_response(
+        body, status=503, content_type="application/problem+json", headers={"Retry-After": "1"}
+    )
 
 
 @web.middleware
