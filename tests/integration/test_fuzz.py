@@ -1,0 +1,128 @@
+"""Seeded mutations of valid requests to every front end: each answers in its own error format,
+never with a server error, and logs no error (DEVELOPERS.md: bad input gets a clear error,
+never a crash). The seed is fixed, so a failure here replays; ``CERTFORGE_FUZZ_SEED`` and
+``CERTFORGE_FUZZ_COUNT`` explore further."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import ssl
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.scep_http import scep_ca
+from tests.integration.server import CertforgeServer
+from tests.scep_client import Message, MessageType, make_csr, rsa_key, self_signed
+from tests.unit.factories import make_csr as make_p10
+
+SEED = int(os.environ.get("CERTFORGE_FUZZ_SEED", "20261130"))
+COUNT = int(os.environ.get("CERTFORGE_FUZZ_COUNT", "150"))
+CHALLENGE = "fuzz-static-challenge"
+
+
+def mutate(rng: random.Random, data: bytes) -> bytes:
+    """A few byte flips, cuts, insertions of random bytes, or a truncation."""
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 8)):
+        op = rng.random()
+        if op < 0.4 and out:
+            out[rng.randrange(len(out))] = rng.randrange(256)
+        elif op < 0.6 and out:
+            start = rng.randrange(len(out))
+            del out[start : start + 1 + rng.randrange(20)]
+        elif op < 0.8:
+            at = rng.randrange(len(out) + 1)
+            out[at:at] = rng.randbytes(rng.randint(1, 16))
+        else:
+            del out[rng.randrange(len(out) + 1) :]
+    return bytes(out)
+
+
+@pytest.fixture(scope="module")
+def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertforgeServer]:
+    srv = CertforgeServer(
+        tmp_path_factory.mktemp("fuzz") / "data",
+        extra_config=f'[scep.static_challenges]\ndevice = "{CHALLENGE}"\n',
+    )
+    srv.start()
+    yield srv
+    assert srv.stop() == 0, srv.log_tail()
+    errors = [
+        line
+        for line in srv.log_path.read_text().splitlines()  # type: ignore[union-attr]
+        if '"level": "error"' in line or '"level": "critical"' in line
+    ]
+    assert not errors, errors[:3]
+
+
+Target = tuple[str, dict[str, str], bytes]  # URL, headers, a valid body
+
+
+@pytest.fixture(scope="module")
+def targets(fuzzed: CertforgeServer) -> dict[str, Target]:
+    server = fuzzed
+    token = server.cli("token", "create", "fuzz", check=True).stdout.strip()
+    password = server.cli("est", "user", "add", "fuzz", check=True).stdout.strip()
+    basic = base64.b64encode(f"fuzz:{password}".encode()).decode()
+    csr = make_p10("fuzz.example.com")
+    scep_url = f"{server.http_url}/scep"
+    _, recipient = scep_ca(scep_url)
+    key = rsa_key()
+    scep = Message(
+        message_type=MessageType.PKCS_REQ,
+        content=make_csr(key, "fuzz-device", challenge=CHALLENGE),
+        recipient=recipient,
+        signer_cert=self_signed(key, "fuzz-device"),
+        signer_key=key,
+    ).build()
+    jws = {"protected": "eyJhbGciOiJFUzI1NiJ9", "payload": "", "signature": "AAAA"}
+    return {
+        "rest": (
+            f"{server.url}/api/v1/requests",
+            {"Authorization": f"Bearer {token}", "Content-Type": "application/pkcs10"},
+            csr,
+        ),
+        "est": (
+            f"{server.url}/.well-known/est/simpleenroll",
+            {"Authorization": f"Basic {basic}", "Content-Type": "application/pkcs10"},
+            base64.encodebytes(csr),
+        ),
+        "scep": (
+            f"{scep_url}?operation=PKIOperation",
+            {"Content-Type": "application/x-pki-message"},
+            scep,
+        ),
+        "acme": (
+            f"{server.url}/acme/new-account",
+            {"Content-Type": "application/jose+json"},
+            json.dumps(jws).encode(),
+        ),
+    }
+
+
+@pytest.mark.parametrize("front_end", ["rest", "est", "scep", "acme"])
+def test_mutated_requests_get_client_errors(
+    fuzzed: CertforgeServer, targets: dict[str, Target], front_end: str
+) -> None:
+    url, headers, valid = targets[front_end]
+    context = ssl.create_default_context(cafile=str(fuzzed.root))
+    rng = random.Random(f"{SEED}-{front_end}")  # noqa: S311 - replayable mutations, not secrets
+    statuses: dict[int, int] = {}
+    for _ in range(COUNT):
+        body = mutate(rng, valid)
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=30) as resp:
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        assert status < 500, f"{front_end}: {status} for {body[:120]!r}"
+        statuses[status] = statuses.get(status, 0) + 1
+    # Most mutations must be refused as the client's error; a few may still be valid.
+    assert sum(n for s, n in statuses.items() if 400 <= s < 500) > COUNT // 2, statuses
