@@ -28,6 +28,7 @@ from server.model import (
 )
 
 MAX_LIMIT = 1000
+MAX_OFFSET = 2**53  # a page beyond any store, and within every store's integers
 
 
 def parse_serial(text: str) -> int:
@@ -57,8 +58,8 @@ def _page(request: web.Request) -> tuple[int, int]:
         offset = int(request.query.get("offset", "0"))
     except ValueError:
         raise Malformed("limit and offset must be integers") from None
-    if not 0 < limit <= MAX_LIMIT or offset < 0:
-        raise Malformed(f"limit must be 1..{MAX_LIMIT} and offset >= 0")
+    if not 0 < limit <= MAX_LIMIT or not 0 <= offset <= MAX_OFFSET:
+        raise Malformed(f"limit must be 1..{MAX_LIMIT} and offset 0..{MAX_OFFSET}")
     return limit, offset
 
 
@@ -71,13 +72,21 @@ def _enum(cls: Any, value: str | None, name: str) -> Any:
         raise Malformed(f"{name} must be one of {', '.join(str(v) for v in cls)}") from None
 
 
-def _time(value: str | None, name: str) -> datetime | None:
+def _time(value: object, name: str) -> datetime | None:
+    """An ISO 8601 time with its offset (``2026-01-01T00:00:00Z``). One without is refused
+    rather than guessed: read as the server's local time it would move the instant."""
     if value is None:
         return None
+    problem = f"{name} must be an ISO 8601 time with its offset, such as 2026-01-01T00:00:00Z"
+    if not isinstance(value, str):
+        raise Malformed(problem)
     try:
-        return datetime.fromisoformat(value)
+        when = datetime.fromisoformat(value)
     except ValueError:
-        raise Malformed(f"{name} must be an ISO 8601 time") from None
+        raise Malformed(problem) from None
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise Malformed(problem)
+    return when
 
 
 async def list_requests(request: web.Request) -> web.Response:

@@ -105,3 +105,35 @@ def test_scep_challenge_api_checks_its_body(server: CertforgeServer) -> None:
         assert out.stdout == b"400", bad
     anonymous = server.curl("-w", "%{http_code}", "-o", "/dev/null", "-X", "POST", url)
     assert anonymous.stdout == b"401"
+
+
+def test_times_in_admin_requests_need_their_offset(server: CertforgeServer, work: Path) -> None:
+    """An invalidity date or an expiry bound that is not an ISO 8601 time with its offset is
+    the client's error (400), never a server error; nothing is revoked by a refused request."""
+    serial = issue(server, work, "invalid-since")
+    auth = ["-H", f"Authorization: Bearer {server.token}", "-H", "Content-Type: application/json"]
+    revoke = f"{server.url}/api/v1/admin/certificates/{serial}/revoke"
+    for bad in (
+        '{"invalidity_date": 5}',
+        '{"invalidity_date": ["2026-01-01T00:00:00Z"]}',
+        '{"invalidity_date": "2026-01-01T00:00:00"}',
+        '{"invalidity_date": "yesterday"}',
+    ):
+        out = server.curl("-w", "%{http_code}", "-o", "/dev/null", *auth, "-d", bad, revoke)
+        assert out.stdout == b"400", bad
+    listed = f"{server.url}/api/v1/admin/certificates?expires_before=2030-01-01T00:00:00"
+    out = server.curl("-w", "%{http_code}", "-o", "/dev/null", *auth[:2], listed)
+    assert out.stdout == b"400"
+    stored = json.loads(server.cli("cert", "show", serial, "--json", check=True).stdout)
+    assert stored["status"] == "valid"
+    good = '{"reason": "keyCompromise", "invalidity_date": "2026-11-01T00:00:00+01:00"}'
+    done = json.loads(server.curl(*auth, "-d", good, revoke).stdout)
+    assert done["status"] == "revoked"
+
+
+def test_paging_beyond_any_integer_is_the_clients_error(server: CertforgeServer) -> None:
+    auth = ["-H", f"Authorization: Bearer {server.token}"]
+    for path in ("requests", "certificates"):
+        url = f"{server.url}/api/v1/admin/{path}?offset={2**70}"
+        out = server.curl("-w", "%{http_code}", "-o", "/dev/null", *auth, url)
+        assert out.stdout == b"400", path
