@@ -11,6 +11,7 @@ import os
 import random
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 
@@ -126,3 +127,51 @@ def test_mutated_requests_get_client_errors(
         statuses[status] = statuses.get(status, 0) + 1
     # Most mutations must be refused as the client's error; a few may still be valid.
     assert sum(n for s, n in statuses.items() if 400 <= s < 500) > COUNT // 2, statuses
+
+
+ODD_VALUES: list[object] = [
+    None, True, 0, -1, 2**70, 1.5, "", "x" * 3000, "keyCompromise", "removeFromCRL",
+    "2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "not-a-date", [], {}, ["a"], {"a": 1}, "\u0000",
+]  # fmt: skip
+ADMIN_FIELDS = ["reason", "invalidity_date", "name", "role", "profile", "lifetime_seconds",
+                "serial", "key", "issuer", "by", "limit", "offset"]  # fmt: skip
+ADMIN_QUERY = ["status", "limit", "offset", "subject", "san", "serial", "issuer", "requester",
+               "expires_before", "expires_after", "profile", "key", "request_id"]  # fmt: skip
+
+
+def _odd_json(rng: random.Random) -> object:
+    """Mostly an object naming some of the fields admin endpoints read, with odd values."""
+    if rng.random() < 0.1:
+        return rng.choice(ODD_VALUES)
+    return {f: rng.choice(ODD_VALUES) for f in ADMIN_FIELDS if rng.random() < 0.3}
+
+
+def test_odd_admin_requests_get_client_errors(fuzzed: CertforgeServer) -> None:
+    """Bodies and queries of the wrong shapes and types to every admin endpoint: 4xx (or a
+    success where the odd value is acceptable), never a 5xx."""
+    rng = random.Random(f"{SEED}-admin")  # noqa: S311 - replayable mutations, not secrets
+    serial = "ff" * 8
+    endpoints = [
+        ("POST", f"/certificates/{serial}/revoke"), ("POST", f"/certificates/{serial}/unrevoke"),
+        ("POST", "/requests/unknown/approve"), ("POST", "/requests/unknown/deny"),
+        ("POST", "/tokens"), ("POST", "/crl/publish"), ("POST", "/scep/challenges"),
+        ("POST", "/est/users"), ("POST", "/acme/eab"), ("POST", "/acme/renewal"),
+        ("GET", "/requests"), ("GET", "/certificates"), ("GET", "/events"),
+    ]  # fmt: skip
+    context = ssl.create_default_context(cafile=str(fuzzed.root))
+    for _ in range(COUNT * 3):
+        method, path = rng.choice(endpoints)
+        url, body = f"{fuzzed.url}/api/v1/admin{path}", None
+        if method == "GET":
+            query = {rng.choice(ADMIN_QUERY): str(rng.choice(ODD_VALUES))[:64] for _ in range(2)}
+            url += "?" + urllib.parse.urlencode(query)
+        else:
+            body = json.dumps(_odd_json(rng)).encode()
+        headers = {"Authorization": f"Bearer {fuzzed.token}", "Content-Type": "application/json"}
+        request = urllib.request.Request(url, data=body, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, context=context, timeout=30) as resp:
+                status = resp.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        assert status < 500, f"{method} {url}: {status} for {body!r}"
