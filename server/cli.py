@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from server.errors import ConfigError
+from server.errors import ConfigError, StoreUnavailable
 
 if TYPE_CHECKING:
     from server.config import Config
@@ -279,6 +279,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         run_loop(serve(config))
     except ConfigError as exc:
         raise Refused(f"configuration: {exc}") from None
+    except StoreUnavailable as exc:
+        raise Refused(f"cannot start: {exc}") from None
     except OSError as exc:  # a listener's port in use, an unwritable data directory...
         raise Refused(f"cannot start: {exc.strerror or exc}") from None
 

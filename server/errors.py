@@ -99,3 +99,8 @@ class Internal(CertforgeError):
 
 class ConfigError(Exception):
     """A configuration problem found at start; the message names the key."""
+
+
+class StoreUnavailable(Exception):
+    """The store could not be opened at start (MongoDB unreachable or refusing us, a file
+    that is not an SQLite database); the message says which, without credentials."""

@@ -56,9 +56,9 @@ from urllib.parse import parse_qs, urlsplit
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from server.errors import Conflict, NotFound
+from server.errors import Conflict, NotFound, StoreUnavailable
 from server.model import (
     CertificateQuery,
     CertificateRecord,
@@ -114,9 +114,16 @@ class MongoStore:
     async def open(self) -> None:
         self._client = self._factory(self._url)
         self._db = self._client.get_default_database("certforge")
-        await create_indexes(self._db)
-        while await self._finish_pending_certificates():
-            pass
+        try:
+            await create_indexes(self._db)
+            while await self._finish_pending_certificates():
+                pass
+        except PyMongoError as exc:
+            # Unreachable, refusing our credentials...: one line for the operator. PyMongo's
+            # messages name hosts, never the URL's password.
+            await self.close()
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise StoreUnavailable(f"cannot open the MongoDB store: {first[:300]}") from exc
 
     async def close(self) -> None:
         client, self._client, self._db = self._client, None, None

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from server.errors import Conflict, NotFound
+from server.errors import Conflict, NotFound, StoreUnavailable
 from server.model import (
     CertificateQuery,
     CertificateRecord,
@@ -100,7 +100,10 @@ class SQLiteStore:
     async def open(self) -> None:
         if self._writer is not None:
             raise RuntimeError("the SQLite store is already open")
-        conn = await asyncio.to_thread(_open_schema, self._path)
+        try:
+            conn = await asyncio.to_thread(_open_schema, self._path)
+        except sqlite3.DatabaseError as exc:  # not a database, locked past the busy timeout...
+            raise StoreUnavailable(f"cannot open the SQLite store {self._path}: {exc}") from exc
         self._point_reader = await asyncio.to_thread(connect, self._path, readonly=True)
         self._writer = Writer(conn, asyncio.get_running_loop(), self._path)
         self._reads = ThreadPoolExecutor(READERS, thread_name_prefix="certforge-sqlite-r")

@@ -169,3 +169,16 @@ def test_unknown_request_and_serial(server: CertforgeServer) -> None:
 def test_usage_errors_exit_2(server: CertforgeServer) -> None:
     assert server.cli("request").returncode == 2
     assert server.cli("cert", "revoke", "01", "--reason", "whim").returncode == 2
+
+
+def test_a_store_that_cannot_open_stops_the_start_in_one_line(tmp_path: Path) -> None:
+    """A file that is not an SQLite database (or, for MongoDB, an unreachable server: see the
+    store's unit tests) ends the start with exit 1 and one line, never a traceback."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "certforge.db").write_bytes(b"not a database at all, not even close\n" * 4)
+    server = CertforgeServer(data)
+    with pytest.raises(RuntimeError, match="exited with 1") as refused:
+        server.start(timeout=30)
+    assert "cannot open the SQLite store" in str(refused.value)
+    assert "Traceback" not in str(refused.value)

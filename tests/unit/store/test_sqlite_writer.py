@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from server.errors import StoreUnavailable
 from server.model import Document
 from server.store import sqlite, sqlite_writer
 from server.store.sqlite import SQLiteStore
@@ -96,3 +97,11 @@ def test_processes_opening_a_new_database_at_once(tmp_path: Path) -> None:
             proc.join(60)
         assert failures.empty(), failures.get()
         assert all(proc.exitcode == 0 for proc in procs)
+
+
+async def test_a_file_that_is_not_a_database_is_store_unavailable(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    path.write_bytes(b"not a database at all, not even close\n" * 4)
+    store = SQLiteStore(f"sqlite:///{path}", consumers=[])
+    with pytest.raises(StoreUnavailable, match="not a database"):
+        await store.open()
