@@ -282,7 +282,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     except StoreUnavailable as exc:
         raise Refused(f"cannot start: {exc}") from None
     except OSError as exc:  # a listener's port in use, an unwritable data directory...
-        raise Refused(f"cannot start: {exc.strerror or exc}") from None
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise Refused(f"cannot start: {exc.strerror or exc}{where}") from None
 
 
 # -------------------------------------------------------------------- parser
