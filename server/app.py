@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import signal
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 from aiohttp import web
 
@@ -81,13 +83,19 @@ async def core(app: web.Application) -> AsyncIterator[None]:
     primary = app[WORKER].primary  # the one worker that runs the background jobs
     clock = SystemClock()
     config.server.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    cas = await asyncio.to_thread(
-        load_or_create, config, passphrase=load_passphrase(config.ca), now=clock.now()
-    )
-    policies = load_policy_modules(config)
-    exits = load_exit_modules(config)
-    store = open_store(config.store_url, consumers=list(exits))
-    await store.open()
+    start_lock = _StartLock(config.server.data_dir)
+    await start_lock.acquire()
+    try:
+        cas = await asyncio.to_thread(
+            load_or_create, config, passphrase=load_passphrase(config.ca), now=clock.now()
+        )
+        policies = load_policy_modules(config)
+        exits = load_exit_modules(config)
+        store = open_store(config.store_url, consumers=list(exits))
+        await store.open()
+    except BaseException:
+        start_lock.release()
+        raise
     try:
         metrics = Metrics()
         dispatcher = Dispatcher(store, exits)
@@ -116,6 +124,7 @@ async def core(app: web.Application) -> AsyncIterator[None]:
         revocation = await Revocation.start(
             config, engine, passphrase=load_passphrase(config.ca), notify=dispatcher.notify
         )
+        start_lock.release()  # everything a first start creates exists now
         for target in (app, app[HTTP_APP]):
             target[STORE], target[CAS], target[ENGINE] = store, cas, engine
             target[TOKENS], target[METRICS] = tokens, metrics
@@ -138,11 +147,31 @@ async def core(app: web.Application) -> AsyncIterator[None]:
             for task in background:
                 task.cancel()
     finally:
+        start_lock.release()
         # Requests may still be in flight (a TLS handshake under way when the listeners
         # closed becomes one only now): the store closes after the last.
         await app[IN_FLIGHT].drain(config.server.shutdown_timeout)
         await close_exit_modules(exits.values())
         await store.close()
+
+
+class _StartLock:
+    """A first start creates the CA, the admin token and the TLS and OCSP certificates in the
+    data directory. Processes starting at once on one data directory (servers sharing it, or
+    workers) take turns, so that each loads what the first created instead of creating, and
+    writing over, its own: two roots and a TLS certificate chaining to neither, otherwise.
+    Closing the descriptor releases the lock, also when the process dies."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self._fd = os.open(data_dir / ".start.lock", os.O_RDWR | os.O_CREAT, 0o600)
+
+    async def acquire(self) -> None:
+        await asyncio.to_thread(fcntl.flock, self._fd, fcntl.LOCK_EX)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 async def prepare(config: Config) -> None:
