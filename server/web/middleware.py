@@ -22,12 +22,9 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
     request[REQUEST_LOG] = entry
     status = 500
     in_flight = request.config_dict.get(IN_FLIGHT)
-    if in_flight is not None and not in_flight.enter():
-        status = 503
-        log.info("request", extra=entry.as_dict(status))
-        return _stopping()
+    entered = in_flight is None or in_flight.enter()
     try:
-        response = await handler(request)
+        response = await handler(request) if entered else _stopping()
         status = response.status
         response.headers.setdefault("X-Request-Id", entry.id)
         return response
@@ -43,7 +40,7 @@ async def request_log(request: web.Request, handler: Handler) -> web.StreamRespo
         metrics = request.config_dict.get(METRICS)
         if metrics is not None:
             metrics.http(entry.frontend, status)
-        if in_flight is not None:
+        if in_flight is not None and entered:
             in_flight.leave()
 
 

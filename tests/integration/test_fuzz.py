@@ -45,6 +45,19 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
     return bytes(out)
 
 
+def _status(
+    context: ssl.SSLContext, method: str, url: str, headers: dict[str, str], body: bytes | None
+) -> int:
+    """The HTTP status of one request; the body is not read."""
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, context=context, timeout=30) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        exc.close()  # its response, unread: left to the collector it warns
+        return exc.code
+
+
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertforgeServer]:
     srv = CertforgeServer(
@@ -117,13 +130,7 @@ def test_mutated_requests_get_client_errors(
     statuses: dict[int, int] = {}
     for _ in range(COUNT):
         body = mutate(rng, valid)
-        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, context=context, timeout=30) as resp:
-                status = resp.status
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-            exc.close()  # its response, unread: left to the collector it warns
+        status = _status(context, "POST", url, headers, body)
         assert status < 500, f"{front_end}: {status} for {body[:120]!r}"
         statuses[status] = statuses.get(status, 0) + 1
     # Most mutations must be refused as the client's error; a few may still be valid.
@@ -169,11 +176,5 @@ def test_odd_admin_requests_get_client_errors(fuzzed: CertforgeServer) -> None:
         else:
             body = json.dumps(_odd_json(rng)).encode()
         headers = {"Authorization": f"Bearer {fuzzed.token}", "Content-Type": "application/json"}
-        request = urllib.request.Request(url, data=body, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(request, context=context, timeout=30) as resp:
-                status = resp.status
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-            exc.close()  # its response, unread: left to the collector it warns
+        status = _status(context, method, url, headers, body)
         assert status < 500, f"{method} {url}: {status} for {body!r}"
