@@ -50,7 +50,7 @@ from server.web.inflight import InFlight
 from server.web.metrics import Metrics
 from server.web.middleware import last_resort, request_log
 from server.web.routes import add_http_routes, add_https_routes
-from server.workers import Worker
+from server.workers import READY, Worker
 
 log = logging.getLogger("certforge")
 
@@ -80,18 +80,22 @@ def build_apps(config: Config, worker: Worker = SINGLE) -> tuple[web.Application
 
 async def core(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    primary = app[WORKER].primary  # the one worker that runs the background jobs
+    worker = app[WORKER]
+    primary = worker.primary  # the one worker that runs the background jobs
     clock = SystemClock()
     config.server.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     start_lock = _StartLock(config.server.data_dir)
+    worker.report("waiting for the start lock (another process is starting)")
     await start_lock.acquire()
     try:
+        worker.report("loading the CAs")
         cas = await asyncio.to_thread(
             load_or_create, config, passphrase=load_passphrase(config.ca), now=clock.now()
         )
         policies = load_policy_modules(config)
         exits = load_exit_modules(config)
         store = open_store(config.store_url, consumers=list(exits))
+        worker.report("opening the store")
         await store.open()
     except BaseException:
         start_lock.release()
@@ -113,14 +117,18 @@ async def core(app: web.Application) -> AsyncIterator[None]:
             )
         )
         tokens = TokenService(store, clock)
+        worker.report("reading the admin token")
         await tokens.bootstrap(config.server.data_dir)
         challenges = Challenges(
             store, clock.now, timedelta(seconds=config.scep.challenge_lifetime_seconds)
         )
+        worker.report("finishing approved requests")
         if primary and (resumed := await engine.resume_approved()):
             log.info("finished approved requests left by a stop", extra={"count": resumed})
         tls = ServerTLS(config, engine)
+        worker.report("loading the TLS certificate")
         await tls.ensure()
+        worker.report("loading the CRLs and OCSP signers")
         revocation = await Revocation.start(
             config, engine, passphrase=load_passphrase(config.ca), notify=dispatcher.notify
         )
@@ -203,9 +211,12 @@ async def serve(config: Config, worker: Worker | None = None) -> None:
         context = https_app[TLS_KEY].context
         sites: list[web.BaseSite]
         if worker is not None and worker.https is not None and worker.http is not None:
+            # The sockets are bound but not listening (server/workers.py): listening starts
+            # here, once this worker can answer.
+            worker.report("starting the listeners")
             sites = [
-                web.SockSite(https_runner, worker.https, ssl_context=context),
-                web.SockSite(http_runner, worker.http),
+                web.SockSite(https_runner, worker.https, ssl_context=context, backlog=1024),
+                web.SockSite(http_runner, worker.http, backlog=1024),
             ]
         else:
             sites = [
@@ -220,6 +231,7 @@ async def serve(config: Config, worker: Worker | None = None) -> None:
             ]
         for site in sites:
             await site.start()
+        (worker or SINGLE).report(READY)
         log.info(
             "certforge is ready",
             extra={

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import signal
 import ssl
 import sys
 import urllib.error
@@ -18,13 +20,9 @@ import urllib.request
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from server.errors import ConfigError, StoreUnavailable
-
-if TYPE_CHECKING:
-    from server.config import Config
-    from server.workers import Worker
 
 DEFAULT_URL = "https://127.0.0.1:8443"
 DEFAULT_DATA_DIR = Path("certforge-data")
@@ -246,17 +244,34 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-def _serve_worker(config: Config, worker: Worker) -> int:
-    from server.app import serve
+# A worker is a fresh interpreter reading its spec from standard input (server/workers.py
+# says why it is not a fork).
+WORKER_COMMAND = (sys.executable, "-c", "from server.cli import serve_worker; serve_worker()")
 
-    run_loop(serve(config, worker))
-    return 0
+
+def serve_worker() -> None:
+    """The entry point of one worker process started by ``run_workers``."""
+    from server.app import serve
+    from server.web.requestlog import setup_logging
+    from server.workers import read_spec
+
+    # Ctrl-C reaches the whole process group; the supervisor turns it into our SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    spec = read_spec()
+    config = spec.config
+    setup_logging(config.server.log_level, config.server.log_format)
+    worker = spec.worker()
+    try:
+        run_loop(serve(config, worker))
+    except BaseException:
+        logging.getLogger("certforge").exception("worker %d failed", spec.index)
+        raise SystemExit(1) from None
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
     from server.config import load_config
     from server.web.requestlog import setup_logging
-    from server.workers import run_workers, share_metrics
+    from server.workers import check_free, run_workers, share_metrics
 
     try:
         config = load_config(Path(args.config) if args.config else None)
@@ -266,13 +281,16 @@ def cmd_serve(args: argparse.Namespace) -> None:
         config = config.with_data_dir(Path(args.data_dir))
     setup_logging(config.server.log_level, config.server.log_format)
     try:
+        # A taken port is refused before a first start creates anything.
+        check_free(config.server.https_listen)
+        check_free(config.server.http_listen)
         if config.server.workers > 1:
             share_metrics(config.server.data_dir)  # before server.app imports prometheus
         from server.app import prepare, serve
 
         if config.server.workers > 1:
             run_loop(prepare(config))
-            status = run_workers(config, lambda worker: _serve_worker(config, worker))
+            status = run_workers(config, WORKER_COMMAND)
             if status:
                 raise Refused("a worker did not stop cleanly")
             return

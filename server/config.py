@@ -78,6 +78,7 @@ class ServerConfig:
     tls_renew_before_days: int = 10
     shutdown_timeout: float = 10.0
     workers: int = 1
+    worker_start_timeout: float = 30.0
     log_level: str = "info"
     log_format: str = "json"
 
@@ -384,10 +385,13 @@ def _server(t: _Table) -> ServerConfig:
         tls_renew_before_days=t.positive("tls_renew_before_days", d.tls_renew_before_days),
         shutdown_timeout=t.get("shutdown_timeout", float, d.shutdown_timeout),
         workers=t.positive("workers", d.workers),
+        worker_start_timeout=t.get("worker_start_timeout", float, d.worker_start_timeout),
         log_level=t.choice("log_level", d.log_level, ("debug", "info", "warning", "error")),
         log_format=t.choice("log_format", d.log_format, ("json", "text")),
     )
     t.done()
+    if cfg.worker_start_timeout <= 0:
+        raise ConfigError(f"{t.name('worker_start_timeout')}: must be positive")
     if cfg.tls_renew_before_days >= cfg.tls_cert_days:
         raise ConfigError(f"{t.name('tls_renew_before_days')}: must be less than tls_cert_days")
     return cfg

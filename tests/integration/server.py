@@ -4,6 +4,7 @@ stopped with SIGTERM (and it must exit 0)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -35,6 +36,7 @@ class CertforgeServer:
     http_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # added to the server's environment
 
     @property
     def url(self) -> str:
@@ -71,7 +73,10 @@ shutdown_timeout = 5.0
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}.log"
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [CERTFORGE, "serve", "--config", str(config)], stdout=log, stderr=log
+                [CERTFORGE, "serve", "--config", str(config)],
+                stdout=log,
+                stderr=log,
+                env={**os.environ, **self.env},
             )
         self.wait_ready(timeout)
 
@@ -112,6 +117,22 @@ shutdown_timeout = 5.0
     def kill(self) -> None:
         assert self.proc is not None
         os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
+
+    def workers(self) -> list[int]:
+        """The pids of the server's worker processes (``[server] workers`` > 1)."""
+        assert self.proc is not None
+        pid = self.proc.pid
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+
+    def kill_all(self) -> None:
+        """SIGKILL to the parent and every worker at once, as a machine losing power would."""
+        assert self.proc is not None
+        for pid in [self.proc.pid, *self.workers()]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.proc.wait()
         self.proc = None
 
