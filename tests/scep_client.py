@@ -51,6 +51,24 @@ def self_signed(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, cn: str) ->
     )
 
 
+def issued_by(
+    key: rsa.RSAPrivateKey, cn: str, *, issuer_key: rsa.RSAPrivateKey, issuer_cn: str
+) -> x509.Certificate:
+    """A certificate for ``key`` from another CA than certforge (say, a manufacturer's): RFC
+    8894 §2.3 lets a requester sign with one instead of a self-signed certificate."""
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_cn)]))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(issuer_key, hashes.SHA256())
+    )
+
+
 def make_csr(
     key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
     cn: str = "device-1",

@@ -11,9 +11,12 @@ SCEP attributes. It raises ``BadHTTP`` when there is no pkiMessage to answer at 
 ``SCEPFailure`` once the transactionID, senderNonce and signer certificate are known, so a
 CertRep FAILURE can be addressed to the requester.
 
+The signature proves possession of the signer certificate's key, and nothing more: whether
+that signer may ask what the message asks is ``operations.py``'s (a PKCSReq's signer holds
+its CSR's key, a RenewalReq's is a certificate of this CA, a CertPoll's signed the request).
+
 Deliberately not handled: detached or multiple signers, and the signer certificate's own
-chain (a PKCSReq is signed with a self-signed certificate; a RenewalReq's certificate is
-checked against the store by ``operations.py``).
+chain (certforge trusts no other CA to vouch for a signer).
 """
 
 from __future__ import annotations

@@ -1,12 +1,17 @@
 """PKIOperation (RFC 8894 §3.3): what each messageType asks, translated for the engine.
 
 - PKCSReq (§3.3.1): a PKCS#10 request authorised by its challengePassword: a one-time
-  challenge (``certforge scep challenge``) or the profile's static challenge.
+  challenge (``certforge scep challenge``) or the profile's static challenge, and signed with
+  the key it asks a certificate for (``verify_pkcsreq_signer``).
 - RenewalReq (§3.3.1.2): signed with a valid, unrevoked certificate this CA issued for the
   same subject; no challenge.
-- CertPoll (§3.3.3): the state of the transaction's request (the client polls while PENDING).
+- CertPoll (§3.3.3): the state of the transaction's request (the client polls while PENDING),
+  for the key that signed that request only.
 - GetCert (§3.3.4): a certificate by issuer and serial number.
 - GetCRL (§3.3.4): the current CRL of the CA that issued the named certificate.
+
+GetCert and GetCRL answer any requester whose message verifies (``read_pki_message`` checks
+every message's signature by its signer's certificate): certificates and CRLs are public.
 
 Every answer is a ``Reply``: the pkiStatus, a failInfo, or the certificate to envelope.
 Nothing is recorded before the request is authorised, and a bad CSR is refused before a
@@ -24,7 +29,11 @@ from asn1crypto import cms
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_der_public_key,
+)
 
 from protocols.scep.failinfo import FailInfo, SCEPFailure
 from protocols.scep.messages import MessageType, PKIMessage, PKIStatus
@@ -87,6 +96,10 @@ class Operations:
     # ------------------------------------------------------------- PKCSReq
     async def enroll(self, msg: PKIMessage, csr_der: bytes, *, profile: str) -> Reply:
         csr, key_sha256 = _read_csr(csr_der)  # the engine verifies it
+        if msg.message_type == MessageType.PKCS_REQ:
+            # Before the transaction is looked up: a resend is answered (the certificate
+            # enveloped to its signer) only to a signer this check lets through.
+            verify_pkcsreq_signer(msg.signer, csr)
         sender = sender_of(msg.message_type, msg.signer.dump())
         previous = await find_transaction(self.engine.store, msg.transaction_id)
         if previous is not None:
@@ -164,8 +177,12 @@ class Operations:
         tx = await find_transaction(self.engine.store, msg.transaction_id)
         if tx is None:
             raise SCEPFailure(FailInfo.BAD_CERT_ID, "no enrollment has this transactionID")
-        # Only the requester polls: the same key that signed the request (or the CSR's key).
-        if _key_sha256(msg.signer) not in (tx.signer_key_sha256, tx.key_sha256):
+        # Only the requester polls. The CertPoll's signature proves possession of its
+        # signer's key, and that key must be the one that signed the request: for a PKCSReq
+        # also the CSR's key (verify_pkcsreq_signer), for a RenewalReq the renewed
+        # certificate's, not the new key in its CSR (which proved possession of nothing the
+        # renewal was authorised by).
+        if _key_sha256(msg.signer) != tx.signer_key_sha256:
             raise SCEPFailure(FailInfo.BAD_REQUEST, "CertPoll signed by another key")
         return await self._state_of(tx.request_id)
 
@@ -194,6 +211,54 @@ class Operations:
                 published = self.crls.latest(name) or await self.crls.publish(name)
                 return Reply(PKIStatus.SUCCESS, crl=published.der)
         raise SCEPFailure(FailInfo.BAD_CERT_ID, "no CA here has this issuer name")
+
+
+def verify_pkcsreq_signer(
+    signer: asn1_x509.Certificate, csr: x509.CertificateSigningRequest
+) -> None:
+    """A PKCSReq is signed with the key its CSR asks a certificate for; raises otherwise.
+
+    RFC 8894 §2.3: a requester without a certificate signs with "a locally generated
+    self-signed certificate" that "SHOULD use the same subject name and key as in the PKCS #10
+    request"; one from this CA signs a RenewalReq. The key is enforced as a MUST, whoever
+    issued the signer certificate: a PKCSReq is authorised by the challenge inside its
+    pkcsPKIEnvelope, the CMS signature proves possession of the signer's key only, and the
+    CertRep is enveloped to the signer. Without the binding anyone could re-sign a captured
+    envelope (SCEP runs over plain HTTP), spend its challenge and be sent its certificate.
+
+    - A self-signed certificate for another key: refused, it is that attack.
+    - A certificate of this CA for another key: refused; renewing is RenewalReq's job
+      (``_renewal_signer``), and GetCACaps offers it.
+    - Another CA's certificate (a manufacturer's, say): accepted for the CSR's key only. No
+      other CA is trusted, so its issuer proves nothing; for another key it would authorise
+      no more than a self-signed one.
+
+    The subject name is not compared: whoever holds the key can sign any name, so it proves
+    nothing more, and micromdm's scepclient signs as "CN=SCEP SIGNER".
+
+    The failInfo is badRequest ("Transaction not permitted or supported"), not
+    badMessageCheck, whose "Integrity check (meaning signature verification of the CMS
+    message)" passed here: what is wrong is who asks, as for a RenewalReq signed by a
+    certificate this CA did not issue.
+    """
+    if _spki_der(signer) == csr.public_key().public_bytes(
+        Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+    ):
+        return
+    # For the log only. Self-issued (RFC 5280 §3.2: issuer and subject the same) from the
+    # names' bytes, which read nothing else of a certificate the signature does not cover.
+    kind = "a self-issued" if signer.issuer.dump() == signer.subject.dump() else "a"
+    raise SCEPFailure(
+        FailInfo.BAD_REQUEST,
+        f"the PKCSReq is signed by {kind} certificate for another key than the CSR's",
+    )
+
+
+def _spki_der(cert: asn1_x509.Certificate) -> bytes:
+    """The certificate's SubjectPublicKeyInfo as cryptography writes it, so that it compares
+    with the CSR's whatever optional encodings (an absent NULL parameter) the client chose."""
+    key = load_der_public_key(cert["tbs_certificate"]["subject_public_key_info"].dump())
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 def _issuer_and_serial(content: bytes) -> tuple[cms.IssuerAndSerialNumber, int]:

@@ -73,6 +73,30 @@ def requests_for(server: CertforgeServer, subject: str) -> list[dict[str, object
     return list(json.loads(out.stdout)["requests"])
 
 
+def certificates_for(server: CertforgeServer, subject: str) -> list[dict[str, object]]:
+    out = server.curl(
+        "-H",
+        f"Authorization: Bearer {server.token}",
+        f"{server.url}/api/v1/admin/certificates?subject={urllib.parse.quote(subject)}",
+    )
+    return list(json.loads(out.stdout)["certificates"])
+
+
+def log_size(server: CertforgeServer) -> int:
+    """Where the server's log ends now: ``errors_logged`` reads only what comes after."""
+    assert server.log_path is not None
+    return server.log_path.stat().st_size
+
+
+def errors_logged(server: CertforgeServer, since: int) -> list[str]:
+    """The log lines at error level or worse written after offset ``since``."""
+    assert server.log_path is not None
+    with server.log_path.open("rb") as log:
+        log.seek(since)
+        lines = log.read().decode(errors="replace").splitlines()
+    return [line for line in lines if '"level": "error"' in line or '"level": "critical"' in line]
+
+
 def verify_and_lint(server: CertforgeServer, leaf_pem: Path, issuer: str = "default") -> None:
     """The certificate chains to root.pem (openssl verify) and pkilint finds no error."""
     out = subprocess.run(

@@ -18,6 +18,9 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from protocols.scep.envelope import ContentCipher
 from tests.integration.scep_http import (
     call,
+    certificates_for,
+    errors_logged,
+    log_size,
     new_challenge,
     pki_operation,
     requests_for,
@@ -29,6 +32,7 @@ from tests.integration.server import CertforgeServer
 from tests.scep_client import (
     Message,
     MessageType,
+    issued_by,
     issuer_and_serial,
     issuer_and_subject,
     make_csr,
@@ -167,24 +171,23 @@ def test_pkcsreq_by_get(
     assert read_cert_rep(answer.body, key=key, cert=signer).status == SUCCESS
 
 
-def test_ec_key_in_csr_with_rsa_signer_is_issued(
+def test_ec_key_in_csr_with_rsa_signer_is_refused(
     server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
 ) -> None:
+    """A PKCSReq is signed with its CSR's key, and SCEP envelopes only to RSA: an EC key
+    can come only by RenewalReq (test_renewal_to_an_ec_key). Nothing ties an RSA signer of
+    another key to the EC CSR, which is the attack verify_pkcsreq_signer refuses."""
     ec_key = ec.generate_private_key(ec.SECP256R1())
-    signer_key = KEYS[1]
-    signer = self_signed(signer_key, "ec-device")
+    cn, challenge = unique("ecdev"), new_challenge(server)
     msg = Message(
         message_type=MessageType.PKCS_REQ,
-        content=make_csr(ec_key, unique("ecdev"), challenge=new_challenge(server)),
+        content=make_csr(ec_key, cn, challenge=challenge),
         recipient=ra[1],
-        signer_cert=signer,
-        signer_key=signer_key,
+        signer_cert=self_signed(KEYS[1], cn),
+        signer_key=KEYS[1],
     )
-    rep = read_cert_rep(
-        pki_operation(scep_url(server), msg.build()).body, key=signer_key, cert=signer
-    )
-    assert rep.status == SUCCESS and rep.certificate is not None
-    assert rep.certificate.public_key() == ec_key.public_key()
+    assert failure(server, msg.build()) == BAD_REQUEST
+    assert requests_for(server, cn) == []
 
 
 def test_resend_answers_the_same_certificate(
@@ -380,6 +383,163 @@ def test_oversized_message_is_413(server: CertforgeServer) -> None:
     assert answer.status == 413
 
 
+# ------------------------------------------------------------------ the PKCSReq's signer
+def signed_by(
+    server: CertforgeServer,
+    recipient: x509.Certificate,
+    *,
+    cn: str,
+    challenge: str,
+    signer_cert: x509.Certificate,
+    signer_key: rsa.RSAPrivateKey,
+    key: rsa.RSAPrivateKey = KEYS[0],
+) -> Message:
+    """A PKCSReq for ``key``'s CSR, signed by ``signer_key`` with ``signer_cert``."""
+    return Message(
+        message_type=MessageType.PKCS_REQ,
+        content=make_csr(key, cn, challenge=challenge),
+        recipient=recipient,
+        signer_cert=signer_cert,
+        signer_key=signer_key,
+    )
+
+
+def assert_refused_and_challenge_kept(
+    server: CertforgeServer, ra: x509.Certificate, refused: Message, *, cn: str, challenge: str
+) -> None:
+    """``refused`` gets FAILURE badRequest, records nothing and logs no error; its challenge
+    then still enrolls a request signed as RFC 8894 §2.3 says."""
+    since = log_size(server)
+    assert failure(server, refused.build()) == BAD_REQUEST
+    assert requests_for(server, cn) == [] and certificates_for(server, cn) == []
+    good, key, signer = enroll_message(server, ra, cn=cn, challenge=challenge)
+    ok = read_cert_rep(pki_operation(scep_url(server), good.build()).body, key=key, cert=signer)
+    assert ok.status == SUCCESS and ok.certificate is not None
+    assert len(certificates_for(server, cn)) == 1
+    assert errors_logged(server, since) == []
+
+
+def test_pkcsreq_signed_with_a_self_signed_certificate_of_another_key_is_refused(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    """The reported attack: the CSR's key is KEYS[0], the signer a self-signed certificate
+    for KEYS[1] with the same CN (anyone can wrap a captured pkcsPKIEnvelope so)."""
+    cn, challenge = unique("otherkey"), new_challenge(server)
+    refused = signed_by(
+        server,
+        ra[1],
+        cn=cn,
+        challenge=challenge,
+        signer_cert=self_signed(KEYS[1], cn),
+        signer_key=KEYS[1],
+    )
+    assert_refused_and_challenge_kept(server, ra[1], refused, cn=cn, challenge=challenge)
+
+
+def test_pkcsreq_signed_with_a_certificate_of_this_ca_for_another_key_is_refused(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    """Renewing with a certificate of this CA is RenewalReq's job; a PKCSReq it signs for
+    another key gets no further than one signed by a stranger."""
+    cn = unique("ourcert")
+    first, key, signer = enroll_message(server, ra[1], cn=cn, key=KEYS[1])
+    issued = read_cert_rep(
+        pki_operation(scep_url(server), first.build()).body, key=key, cert=signer
+    )
+    assert issued.certificate is not None
+    challenge = new_challenge(server)
+    refused = signed_by(
+        server,
+        ra[1],
+        cn=cn,
+        challenge=challenge,
+        signer_cert=issued.certificate,
+        signer_key=KEYS[1],
+    )
+    since = log_size(server)
+    assert failure(server, refused.build()) == BAD_REQUEST
+    assert len(certificates_for(server, cn)) == 1  # the first one only
+    refused.signer_cert, refused.signer_key = self_signed(KEYS[0], cn), KEYS[0]
+    refused.transaction_id = uuid.uuid4().hex
+    ok = read_cert_rep(pki_operation(scep_url(server), refused.build()).body)
+    assert ok.status == SUCCESS  # the challenge was kept
+    assert errors_logged(server, since) == []
+
+
+def test_pkcsreq_signed_with_another_cas_certificate_for_another_key_is_refused(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    """A manufacturer certificate for another key proves nothing certforge can check (it
+    trusts no other CA) beyond possession of that key."""
+    cn, challenge = unique("vendor"), new_challenge(server)
+    vendor = issued_by(KEYS[1], cn, issuer_key=KEYS[2], issuer_cn="Vendor Device CA")
+    refused = signed_by(
+        server, ra[1], cn=cn, challenge=challenge, signer_cert=vendor, signer_key=KEYS[1]
+    )
+    assert_refused_and_challenge_kept(server, ra[1], refused, cn=cn, challenge=challenge)
+
+
+def test_pkcsreq_signed_with_another_cas_certificate_for_the_csr_key_is_issued(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    cn = unique("vendorsame")
+    vendor = issued_by(KEYS[1], "SN 0042", issuer_key=KEYS[2], issuer_cn="Vendor Device CA")
+    msg = signed_by(
+        server,
+        ra[1],
+        cn=cn,
+        challenge=new_challenge(server),
+        signer_cert=vendor,
+        signer_key=KEYS[1],
+        key=KEYS[1],
+    )
+    rep = read_cert_rep(pki_operation(scep_url(server), msg.build()).body, key=KEYS[1], cert=vendor)
+    assert rep.status == SUCCESS and rep.certificate is not None
+    assert rep.certificate.public_key() == KEYS[1].public_key()
+
+
+def test_pkcsreq_self_signed_for_the_csr_key_with_another_subject_is_issued(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    """micromdm's scepclient signs with a self-signed 'CN=SCEP SIGNER' certificate of the
+    CSR's key: RFC 8894 §2.3's "SHOULD use the same subject name" is not enforced."""
+    cn = unique("signer")
+    msg = signed_by(
+        server,
+        ra[1],
+        cn=cn,
+        challenge=new_challenge(server),
+        signer_cert=self_signed(KEYS[0], "SCEP SIGNER"),
+        signer_key=KEYS[0],
+    )
+    rep = read_cert_rep(pki_operation(scep_url(server), msg.build()).body)
+    assert rep.status == SUCCESS
+
+
+def test_resend_signed_with_another_key_is_refused(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    """A transactionID, the CSR's key and a fresh challenge are not enough to get a
+    certificate for that key enveloped to someone else's key."""
+    cn = unique("resend-other")
+    first, key, signer = enroll_message(server, ra[1], cn=cn)
+    assert read_cert_rep(pki_operation(scep_url(server), first.build()).body).status == SUCCESS
+    challenge = new_challenge(server)
+    again = signed_by(
+        server,
+        ra[1],
+        cn=cn,
+        challenge=challenge,
+        signer_cert=self_signed(KEYS[1], cn),
+        signer_key=KEYS[1],
+    )
+    again.transaction_id = first.transaction_id
+    assert failure(server, again.build()) == BAD_REQUEST
+    assert len(certificates_for(server, cn)) == 1
+    again.signer_cert, again.signer_key = signer, key  # the requester's own resend
+    assert read_cert_rep(pki_operation(scep_url(server), again.build()).body).status == SUCCESS
+
+
 # ------------------------------------------------------------------ other message types
 def test_get_cert_cert_poll_and_get_crl(
     server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
@@ -469,6 +629,97 @@ def test_renewal_with_issued_certificate(
     server.cli("cert", "revoke", serial, check=True)
     revoked = renewal(server, ra[1], rep.certificate, KEYS[1], KEYS[2], cn)
     assert failure(server, revoked.build()) == BAD_REQUEST
+
+
+def test_renewal_to_an_ec_key(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    """A RenewalReq is signed by the RSA certificate it renews, so its CSR may carry an EC key
+    (the CertRep is enveloped to the signer)."""
+    cn = unique("renew-ec")
+    msg, key, signer = enroll_message(server, ra[1], cn=cn)
+    first = read_cert_rep(pki_operation(scep_url(server), msg.build()).body, key=key, cert=signer)
+    assert first.certificate is not None
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    req = Message(
+        message_type=MessageType.RENEWAL_REQ,
+        content=make_csr(ec_key, cn),
+        recipient=ra[1],
+        signer_cert=first.certificate,
+        signer_key=key,
+    )
+    rep = read_cert_rep(
+        pki_operation(scep_url(server), req.build()).body, key=key, cert=first.certificate
+    )
+    assert rep.status == SUCCESS and rep.certificate is not None
+    assert rep.certificate.public_key() == ec_key.public_key()
+
+
+def test_cert_poll_is_signed_by_the_requests_signer(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    """RFC 8894 §3.3.3: a CertPoll continues its transaction's request. A RenewalReq is signed
+    by the certificate it renews, not by the new key of its CSR: a CertPoll signed with that
+    new key (or any other) is refused, one signed like the request gets the certificate."""
+    cn = unique("pollrenew")
+    msg, key, signer = enroll_message(server, ra[1], cn=cn)
+    first = read_cert_rep(pki_operation(scep_url(server), msg.build()).body, key=key, cert=signer)
+    assert first.certificate is not None
+    req = renewal(server, ra[1], first.certificate, key, KEYS[1], cn)
+    renewed = read_cert_rep(pki_operation(scep_url(server), req.build()).body)
+    assert renewed.status == SUCCESS
+
+    def poll(signer_cert: x509.Certificate, signer_key: rsa.RSAPrivateKey) -> Message:
+        return Message(
+            message_type=MessageType.CERT_POLL,
+            content=issuer_and_subject(ra[0][0], first.certificate.subject),  # type: ignore[union-attr]
+            recipient=ra[1],
+            signer_cert=signer_cert,
+            signer_key=signer_key,
+            transaction_id=req.transaction_id,
+        )
+
+    assert failure(server, poll(self_signed(KEYS[1], cn), KEYS[1]).build()) == BAD_REQUEST
+    assert failure(server, poll(self_signed(KEYS[2], cn), KEYS[2]).build()) == BAD_REQUEST
+    polled = pki_operation(scep_url(server), poll(first.certificate, key).build())
+    got = read_cert_rep(polled.body, key=key, cert=first.certificate)
+    assert got.status == SUCCESS and got.certificate is not None
+    assert got.certificate.public_key() == KEYS[1].public_key()
+
+
+@pytest.mark.parametrize(
+    "message_type",
+    [
+        pytest.param(MessageType.CERT_POLL, id="cert_poll"),
+        pytest.param(MessageType.GET_CERT, id="get_cert"),
+        pytest.param(MessageType.GET_CRL, id="get_crl"),
+    ],
+)
+def test_other_messages_with_a_bad_signature_are_bad_message_check(
+    server: CertforgeServer,
+    ra: tuple[list[x509.Certificate], x509.Certificate],
+    message_type: str,
+) -> None:
+    """Every message type's signature is checked by its signer's certificate, not only the
+    enrollments': a tampered one is refused before its content is looked at."""
+    msg, key, signer = enroll_message(server, ra[1], cn=unique("sigcheck"))
+    issued = read_cert_rep(pki_operation(scep_url(server), msg.build()).body, key=key, cert=signer)
+    assert issued.certificate is not None
+    content = (
+        issuer_and_subject(ra[0][0], issued.certificate.subject)
+        if message_type == MessageType.CERT_POLL
+        else issuer_and_serial(issued.certificate)
+    )
+    tampered = Message(
+        message_type=message_type,
+        content=content,
+        recipient=ra[1],
+        signer_cert=signer,
+        signer_key=key,
+        transaction_id=msg.transaction_id,
+        tamper_signature=True,
+    )
+    assert failure(server, tampered.build()) == BAD_MESSAGE_CHECK
 
 
 def test_ra_certificate_persists_in_data_dir(server: CertforgeServer) -> None:
