@@ -43,6 +43,10 @@ def churned(data_dir: Path, workers: int, extra: str = "") -> CertforgeServer:
     )
 
 
+def plain(data_dir: Path, workers: int) -> CertforgeServer:
+    return CertforgeServer(data_dir, extra_config=f"workers = {workers}\n")
+
+
 def errors_in(log: str) -> list[str]:
     return [line for line in log.splitlines() if '"level": "error"' in line]
 
@@ -125,19 +129,19 @@ def test_50_sigkills_under_load_then_restarts_lose_nothing_acknowledged(
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
-    server = churned(data, 2)
+    server = plain(data, 2)
     server.start(timeout=READY_WITHIN)
     token = server.cli("token", "create", "soak", check=True).stdout.strip()
     server.kill_all()
     acknowledged: list[dict[str, str]] = []
     for cycle, workers in enumerate(alternating(50)):
-        server = churned(data, workers)
+        server = plain(data, workers)
         server.start(timeout=READY_WITHIN)
         names = [f"c{cycle}-{i}.soak.example.test" for i in range(200)]
         acknowledged += asyncio.run(hammer_then_kill(server, token, names, kill_after=12))
     assert len(acknowledged) >= 50 * 12
 
-    server = churned(data, 2)
+    server = plain(data, 2)
     server.start(timeout=READY_WITHIN)
     try:
         serials = [a["serial"] for a in acknowledged]
