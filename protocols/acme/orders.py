@@ -4,11 +4,12 @@ An order's status follows its authorizations (pending -> ready when all are vali
 when one fails or expires) and its request in the engine (processing -> valid or invalid).
 It is brought up to date whenever it is read, with a conditional write.
 
-Finalize is the five beats: parse and verify the CSR (before the order changes) ->
-authenticate (the JWS, the order's owner) -> build the ``EnrollmentRequest`` (requester: the
-account; vouched: the order's identifiers, all validated) -> ``engine.submit`` -> render the
-outcome as the order: ``valid`` with its certificate URL, ``processing`` with Retry-After
-while an administrator decides, or ``invalid`` with a problem.
+Finalize is the five beats: parse and verify the CSR (before the order changes; its key
+must not be an account's, RFC 8555 §11.1) -> authenticate (the JWS, the order's owner) ->
+build the ``EnrollmentRequest`` (requester: the account; vouched: the order's identifiers,
+all validated) -> ``engine.submit`` -> render the outcome as the order: ``valid`` with its
+certificate URL, ``processing`` with Retry-After while an administrator decides, or
+``invalid`` with a problem.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from aiohttp import web
 from protocols.acme import ari
 from protocols.acme.authz import load_authz, new_authorization
 from protocols.acme.context import ACME
-from protocols.acme.csr import csr_identifiers
+from protocols.acme.csr import csr_identifiers, refuse_account_key
 from protocols.acme.identifiers import order_profile, parse_identifiers, shown_identifier
 from protocols.acme.jws import b64decode
 from protocols.acme.problems import ACMEProblem, ProblemType, StoredProblem, Subproblem
@@ -299,7 +300,9 @@ async def _checked_csr(acme: ACME, order: Order, field: object) -> ParsedCSR:
         raise ACMEProblem(
             ProblemType.BAD_CSR, "the CSR's names are not exactly the order's identifiers"
         )
-    return acme.engine.verify_csr(csr_der)  # its signature and key, as submit would check
+    csr = acme.engine.verify_csr(csr_der)  # its signature and key, as submit would check
+    await refuse_account_key(acme.store, csr)
+    return csr
 
 
 async def _settle(acme: ACME, order: Order, outcome: Outcome) -> Order:
