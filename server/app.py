@@ -27,7 +27,7 @@ from server.config import Config
 from server.engine import Engine, EngineDeps
 from server.exits.base import close_exit_modules
 from server.exits.dispatcher import Dispatcher
-from server.frontend import load_frontends
+from server.frontend import HeldKeys, load_frontends
 from server.keys import (
     CAS,
     CHALLENGES,
@@ -57,6 +57,7 @@ log = logging.getLogger("certforge")
 TLS_KEY = web.AppKey("tls", ServerTLS)
 HTTP_APP = web.AppKey("http_app", web.Application)
 WORKER = web.AppKey("worker", Worker)
+HELD_KEYS: web.AppKey[tuple[HeldKeys, ...]] = web.AppKey("held_keys")  # the mounts', for core
 SINGLE = Worker(0)  # a server of one process: its own listeners, and the background jobs
 
 
@@ -73,8 +74,10 @@ def build_apps(config: Config, worker: Worker = SINGLE) -> tuple[web.Application
     https.cleanup_ctx.append(core)
     add_https_routes(https)
     add_http_routes(http)
-    for mount in load_frontends(config):
+    mounts = load_frontends(config)
+    for mount in mounts:
         (https if mount.listener == "https" else http).add_subapp(mount.prefix, mount.app)
+    https[HELD_KEYS] = tuple(m.held_keys for m in mounts if m.held_keys is not None)
     return https, http
 
 
@@ -116,6 +119,9 @@ async def core(app: web.Application) -> AsyncIterator[None]:
                 notify=dispatcher.notify if primary else lambda: None,
             )
         )
+        for held_keys in app[HELD_KEYS]:
+            for holder, key in await asyncio.to_thread(held_keys):
+                engine.reserved_keys.add(holder, key)
         tokens = TokenService(store, clock)
         worker.report("reading the admin token")
         await tokens.bootstrap(config.server.data_dir)

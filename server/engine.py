@@ -3,7 +3,8 @@
 The issuance cycle, and what is durable at each step:
 
 ``submit``
-  Step 1. Verify the CSR's signature and its public key. Bad input raises (``BadCSR``,
+  Step 1. Verify the CSR's signature and its public key, which must not be one of
+          certforge's own (``server.ca.reserved``). Bad input raises (``BadCSR``,
           ``BadPublicKey``...) and nothing is recorded.
   Step 2. The profile gives the draft; the policy modules decide and shape it, in config order.
   Step 3. Record the outcome.
@@ -39,9 +40,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from server.ca.build import build_certificate
 from server.ca.csr import ParsedCSR, verify_csr
 from server.ca.issuers import CAHierarchy
+from server.ca.reserved import ReservedKeys, reserved_keys_of
 from server.ca.serials import new_serial
 from server.config import ProfileConfig
-from server.errors import Conflict, Forbidden, Malformed, UnknownProfile
+from server.errors import Conflict, Forbidden, Malformed, ReservedPublicKey, UnknownProfile
 from server.model import (
     CertificateDraft,
     CertificateRecord,
@@ -98,7 +100,19 @@ class Engine:
         self.store = deps.store
         self.cas = deps.cas
         self.clock = deps.clock
+        # The keys no request may carry. Parts of certforge that hold keys of their own (OCSP
+        # signers, the TLS listener, the SCEP RA) add theirs as they load or make them.
+        self.reserved_keys: ReservedKeys = reserved_keys_of(deps.cas)
         self._status_listeners: list[Callable[[int], None]] = []
+
+    def verify_csr(self, csr_der: bytes) -> ParsedCSR:
+        """Step 1 of ``submit``, for a front end that must know the request is good before it
+        spends a one-time secret or records anything of its own; hand the result to
+        ``submit(verified=...)``. Raises like ``server.ca.csr.verify_csr``, and
+        ``ReservedPublicKey`` for one of certforge's own keys."""
+        csr = verify_csr(csr_der)
+        self.reserved_keys.check(csr.key_sha256)
+        return csr
 
     # ----------------------------------------------------------------- submit
     async def submit(self, req: EnrollmentRequest, *, verified: ParsedCSR | None = None) -> Outcome:
@@ -109,8 +123,10 @@ class Engine:
         # the check to a thread cost more in GIL hand-offs than the check itself (measured).
         if verified is not None and verified.der is req.csr_der:
             csr = verified
+            # Checked again (one set lookup): a key may have been reserved since.
+            self.reserved_keys.check(csr.key_sha256)
         else:
-            csr = verify_csr(req.csr_der)
+            csr = self.verify_csr(req.csr_der)
         # Step 2: The profile gives the draft; policy modules decide and shape it, in order.
         profile = self.profile(req.profile)
         decision = await self._decide(req, draft_for(profile, csr))
@@ -132,7 +148,7 @@ class Engine:
     async def issue_internal(self, req: EnrollmentRequest, draft: CertificateDraft) -> Issued:
         """Issue a certificate certforge needs itself (its TLS certificate), bypassing the
         policy modules but recorded like any other."""
-        return await self._issue_new(req, verify_csr(req.csr_der), draft)
+        return await self._issue_new(req, self.verify_csr(req.csr_der), draft)
 
     def profile(self, name: str | None) -> ProfileConfig:
         chosen = name or self._d.default_profile
@@ -267,20 +283,15 @@ class Engine:
         if record.draft is None:  # cannot happen: PENDING requests always carry a draft
             raise Malformed(f"request {record.id} has no certificate draft")
         try:
-            csr = verify_csr(record.csr_der)
+            csr = self.verify_csr(record.csr_der)
             cert = self._sign(record, csr, record.draft, new_serial())
+        except ReservedPublicKey as exc:
+            # Held since before such keys were refused at submission: it fails as refused,
+            # not as an internal error (the check logged a warning).
+            return await self._fail_approved(record, exc.detail)
         except Exception:
             log.exception("signing approved request %s failed", record.id)
-            reason = "the certificate could not be issued"
-            await self.store.transition(
-                record.id,
-                expect=Status.APPROVED,
-                to=Status.FAILED,
-                reason=reason,
-                event=self._request_event(EventKind.FAILED, record, reason),
-            )
-            self._d.notify()
-            return Denied(record.id, reason)
+            return await self._fail_approved(record, "the certificate could not be issued")
         await self.store.transition(
             record.id,
             expect=Status.APPROVED,
@@ -291,6 +302,17 @@ class Engine:
         self._d.notify()
         self._d.observer.outcome(record.protocol, "issued", 0.0)
         return Issued(record.id, cert, self.chain(cert.issuer))
+
+    async def _fail_approved(self, record: RequestRecord, reason: str) -> Outcome:
+        await self.store.transition(
+            record.id,
+            expect=Status.APPROVED,
+            to=Status.FAILED,
+            reason=reason,
+            event=self._request_event(EventKind.FAILED, record, reason),
+        )
+        self._d.notify()
+        return Denied(record.id, reason)
 
     async def deny(self, request_id: str, *, by: Requester, reason: str) -> Outcome:
         record = await self.store.get_request(request_id)

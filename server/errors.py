@@ -51,6 +51,12 @@ class BadPublicKey(CertforgeError):
     kind = ErrorKind.BAD_PUBLIC_KEY
 
 
+class ReservedPublicKey(BadPublicKey):
+    """The request's key is one certforge itself holds (``server.ca.reserved``). A bad key
+    like any other to every protocol's table; its own class so that the engine can log it
+    and callers can tell it from a weak key."""
+
+
 class BadSignatureAlgorithm(CertforgeError):
     kind = ErrorKind.BAD_SIGNATURE_ALG
 

@@ -13,6 +13,7 @@ from importlib.metadata import entry_points
 from typing import Literal
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from server.config import Config
 from server.errors import ConfigError
@@ -20,11 +21,20 @@ from server.errors import ConfigError
 FRONTEND_GROUP = "certforge.frontends"
 
 
+# (who holds it, the public key), as ``server.ca.reserved.ReservedKeys.add`` takes them.
+HeldKeys = Callable[[], Sequence[tuple[str, PublicKeyTypes]]]
+
+
 @dataclass(frozen=True, slots=True)
 class Mount:
     listener: Literal["https", "http"]
     prefix: str  # e.g. "/api/v1/"; sub-apps are mounted with add_subapp
     app: web.Application
+    # The keys the front end already keeps in the data directory (the SCEP RA's): read at
+    # start, off the loop, and reserved in the engine, so that no request carries them even
+    # before the front end loads them itself. Keys it makes later it reserves as it makes
+    # them, through ``Engine.reserved_keys``.
+    held_keys: HeldKeys | None = None
 
 
 FrontendFactory = Callable[[Config], Sequence[Mount]]

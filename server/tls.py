@@ -91,6 +91,13 @@ class ServerTLS:
         if self._needs_renewal():
             await self._issue()
         self.context.load_cert_chain(self.cert_path, self.key_path)
+        self._reserve_key()
+
+    def _reserve_key(self) -> None:
+        """No request may carry the listener's key: reserved once loaded (after its own
+        issuance, which a reserved key would fail), and kept so after a renewal."""
+        leaf = x509.load_pem_x509_certificate(self.cert_path.read_bytes())
+        self._engine.reserved_keys.add("the HTTPS listener's TLS certificate", leaf.public_key())
 
     async def _issue(self) -> None:
         key = ec.generate_private_key(ec.SECP256R1())
@@ -142,7 +149,9 @@ class ServerTLS:
                 continue
             try:
                 self.context.load_cert_chain(self.cert_path, self.key_path)
-            except (OSError, ssl.SSLError):  # caught between the key's and the chain's write
+                self._reserve_key()
+            except (OSError, ssl.SSLError, ValueError):
+                # Caught between the key's and the chain's write: the next round loads both.
                 log.warning("reloading the server's TLS certificate failed; will retry")
                 continue
             loaded = mtime

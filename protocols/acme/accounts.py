@@ -5,6 +5,9 @@ One key belongs to at most one account: the ``acme-key`` document (id: the key's
 is inserted with ``put_doc``, which refuses a second insert, so two servers creating an
 account for one key concurrently end up with one account. Not supported: account
 orders' pagination (the list is returned whole).
+
+A key an account rolled over from is released (another account may take it up) but
+remembered as an ``acme-old-key`` document, which finalize consults (``protocols/acme/csr.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from protocols.acme.ratelimits import check_and_count
 from protocols.acme.records import (
     ACCOUNT,
     ACCOUNT_KEY,
+    OLD_ACCOUNT_KEY,
     ORDER,
     Account,
     AccountStatus,
@@ -193,6 +197,11 @@ async def key_change(request: web.Request) -> web.Response:
             headers={"Location": acme.urls.account(owner.id)} if owner else {},
         ) from None
     old_thumbprint = account.thumbprint
+    # Remembered before the old key is released, so that finalize refuses it at every moment
+    # (RFC 8555 §11.1: no CSR for "any known account key pair"). Rolled over from before, by
+    # this account or one that took the key up since, it is remembered already.
+    with contextlib.suppress(Conflict):
+        await acme.store.put_doc(Document(OLD_ACCOUNT_KEY, old_thumbprint, {"account": account.id}))
     account.jwk, account.thumbprint = new_key.jwk, new_key.thumbprint
     await save(acme.store, account)
     with contextlib.suppress(NotFound):  # a concurrent rollover removed it already

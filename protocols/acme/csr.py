@@ -1,8 +1,12 @@
-"""The finalize CSR's identifiers (RFC 8555 §7.4), read before anything is recorded.
+"""The finalize CSR's checks that are ACME's own, made before anything is recorded.
 
-The engine verifies the request fully (signature, key, policy); here it is only parsed so
-that its names can be compared with the order's: the SANs (DNS names and IP addresses) and
-a CN, which must be one of them.
+- Its identifiers (RFC 8555 §7.4): the request is parsed so that its names can be compared
+  with the order's: the SANs (DNS names and IP addresses) and a CN, which must be one of them.
+- Its key (RFC 8555 §11.1): not the key of any ACME account, found by the key's RFC 7638
+  thumbprint, the id of the ``acme-key`` document of the account using it now and of the
+  ``acme-old-key`` document of one that rolled over from it: two reads by primary key.
+
+The engine verifies the request itself (signature, key, policy): ``Engine.verify_csr``.
 """
 
 from __future__ import annotations
@@ -10,9 +14,13 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from protocols.acme.jws import thumbprint_of
 from protocols.acme.problems import ACMEProblem, ProblemType
-from server.errors import Malformed
+from protocols.acme.records import ACCOUNT_KEY, OLD_ACCOUNT_KEY
+from server.ca.csr import ParsedCSR
+from server.errors import Malformed, NotFound
 from server.model import Identifier, IdentifierType
+from server.store.base import StoreReader
 
 
 def csr_identifiers(csr_der: bytes) -> set[Identifier]:
@@ -38,3 +46,21 @@ def csr_identifiers(csr_der: bytes) -> set[Identifier]:
         if not any(cn.lower().rstrip(".") == n.value or cn == n.value for n in names):
             raise ACMEProblem(ProblemType.BAD_CSR, f"the CN {cn!r} is not one of the CSR's names")
     return names
+
+
+async def refuse_account_key(store: StoreReader, csr: ParsedCSR) -> None:
+    """RFC 8555 §11.1: servers "MUST verify that a CSR submitted in a finalize request does
+    not contain a public key for any known account key pair": any account's, whatever its
+    status (a deactivated account's key pair is still known), and keys rolled over from."""
+    thumbprint = thumbprint_of(csr.public_key)
+    if thumbprint is None:
+        return  # a key type no account can have
+    for kind in (ACCOUNT_KEY, OLD_ACCOUNT_KEY):
+        try:
+            await store.get_doc(kind, thumbprint)
+        except NotFound:
+            continue
+        raise ACMEProblem(
+            ProblemType.BAD_CSR,
+            "the CSR's public key is an ACME account key; the certificate needs a key of its own",
+        )

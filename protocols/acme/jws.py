@@ -23,9 +23,10 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from josepy import errors as jose_errors
 from josepy.jwa import ES256, ES384, RS256, JWASignature
-from josepy.jwk import JWK
+from josepy.jwk import JWK, JWKEC, JWKRSA
 
 from protocols.acme.problems import ACMEProblem, ProblemType
 
@@ -123,9 +124,28 @@ def _parse_okp(obj: dict[str, Any]) -> AccountKey:
     except ValueError as exc:
         raise ACMEProblem(ProblemType.BAD_PUBLIC_KEY, "the Ed25519 key is malformed") from exc
     public = {"crv": "Ed25519", "kty": "OKP", "x": obj["x"]}
+    return AccountKey(public, key, _okp_thumbprint(public))
+
+
+def _okp_thumbprint(public: dict[str, str]) -> str:
     # RFC 8037 §2: the thumbprint's required members are "crv", "kty" and "x".
     canonical = json.dumps(public, separators=(",", ":"), sort_keys=True).encode()
-    return AccountKey(public, key, b64encode(hashlib.sha256(canonical).digest()))
+    return b64encode(hashlib.sha256(canonical).digest())
+
+
+def thumbprint_of(key: object) -> str | None:
+    """The RFC 7638 thumbprint an account with this public key has (as ``parse_jwk`` computes
+    it), or None for a key no account can have (DSA, X25519...)."""
+    match key:
+        case rsa.RSAPublicKey():
+            return b64encode(JWKRSA(key=key).thumbprint())
+        case ec.EllipticCurvePublicKey():
+            return b64encode(JWKEC(key=key).thumbprint())
+        case ed25519.Ed25519PublicKey():
+            raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+            return _okp_thumbprint({"crv": "Ed25519", "kty": "OKP", "x": b64encode(raw)})
+        case _:
+            return None
 
 
 @dataclass(frozen=True, slots=True)

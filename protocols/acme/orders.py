@@ -4,7 +4,8 @@ An order's status follows its authorizations (pending -> ready when all are vali
 when one fails or expires) and its request in the engine (processing -> valid or invalid).
 It is brought up to date whenever it is read, with a conditional write.
 
-Finalize is the five beats: parse the CSR -> authenticate (the JWS, the order's owner) ->
+Finalize is the five beats: parse and verify the CSR (before the order changes; its key
+must not be an account's, RFC 8555 §11.1) -> authenticate (the JWS, the order's owner) ->
 build the ``EnrollmentRequest`` (requester: the account; vouched: the order's identifiers,
 all validated) -> ``engine.submit`` -> render the outcome as the order: ``valid`` with its
 certificate URL, ``processing`` with Retry-After while an administrator decides, or
@@ -22,7 +23,7 @@ from aiohttp import web
 from protocols.acme import ari
 from protocols.acme.authz import load_authz, new_authorization
 from protocols.acme.context import ACME
-from protocols.acme.csr import csr_identifiers
+from protocols.acme.csr import csr_identifiers, refuse_account_key
 from protocols.acme.identifiers import order_profile, parse_identifiers, shown_identifier
 from protocols.acme.jws import b64decode
 from protocols.acme.problems import ACMEProblem, ProblemType, StoredProblem, Subproblem
@@ -43,6 +44,7 @@ from protocols.acme.records import (
 from protocols.acme.render import acme_json
 from protocols.acme.requests import verify_post
 from server import csprng
+from server.ca.csr import ParsedCSR
 from server.errors import CertforgeError, Conflict, NotFound
 from server.model import (
     AuthMethod,
@@ -272,13 +274,7 @@ async def finalize(request: web.Request) -> web.Response:
         raise ACMEProblem(
             ProblemType.ORDER_NOT_READY, f"the order is {order.status}, not ready", 403
         )
-    csr_der = b64decode(verified.payload().get("csr"), '"csr"')
-    # RFC 8555 §7.4: "The CSR MUST indicate the exact same set of requested identifiers as
-    # the initial newOrder request."
-    if csr_identifiers(csr_der) != set(order.identifiers):
-        raise ACMEProblem(
-            ProblemType.BAD_CSR, "the CSR's names are not exactly the order's identifiers"
-        )
+    csr = await _checked_csr(acme, order, verified.payload().get("csr"))
     order.status = OrderStatus.PROCESSING
     order.processing_since = acme.clock.now().isoformat()
     try:
@@ -287,11 +283,26 @@ async def finalize(request: web.Request) -> web.Response:
         raise ACMEProblem(
             ProblemType.ORDER_NOT_READY, "the order is being finalized already", 403
         ) from None
-    outcome = await _submit(acme, order, account, csr_der)
+    outcome = await _submit(acme, order, account, csr)
     order = await _settle(acme, order, outcome)
     if order.status is OrderStatus.VALID:
         await ari.record_replaced(acme, order)
     return render_order(acme, order)
+
+
+async def _checked_csr(acme: ACME, order: Order, field: object) -> ParsedCSR:
+    """The finalize CSR, refused before the order changes if it is bad: nothing is recorded
+    and the order stays ready for a better one."""
+    csr_der = b64decode(field, '"csr"')
+    # RFC 8555 §7.4: "The CSR MUST indicate the exact same set of requested identifiers as
+    # the initial newOrder request."
+    if csr_identifiers(csr_der) != set(order.identifiers):
+        raise ACMEProblem(
+            ProblemType.BAD_CSR, "the CSR's names are not exactly the order's identifiers"
+        )
+    csr = acme.engine.verify_csr(csr_der)  # its signature and key, as submit would check
+    await refuse_account_key(acme.store, csr)
+    return csr
 
 
 async def _settle(acme: ACME, order: Order, outcome: Outcome) -> Order:
@@ -310,9 +321,9 @@ async def _settle(acme: ACME, order: Order, outcome: Outcome) -> Order:
     raise Conflict("the order changed too often while being finalized")
 
 
-async def _submit(acme: ACME, order: Order, account: Account, csr_der: bytes) -> Outcome:
+async def _submit(acme: ACME, order: Order, account: Account, csr: ParsedCSR) -> Outcome:
     req = EnrollmentRequest(
-        csr_der=csr_der,
+        csr_der=csr.der,
         protocol="acme",
         requester=requester(acme, account),
         profile=order.profile or None,
@@ -320,7 +331,7 @@ async def _submit(acme: ACME, order: Order, account: Account, csr_der: bytes) ->
         transaction_id=order.id,
     )
     try:
-        return await acme.engine.submit(req)
+        return await acme.engine.submit(req, verified=csr)
     except CertforgeError:
         # Bad input the engine refused (nothing recorded there): the order is ready again.
         order.status = OrderStatus.READY

@@ -7,6 +7,8 @@ with a conflict). Documents:
 ``acme-account``  id: random; data: the account and its current key (JWK).
 ``acme-key``      id: a key's RFC 7638 thumbprint -> the account using it; inserted with
                   ``put_doc``, so one key belongs to at most one account, even under races.
+``acme-old-key``  id: the thumbprint of a key an account rolled over from -> that account;
+                  only for finalize, which refuses CSRs for any account key, past ones too.
 ``acme-order``    id: random; lookup: the account id (the account's orders list).
 ``acme-authz``    id: random; lookup: account|identifier|wildcard (for authorization reuse);
                   its challenges are embedded (one per type).
@@ -25,6 +27,7 @@ from server.model import Document, Identifier, IdentifierType
 from server.store.base import Store
 
 ACCOUNT, ACCOUNT_KEY, ORDER, AUTHZ = "acme-account", "acme-key", "acme-order", "acme-authz"
+OLD_ACCOUNT_KEY = "acme-old-key"
 GRACE = timedelta(days=1)  # expired objects stay readable (as expired) this long
 
 

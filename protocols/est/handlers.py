@@ -46,7 +46,7 @@ from protocols.est.messages import (
 )
 from protocols.est.pending import find_retried, mark_collected, retry_id
 from server.app import TLS_KEY
-from server.ca.csr import ParsedCSR, csr_der_from_bytes, verify_csr
+from server.ca.csr import ParsedCSR, csr_der_from_bytes
 from server.config import ProfileConfig
 from server.errors import BadCSR, Forbidden, Malformed, NotFound, Unauthorized, Unavailable
 from server.keys import CAS, CHALLENGES, ENGINE, STORE
@@ -74,6 +74,12 @@ async def read_pkcs10(request: web.Request) -> bytes:
     if request.content_type != PKCS10:
         raise UnsupportedMediaType(f"{PKCS10} (base64 DER, RFC 8951)")
     return csr_der_from_bytes(await request.read())
+
+
+def verify_pkcs10(request: web.Request, csr_der: bytes) -> ParsedCSR:
+    """The engine's checks of the request, its key included, made before a one-time password
+    is spent or a key is made; the engine reuses the result."""
+    return request.config_dict[ENGINE].verify_csr(csr_der)
 
 
 # -------------------------------------------------------------- distribution
@@ -110,7 +116,7 @@ async def simpleenroll(request: web.Request) -> web.Response:
     profile = profile_of(request)
     csr_der = await read_pkcs10(request)
     proof = await identify(request, profile, _now(request))
-    enrollment = Enrollment("simpleenroll", profile, verify_csr(csr_der), proof)
+    enrollment = Enrollment("simpleenroll", profile, verify_pkcs10(request, csr_der), proof)
     return await enroll(request, enrollment)
 
 
@@ -120,7 +126,7 @@ async def simplereenroll(request: web.Request) -> web.Response:
     assert renewed.record is not None  # noqa: S101 - identify_renewal returns only ours
     # No label: renew under the profile the certificate was issued under.
     profile = profile_of(request, default=renewed.record.profile)
-    parsed = verify_csr(csr_der)
+    parsed = verify_pkcs10(request, csr_der)
     csr = parsed.csr
     # RFC 7030 §4.2.2: "The request Subject field and SubjectAltName extension MUST be
     # identical to the corresponding fields in the certificate being renewed". certforge's
@@ -143,7 +149,7 @@ async def serverkeygen(request: web.Request) -> web.Response:
     profile = profile_of(request)
     csr_der = await read_pkcs10(request)
     proof = await identify(request, profile, _now(request))
-    csr = verify_csr(csr_der)
+    csr = verify_pkcs10(request, csr_der)
     recipient = None
     if (key_id := decrypt_key_identifier(csr_der)) is not None:
         # RFC 7030 §4.4.1.2: settled before anything is recorded or generated.

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.serialization import (
 from protocols.scep.failinfo import FailInfo, SCEPFailure
 from protocols.scep.messages import MessageType, PKIMessage, PKIStatus
 from protocols.scep.transactions import Transaction, find_transaction, sender_of
-from server.ca.csr import ParsedCSR, challenge_password, verify_csr
+from server.ca.csr import ParsedCSR, challenge_password
 from server.challenges import Challenges
 from server.config import SCEPConfig
 from server.engine import Engine
@@ -136,8 +136,9 @@ class Operations:
         static = self.config.static_challenges.get(profile)
         if static is not None and hmac.compare_digest(password.encode(), static.encode()):
             return Requester(AuthMethod.CHALLENGE_PASSWORD, "static"), Vouched(), None
-        # A one-time challenge is spent only on a CSR the engine will accept as a CSR.
-        verified = verify_csr(csr_der)
+        # A one-time challenge is spent only on a CSR the engine will accept as a CSR (its
+        # key included: not one of certforge's own).
+        verified = self.engine.verify_csr(csr_der)
         if await self.challenges.redeem(password, profile=profile):
             return Requester(AuthMethod.CHALLENGE_PASSWORD, "one-time"), Vouched(), verified
         raise SCEPFailure(FailInfo.BAD_REQUEST, "the challengePassword is wrong or used")

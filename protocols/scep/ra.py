@@ -28,6 +28,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from cryptography.x509.oid import NameOID
 
@@ -70,6 +71,25 @@ def _asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))
 
 
+def _ra_paths(directory: Path, issuer: str) -> tuple[Path, Path]:
+    return directory / f"ra-{issuer}.pem", directory / f"ra-{issuer}.key"
+
+
+def stored_ra_keys(config: Config) -> list[tuple[str, PublicKeyTypes]]:
+    """The RA keys already in the data directory, for the engine to reserve at start: the
+    identities are loaded on the first SCEP request, and until then a request through
+    another front end could carry an RA's key."""
+    keys: list[tuple[str, PublicKeyTypes]] = []
+    for issuer in config.ca.issuers:
+        cert_path, _ = _ra_paths(config.server.data_dir / "scep", issuer.name)
+        try:
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        except (OSError, ValueError):
+            continue  # none yet (it is made on first use), or unreadable: _load replaces it
+        keys.append((f"the SCEP RA of {issuer.name}", cert.public_key()))
+    return keys
+
+
 class Identities:
     def __init__(self, config: Config, engine: Engine) -> None:
         self._config = config
@@ -106,7 +126,7 @@ class Identities:
         return identity.ra is not None and self._due_cert(identity.ra)
 
     def _paths(self, issuer: str) -> tuple[Path, Path]:
-        return self._dir / f"ra-{issuer}.pem", self._dir / f"ra-{issuer}.key"
+        return _ra_paths(self._dir, issuer)
 
     async def _load_or_issue(self, issuer: str, previous: Identity | None) -> Identity:
         ca = self._engine.cas.issuer(issuer)
@@ -126,6 +146,7 @@ class Identities:
         finally:
             os.close(fd)  # releases the lock
         cert, key = loaded
+        self._engine.reserved_keys.add(f"the SCEP RA of {issuer}", cert.public_key())
         signer = Signer(_asn1(cert), key)
         recipients = [Recipient(signer.certificate, key)]
         if previous is not None and previous.ra is not None:

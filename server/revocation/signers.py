@@ -92,6 +92,10 @@ class OCSPSigners:
                 signer = await self._issue(ca)
                 rotated = True
             self._signers[ca.name] = signer
+            # No request may carry a signer's key (its previous ones stay reserved too).
+            self._engine.reserved_keys.add(
+                f"the OCSP signer of {ca.name}", signer.certificate.public_key()
+            )
         if rotated:
             for listener in self._rotation_listeners:
                 listener()

@@ -389,6 +389,33 @@ def test_finalize_defects(server: CertforgeServer, client: Client) -> None:
     assert ok.json()["status"] == "valid"
 
 
+def test_finalize_refuses_the_account_key_before_and_after_rollover(
+    server: CertforgeServer, client: Client
+) -> None:
+    """RFC 8555 §11.1: no CSR "for any known account key pair": the account's current key,
+    and the one it rolled over from. (The other account-key cases are in test_account_keys.py,
+    with certbot's ``acme`` library, which has no key rollover.)"""
+    old_key, new_key = client.key, ec.generate_private_key(ec.SECP256R1())
+    url = client.directory["keyChange"]
+    inner = jws(
+        new_key,
+        {"jwk": jwk_of(new_key), "url": url},
+        json.dumps({"account": client.kid, "oldKey": jwk_of(old_key)}).encode(),
+    )
+    assert client.post(url, inner).status == 200
+    client.key = new_key
+    resp = client.new_order("rolled.example.com")
+    order_url, order = resp.headers["Location"], resp.json()
+    validate_all(server, client, order)
+    for key in (new_key, old_key):
+        csr, _ = make_csr(["rolled.example.com"], key)
+        refused = client.post(order["finalize"], {"csr": b64(csr)})
+        assert (refused.status, refused.problem) == (400, "badCSR")
+    assert client.post(order_url).json()["status"] == "ready"
+    ok = client.post(order["finalize"], {"csr": b64(make_csr(["rolled.example.com"])[0])})
+    assert ok.json()["status"] == "valid"
+
+
 def test_another_accounts_order_is_unauthorized(server: CertforgeServer, client: Client) -> None:
     order_url = client.new_order("mine.example.com").headers["Location"]
     other = client_for(server)

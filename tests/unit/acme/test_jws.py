@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
 
-from protocols.acme.jws import eab_verify, parse_jwk, parse_jws, verify_signature
+from protocols.acme.jws import eab_verify, parse_jwk, parse_jws, thumbprint_of, verify_signature
 from protocols.acme.problems import ACMEProblem, ProblemType
 from tests.interop.acme.client import b64, eab_binding, jwk_of, jws
 
@@ -125,6 +125,18 @@ def test_thumbprint_is_rfc7638() -> None:
         "e": "AQAB",
     }
     assert parse_jwk(jwk).thumbprint == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
+@pytest.mark.parametrize("make_key", KEYS)
+def test_thumbprint_of_a_public_key_is_the_accounts(make_key: Callable[[], Any]) -> None:
+    """finalize finds an account by the CSR key's thumbprint: it must be the one the account
+    was stored under, whatever the key type."""
+    key = make_key()
+    assert thumbprint_of(key.public_key()) == parse_jwk(jwk_of(key)).thumbprint
+
+
+def test_no_thumbprint_for_a_key_no_account_can_have() -> None:
+    assert thumbprint_of(x25519.X25519PrivateKey.generate().public_key()) is None
 
 
 def test_eab_mac() -> None:
