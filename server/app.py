@@ -28,6 +28,7 @@ from server.engine import Engine, EngineDeps
 from server.exits.base import close_exit_modules
 from server.exits.dispatcher import Dispatcher
 from server.frontend import HeldKeys, load_frontends
+from server.housekeeping import purge_expired_forever
 from server.keys import (
     CAS,
     CHALLENGES,
@@ -154,6 +155,7 @@ async def core(app: web.Application) -> AsyncIterator[None]:
                 background += [
                     tasks.create_task(dispatcher.run()),
                     tasks.create_task(tls.renew_forever()),
+                    tasks.create_task(purge_expired_forever(store, clock)),
                 ]
             else:
                 background.append(tasks.create_task(tls.reload_forever()))

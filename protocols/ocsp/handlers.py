@@ -9,7 +9,10 @@ must-revalidate``, with max-age up to nextUpdate. A response echoing a nonce is 
 request only: ``Cache-Control: no-store``.
 
 The hot path does no ASN.1 work: a request seen before (the same bytes, or the same GET path)
-maps straight to its CertID (``PARSED``), and the responder's cache to a signed answer.
+maps straight to its CertID (``PARSED``), and the responder's cache to a signed answer. Only
+plain requests (at most ``MAX_REMEMBERED_BYTES``: a SHA-256 CertID with a 20-octet serial is
+about 130) that were answered are remembered, so requests padded with extensions, or for
+issuers this responder does not serve, cannot fill the server's memory.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from server.web.routes import http_date
 
 PARSED = web.AppKey("ocsp_parsed", dict[bytes | str, CertID])
 MAX_PARSED = 100_000  # requests remembered; past this the map starts over
+MAX_REMEMBERED_BYTES = 256  # larger requests are parsed each time, never kept
 
 
 async def ocsp_post(request: web.Request) -> web.Response:
@@ -61,10 +65,13 @@ async def answer(
     if parsed.nonce is not None:  # for this request only: nothing is remembered
         result = await request.config_dict[OCSP].respond(parsed.cert_id, nonce=parsed.nonce)
         return web.Response(body=result.der, headers=caching_headers(result))
-    if len(parsed_requests) >= MAX_PARSED:
-        parsed_requests.clear()
-    parsed_requests[der if key is None else key] = parsed.cert_id
-    return await answer_for(request, parsed.cert_id)
+    response = await answer_for(request, parsed.cert_id)  # refused: nothing remembered
+    remembered = der if key is None else key
+    if len(remembered) <= MAX_REMEMBERED_BYTES:
+        if len(parsed_requests) >= MAX_PARSED:
+            parsed_requests.clear()
+        parsed_requests[remembered] = parsed.cert_id
+    return response
 
 
 async def answer_for(request: web.Request, cert_id: CertID) -> web.Response:

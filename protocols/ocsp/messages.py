@@ -26,6 +26,7 @@ from server.revocation.ocsp import HASHES, CertID
 
 MAX_REQUEST_BYTES = 8192  # an unsigned request is about 80 bytes; a signed one a few KB
 MAX_NONCE_BYTES = 32
+MAX_SERIAL_BITS = 160  # 20 octets; one more bit than a conforming CA uses, for leniency
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,10 @@ def parse_ocsp_request(data: bytes) -> OCSPRequest:
         raise Unauthorized("the CertID's hash algorithm is not supported")
     if request.serial_number < 0:
         raise Malformed("a certificate serial number is positive (RFC 5280 §4.1.2.2)")
+    if request.serial_number.bit_length() > MAX_SERIAL_BITS:
+        # No conforming CA issues such a serial, and each distinct one would cost a signed
+        # answer kept in the responder's cache.
+        raise Malformed("a certificate serial number is at most 20 octets (RFC 5280 §4.1.2.2)")
     cert_id = CertID(
         algorithm, request.issuer_name_hash, request.issuer_key_hash, request.serial_number
     )

@@ -55,7 +55,10 @@ HASHES: Mapping[str, hashes.HashAlgorithm] = {
     "sha384": hashes.SHA384(),
     "sha512": hashes.SHA512(),
 }
-MAX_CACHED = 200_000  # answers kept; past this the cache starts over (unknown-serial floods)
+# Answers kept; past either bound the cache starts over (floods of unknown serials). The bytes
+# bound is what holds: an answer is a few hundred bytes, a few KB with a long chain of names.
+MAX_CACHED = 200_000
+MAX_CACHED_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +126,7 @@ class OCSPResponder:
         self._clock = clock
         self._validity = timedelta(hours=config.validity_hours)
         self._cache: dict[tuple[str, int, str], _Cached] = {}
+        self._cached_bytes = 0
         self._issuers: dict[tuple[str, bytes, bytes], IssuingCA] = {}
         for ca in issuers.values():
             if not config.serves(ca.name):
@@ -167,19 +171,24 @@ class OCSPResponder:
             return hit.answer
         answer = self._sign(ca, cert_id, status, nonce=nonce)
         if nonce is None:
-            if len(self._cache) >= MAX_CACHED:
-                self._cache.clear()
+            size = len(answer.der)
+            if len(self._cache) >= MAX_CACHED or self._cached_bytes + size > MAX_CACHED_BYTES:
+                self.clear()
             refresh = answer.this_update + (answer.next_update - answer.this_update) / 2
+            if (old := self._cache.pop(key, None)) is not None:
+                self._cached_bytes -= len(old.answer.der)
             self._cache[key] = _Cached(answer, status, time.monotonic(), refresh)
+            self._cached_bytes += size
         return answer
 
     def invalidate(self, serial: int) -> None:
         """Forget every cached answer for ``serial`` (its status just changed here)."""
         for key in [k for k in self._cache if k[1] == serial]:
-            del self._cache[key]
+            self._cached_bytes -= len(self._cache.pop(key).answer.der)
 
     def clear(self) -> None:
         self._cache.clear()
+        self._cached_bytes = 0
 
     async def _status(
         self, ca: IssuingCA, serial: int

@@ -22,6 +22,7 @@ may arrive in any order. A consumer not configured when an event was recorded ne
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 import threading
@@ -515,8 +516,16 @@ class SQLiteStore:
         return [sqlite_docs.from_row(r) for r in rows]
 
     async def purge_expired_docs(self, now: datetime) -> int:
+        # In batches, each its own write, so requests' writes go between them; not fsynced:
+        # a deletion lost in a crash is made again by the next purge.
         cutoff = codec.ts(now)
-        return await self._write(lambda c: sqlite_docs.purge(c, cutoff))
+        total = 0
+        purge = functools.partial(sqlite_docs.purge, now=cutoff)
+        while (done := await self._write(purge, durable=False)) > 0:
+            total += done
+            if done < sqlite_docs.PURGE_BATCH:
+                break
+        return total
 
 
 def _now() -> str:

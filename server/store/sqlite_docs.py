@@ -64,8 +64,15 @@ def take(c: sqlite3.Connection, kind: str, doc_id: str, now: str) -> Document:
     return from_row(row)
 
 
+PURGE_BATCH = 1000  # rows per write: a backlog of expired nonces must not hold the writer
+
+
 def purge(c: sqlite3.Connection, now: str) -> int:
-    return c.execute("DELETE FROM documents WHERE expires_at <= ?", (now,)).rowcount
+    return c.execute(
+        "DELETE FROM documents WHERE rowid IN"
+        " (SELECT rowid FROM documents WHERE expires_at <= ? LIMIT ?)",
+        (now, PURGE_BATCH),
+    ).rowcount
 
 
 def from_row(row: sqlite3.Row) -> Document:

@@ -8,6 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from asn1crypto import algos
 from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
@@ -17,11 +19,13 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 
 from protocols.ocsp import frontend as ocsp_frontend
-from protocols.ocsp.errors import STATUSES
+from protocols.ocsp import handlers as ocsp_handlers
+from protocols.ocsp.errors import STATUSES, ocsp_error_middleware
 from protocols.ocsp.messages import parse_ocsp_request
 from server.config import Config, OCSPConfig
 from server.engine import Engine
 from server.errors import CertforgeError, ErrorKind, Malformed, TooLarge, Unauthorized
+from server.keys import OCSP
 from server.model import (
     AuthMethod,
     EnrollmentRequest,
@@ -32,6 +36,7 @@ from server.model import (
     RevocationReason,
     Role,
 )
+from server.revocation import ocsp as ocsp_core
 from server.revocation.ocsp import CertID, OCSPResponder
 from server.revocation.signers import OCSPSigners
 from server.store.sqlite import SQLiteStore
@@ -208,6 +213,8 @@ def _with_nonce(nonce: bytes) -> bytes:
         pytest.param(_asn1_request(count=2), Malformed, id="malformed/two_requests"),
         pytest.param(_asn1_request(count=0), Malformed, id="malformed/no_request"),
         pytest.param(_asn1_request(serial=-5), Malformed, id="malformed/negative_serial"),
+        pytest.param(_asn1_request(serial=1 << 160), Malformed, id="malformed/21_octet_serial"),
+        pytest.param(_asn1_request(serial=1 << 63_000), Malformed, id="malformed/huge_serial"),
         pytest.param(_asn1_request(algorithm="md5"), Unauthorized, id="unauthorized/md5"),
         pytest.param(_with_nonce(b""), Malformed, id="malformed/empty_nonce"),
         pytest.param(_with_nonce(b"n" * 33), Malformed, id="malformed/long_nonce"),
@@ -236,3 +243,52 @@ async def test_switched_off_responder_is_not_mounted_nor_named(tmp_path: Path) -
         assert AuthorityInformationAccessOID.OCSP not in {d.access_method for d in aia}
     finally:
         await store.close()
+
+
+def test_a_20_octet_serial_is_accepted() -> None:
+    assert parse_ocsp_request(_asn1_request(serial=(1 << 159) + 1)).cert_id.serial == (1 << 159) + 1
+
+
+async def test_the_answer_cache_is_bounded_in_bytes(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unknown serials (anyone may ask about any) fill the cache only up to its byte bound."""
+    _, _, responder, _ = setup
+    monkeypatch.setattr(ocsp_core, "MAX_CACHED_BYTES", 20_000)
+    issuer = next(iter(responder._issuers))  # (algorithm, name hash, key hash)
+    for serial in range(1, 400):
+        await responder.respond(CertID(*issuer, serial=serial))
+        assert responder._cached_bytes <= 20_000
+        assert responder._cached_bytes == sum(len(c.answer.der) for c in responder._cache.values())
+    assert 0 < len(responder._cache) < 399
+
+
+async def test_only_plain_answered_requests_are_remembered(tmp_path: Path) -> None:
+    """The map from request bytes to CertID keeps neither a padded request (its key is the
+    whole request) nor one that was refused (another issuer's)."""
+    engine, store = await make_engine(tmp_path)
+    try:
+        responder = await make_responder(engine, tmp_path)
+        app = web.Application(middlewares=[ocsp_error_middleware])
+        app[OCSP] = responder
+        ocsp_handlers.add_routes(app)
+        async with TestClient(TestServer(app)) as client:
+            cert = await issue(engine)
+            plain = request_for(engine, cert)
+            padded = _padded(plain, 4000)
+            foreign = _asn1_request()
+            for body in (plain, padded, foreign):
+                resp = await client.post("/", data=body)
+                assert resp.status == 200
+            assert list(app[ocsp_handlers.PARSED].keys()) == [plain]
+    finally:
+        await store.close()
+
+
+def _padded(der: bytes, size: int) -> bytes:
+    """``der`` with an unknown, non-critical request extension of ``size`` octets."""
+    request = asn1_ocsp.OCSPRequest.load(der)
+    request["tbs_request"]["request_extensions"] = [
+        {"extn_id": "1.3.6.1.4.1.55555.1", "critical": False, "extn_value": b"p" * size}
+    ]
+    return bytes(request.dump(force=True))
