@@ -147,27 +147,34 @@ def test_est_refuses_the_issuing_ca_key_and_keeps_the_challenge(
     assert errors_logged_since(server, offset) == []
 
 
-def test_scep_refuses_the_issuing_ca_key_and_keeps_the_challenge(server: CertforgeServer) -> None:
-    key, cn, offset = own_key(server, "issuing_ca"), unique("own-scep"), log_offset(server)
+def test_scep_refuses_the_ra_key_and_keeps_the_challenge(server: CertforgeServer) -> None:
+    """SCEP signs with RSA and a PKCSReq's signer must hold the CSR's key (RFC 8894 §2.3), so
+    of certforge's own keys the RSA one, the RA's, is what a SCEP request could carry."""
+    key, cn, offset = own_key(server, "scep_ra"), unique("own-scep"), log_offset(server)
     _, recipient = scep_ca(scep_url(server))
     challenge = new_challenge(server)
-    signer_key = rsa_key()  # SCEP messages are signed with RSA; the CSR inside may be EC
-    signer = self_signed(signer_key, cn)
 
-    def pkcs_req(csr_key: OwnKey) -> bytes:
-        return Message(
+    def pkcs_req(csr_key: rsa.RSAPrivateKey) -> tuple[bytes, x509.Certificate]:
+        signer = self_signed(csr_key, cn)
+        message = Message(
             message_type=MessageType.PKCS_REQ,
             content=make_scep_csr(csr_key, cn, challenge=challenge),
             recipient=recipient,
             signer_cert=signer,
-            signer_key=signer_key,
+            signer_key=csr_key,
         ).build()
+        return message, signer
 
-    refused = read_cert_rep(pki_operation(scep_url(server), pkcs_req(key)).body)
+    assert isinstance(key, rsa.RSAPrivateKey)
+    ra_certificates = certificates_of(server, key)  # the RA's own
+    message, _ = pkcs_req(key)
+    refused = read_cert_rep(pki_operation(scep_url(server), message).body)
     assert (refused.status, refused.fail_info) == (FAILURE, BAD_REQUEST)
     assert requests_named(server, cn) == []
-    assert certificates_of(server, key) == []
+    assert certificates_of(server, key) == ra_certificates
     # The challenge was not spent: the same challenge enrolls a key of the device's own.
-    good = pki_operation(scep_url(server), pkcs_req(ec.generate_private_key(ec.SECP256R1())))
-    assert read_cert_rep(good.body, key=signer_key, cert=signer).status == SUCCESS
+    device_key = rsa_key()
+    message, signer = pkcs_req(device_key)
+    good = pki_operation(scep_url(server), message)
+    assert read_cert_rep(good.body, key=device_key, cert=signer).status == SUCCESS
     assert errors_logged_since(server, offset) == []
