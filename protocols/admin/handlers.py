@@ -8,7 +8,6 @@ ACME's admin endpoints (EAB credentials, renewal marks) are mounted by ``protoco
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,6 +25,7 @@ from server.model import (
     Role,
     Status,
 )
+from server.web.jsonreader import read_json_object
 
 MAX_LIMIT = 1000
 MAX_OFFSET = 2**53  # a page beyond any store, and within every store's integers
@@ -43,13 +43,7 @@ def parse_serial(text: str) -> int:
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
-    try:
-        body = json.loads(await request.read())
-    except ValueError:
-        raise Malformed("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise Malformed("the body must be a JSON object")
-    return body
+    return read_json_object(await request.read())
 
 
 def _page(request: web.Request) -> tuple[int, int]:
