@@ -15,6 +15,7 @@ from aiohttp import web
 
 from protocols.admin.render import certificate_json, crl_json, event_json, request_json
 from protocols.rest.auth import require_role
+from server.challenges import MAX_LIFETIME
 from server.errors import Malformed
 from server.keys import CHALLENGES, CRLS, ENGINE, STORE, TOKENS
 from server.model import (
@@ -240,6 +241,9 @@ async def create_scep_challenge(request: web.Request) -> web.Response:
         request.config_dict[ENGINE].profile(profile)  # UnknownProfile if there is none
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
         raise Malformed("lifetime_seconds must be an integer number of seconds")
+    # Bounded before it becomes a timedelta, which overflows past about 2**46 seconds.
+    if seconds is not None and not 0 < seconds <= MAX_LIFETIME.total_seconds():
+        raise Malformed(f"lifetime_seconds must be 1..{int(MAX_LIFETIME.total_seconds())}")
     password, expires = await request.config_dict[CHALLENGES].create(
         profile=profile, lifetime=None if seconds is None else timedelta(seconds=seconds)
     )
