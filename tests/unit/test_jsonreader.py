@@ -23,7 +23,12 @@ ACCEPTED: list[Any] = [
     pytest.param(b"{}", {}, id="empty_object"),
     pytest.param(b' {"csr": "x", "profile": null} ', {"csr": "x", "profile": None}, id="object"),
     pytest.param(b'"text"', "text", id="string"),
-    pytest.param(nested(MAX_DEPTH - 1), json.loads(nested(MAX_DEPTH - 1)), id="at_max_depth"),
+    pytest.param(nested(MAX_DEPTH), json.loads(nested(MAX_DEPTH)), id="at_max_depth"),
+    pytest.param(
+        b"[" + nested(MAX_DEPTH - 1) + b"," + nested(MAX_DEPTH - 1, objects=True) + b"]",
+        [json.loads(nested(MAX_DEPTH - 1)), json.loads(nested(MAX_DEPTH - 1, objects=True))],
+        id="at_max_depth_with_more_brackets_than_levels",
+    ),
     pytest.param(b"[" + b"[],[1]," * 2000 + b"[]]", [[], [1]] * 2000 + [[]], id="many_shallow"),
     pytest.param(
         json.dumps(["[[[{{{" * 100, '\\"[[[', "]]]"]).encode(),
@@ -45,6 +50,7 @@ def test_accepts(data: bytes, value: object) -> None:
 
 REFUSED: list[Any] = [
     pytest.param(nested(MAX_DEPTH + 1), id="depth/one_too_many"),
+    pytest.param(b"[" + nested(MAX_DEPTH) + b", []]", id="depth/one_too_many_with_siblings"),
     pytest.param(nested(1000), id="depth/1000_arrays"),
     pytest.param(nested(1000, objects=True), id="depth/1000_objects"),
     pytest.param(nested(25_000), id="depth/25000_arrays"),
