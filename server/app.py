@@ -50,6 +50,7 @@ from server.tokens import TokenService
 from server.web.inflight import InFlight
 from server.web.metrics import Metrics
 from server.web.middleware import last_resort, request_log
+from server.web.requestlog import protocol_logger
 from server.web.routes import add_http_routes, add_https_routes
 from server.workers import READY, Worker
 
@@ -206,11 +207,21 @@ async def serve(config: Config, worker: Worker | None = None) -> None:
     (``server.workers``) it serves on the sockets the parent process bound for it."""
     https_app, http_app = build_apps(config, worker or SINGLE)
     timeout = config.server.shutdown_timeout
+    # A request head aiohttp refuses is logged through protocol_logger as one info line
+    # (server.web.requestlog.RefusedHeads), on both listeners.
     https_runner = web.AppRunner(
-        https_app, shutdown_timeout=timeout, handle_signals=False, access_log=None
+        https_app,
+        shutdown_timeout=timeout,
+        handle_signals=False,
+        access_log=None,
+        logger=protocol_logger(),
     )
     http_runner = web.AppRunner(
-        http_app, shutdown_timeout=timeout, handle_signals=False, access_log=None
+        http_app,
+        shutdown_timeout=timeout,
+        handle_signals=False,
+        access_log=None,
+        logger=protocol_logger(),
     )
     await https_runner.setup()
     try:

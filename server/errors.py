@@ -43,6 +43,12 @@ class Malformed(CertforgeError):
     kind = ErrorKind.MALFORMED
 
 
+class MalformedJSON(Malformed):
+    """JSON from a client that ``server.web.jsonreader`` refuses: not JSON, too large or too
+    deep, or outside what every parser reads alike. A ``Malformed``, so each front end's
+    table maps it to that protocol's malformed request."""
+
+
 class BadCSR(CertforgeError):
     kind = ErrorKind.BAD_CSR
 

@@ -29,6 +29,7 @@ from josepy.jwa import ES256, ES384, RS256, JWASignature
 from josepy.jwk import JWK, JWKEC, JWKRSA
 
 from protocols.acme.problems import ACMEProblem, ProblemType
+from server.web.jsonreader import read_json, read_json_object
 
 ALGORITHMS = ("ES256", "ES384", "RS256", "EdDSA")
 _JOSEPY_ALGS: dict[str, JWASignature] = {"ES256": ES256, "ES384": ES384, "RS256": RS256}
@@ -96,6 +97,13 @@ def _parse_jwk_text(text: str) -> AccountKey:
     if obj.get("kty") not in ("EC", "RSA"):
         raise ACMEProblem(
             ProblemType.BAD_PUBLIC_KEY, f"key type {obj.get('kty')!r} is not EC, RSA or OKP"
+        )
+    # josepy decodes the key's members with str methods: any other JSON type would be an
+    # AttributeError inside it, not one of the errors below.
+    members = ("n", "e") if obj["kty"] == "RSA" else ("crv", "x", "y")
+    if not all(isinstance(obj.get(m), str) for m in members):
+        raise ACMEProblem(
+            ProblemType.BAD_PUBLIC_KEY, f"the JWK members {', '.join(members)} must be strings"
         )
     try:
         parsed = JWK.from_json(obj)
@@ -167,23 +175,14 @@ class JWS:
         return str(self.protected.get("alg"))
 
     def payload_json(self) -> dict[str, Any]:
-        try:
-            value = json.loads(self.payload)
-        except (ValueError, UnicodeDecodeError):
-            raise ACMEProblem(ProblemType.MALFORMED, "the JWS payload is not JSON") from None
-        if not isinstance(value, dict):
-            raise ACMEProblem(ProblemType.MALFORMED, "the JWS payload must be a JSON object")
-        return value
+        return read_json_object(self.payload, what="the JWS payload")
 
 
 def parse_jws(body: bytes | object) -> JWS:
     """RFC 8555 §6.2: flattened JSON serialization only; no unprotected header; one
     signature; no unencoded payload."""
     if isinstance(body, bytes | str):
-        try:
-            body = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise ACMEProblem(ProblemType.MALFORMED, "the body is not JSON") from None
+        body = read_json(body)
     if not isinstance(body, dict):
         raise ACMEProblem(ProblemType.MALFORMED, "the body must be a flattened JWS object")
     if "signatures" in body:
@@ -195,13 +194,11 @@ def parse_jws(body: bytes | object) -> JWS:
         raise ACMEProblem(
             ProblemType.MALFORMED, "a JWS has exactly protected, payload and signature"
         )
-    protected_raw = b64decode(body["protected"], '"protected"')
-    try:
-        protected = json.loads(protected_raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ACMEProblem(ProblemType.MALFORMED, "the protected header is not JSON") from None
-    if not isinstance(protected, dict):
-        raise ACMEProblem(ProblemType.MALFORMED, "the protected header must be a JSON object")
+    # RFC 7515 §4: "JWS parsers MUST either reject JWSs with duplicate Header Parameter
+    # names or use a JSON parser that returns only the lexically last": read_json rejects.
+    protected = read_json_object(
+        b64decode(body["protected"], '"protected"'), what="the protected header"
+    )
     if protected.get("b64") is False or "crit" in protected:
         raise ACMEProblem(ProblemType.MALFORMED, "the unencoded payload option MUST NOT be used")
     return JWS(

@@ -8,7 +8,6 @@ ACME's admin endpoints (EAB credentials, renewal marks) are mounted by ``protoco
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +15,7 @@ from aiohttp import web
 
 from protocols.admin.render import certificate_json, crl_json, event_json, request_json
 from protocols.rest.auth import require_role
+from server.challenges import MAX_LIFETIME
 from server.errors import Malformed
 from server.keys import CHALLENGES, CRLS, ENGINE, STORE, TOKENS
 from server.model import (
@@ -26,6 +26,7 @@ from server.model import (
     Role,
     Status,
 )
+from server.web.jsonreader import read_json_object
 
 MAX_LIMIT = 1000
 MAX_OFFSET = 2**53  # a page beyond any store, and within every store's integers
@@ -43,13 +44,7 @@ def parse_serial(text: str) -> int:
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
-    try:
-        body = json.loads(await request.read())
-    except ValueError:
-        raise Malformed("the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise Malformed("the body must be a JSON object")
-    return body
+    return read_json_object(await request.read())
 
 
 def _page(request: web.Request) -> tuple[int, int]:
@@ -246,6 +241,9 @@ async def create_scep_challenge(request: web.Request) -> web.Response:
         request.config_dict[ENGINE].profile(profile)  # UnknownProfile if there is none
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
         raise Malformed("lifetime_seconds must be an integer number of seconds")
+    # Bounded before it becomes a timedelta, which overflows past about 2**46 seconds.
+    if seconds is not None and not 0 < seconds <= MAX_LIFETIME.total_seconds():
+        raise Malformed(f"lifetime_seconds must be 1..{int(MAX_LIFETIME.total_seconds())}")
     password, expires = await request.config_dict[CHALLENGES].create(
         profile=profile, lifetime=None if seconds is None else timedelta(seconds=seconds)
     )

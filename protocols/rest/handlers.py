@@ -14,7 +14,6 @@ fetch the CA certificates and chains.
 from __future__ import annotations
 
 import functools
-import json
 import ssl
 from typing import Any, assert_never
 
@@ -27,6 +26,7 @@ from server.ca.csr import csr_der_from_bytes
 from server.errors import Malformed, NotFound
 from server.keys import CAS, ENGINE
 from server.model import Denied, EnrollmentRequest, Issued, Outcome, Pending, RequestRecord
+from server.web.jsonreader import read_json_object
 
 PEM_CHAIN = "application/pem-certificate-chain"
 RETRY_AFTER = "30"
@@ -45,11 +45,8 @@ def _chain_pem(chain: tuple[bytes, ...]) -> list[str]:
 async def _read_submission(request: web.Request) -> tuple[bytes, str | None]:
     ctype = request.content_type
     if ctype == "application/json":
-        try:
-            body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
-            raise Malformed("the body is not valid JSON") from None
-        if not isinstance(body, dict) or not isinstance(body.get("csr"), str):
+        body = read_json_object(await request.read())
+        if not isinstance(body.get("csr"), str):
             raise Malformed('the JSON body needs "csr": a PEM or base64 PKCS#10 request')
         profile = body.get("profile")
         if profile is not None and not isinstance(profile, str):

@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+
 from server import csprng
+
+PROTOCOL_LOG = "certforge.http.protocol"
 
 
 @dataclass(slots=True)
@@ -61,6 +65,47 @@ class JSONFormatter(logging.Formatter):
         if record.exc_info:
             d["exc"] = self.formatException(record.exc_info)
         return json.dumps(d, default=str)
+
+
+class RefusedHeads(logging.Filter):
+    """A request head that aiohttp's parser refuses (a URL or a header line beyond its 8190
+    bytes, too many headers, a malformed line) is the client's mistake, answered 400 by
+    aiohttp itself before any application code runs: ``RequestHandler.handle_error`` logs it
+    with ``logger.exception``, an error with a traceback, and with the line's first 100 bytes
+    (a bearer token, say) in the message. This filter makes that record one info line
+    without the traceback or the bytes; every other record passes unchanged.
+
+    It sits on the logger ``protocol_logger`` gives ``web.AppRunner`` (aiohttp's documented
+    ``logger`` argument of the request handler), not on the global ``aiohttp.server``: only
+    our listeners' records, and nothing depends on the import order of logging set-up.
+    aiohttp offers no supported hook for the status itself, so the answer stays its 400 (not
+    431 or 414: its ``LineTooLong`` does not say whether the URL or a header was too long)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if record.levelno <= logging.INFO or not isinstance(exc, HttpProcessingError):
+            return True
+        if not 400 <= exc.code < 500:
+            return True
+        record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        record.remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        record.msg, record.args = "refused a request head", ()
+        record.reason = (
+            f"a line longer than {exc.args[1]} bytes"
+            if isinstance(exc, LineTooLong)
+            else type(exc).__name__
+        )
+        record.status = exc.code
+        record.exc_info, record.exc_text = None, None
+        return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+
+
+def protocol_logger() -> logging.Logger:
+    """The logger for aiohttp's request handler on our listeners (``server.app.serve``)."""
+    logger = logging.getLogger(PROTOCOL_LOG)
+    if not any(isinstance(f, RefusedHeads) for f in logger.filters):
+        logger.addFilter(RefusedHeads())
+    return logger
 
 
 def setup_logging(level: str, fmt: str) -> None:

@@ -1,5 +1,7 @@
-"""Seeded mutations of valid requests to every front end: each answers in its own error format,
-never with a server error, and logs no error (DEVELOPERS.md: bad input gets a clear error,
+"""Seeded mutations of valid requests to every front end (bytes flipped, cut or inserted,
+arrays and objects nested up to 30,000 deep, the URL, a header or the credential grown past
+aiohttp's 8,190-byte line limit): each answers in its own error format, never with a server
+error, and logs no error (DEVELOPERS.md: bad input gets a clear error,
 never a crash). The seed is fixed, so a failure here replays; ``CERTFORGE_FUZZ_SEED`` and
 ``CERTFORGE_FUZZ_COUNT`` explore further."""
 
@@ -13,12 +15,14 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.integration.scep_http import scep_ca
 from tests.integration.server import CertforgeServer
+from tests.interop.acme.client import jwk_of
 from tests.scep_client import Message, MessageType, make_csr, rsa_key, self_signed
 from tests.unit.factories import make_csr as make_p10
 
@@ -27,22 +31,53 @@ COUNT = int(os.environ.get("CERTFORGE_FUZZ_COUNT", "150"))
 CHALLENGE = "fuzz-static-challenge"
 
 
+NESTING = [(b"[", b"]"), (b'{"a":', b"}"), (b'{"a":[', b"]}")]
+
+
 def mutate(rng: random.Random, data: bytes) -> bytes:
-    """A few byte flips, cuts, insertions of random bytes, or a truncation."""
+    """A few byte flips, cuts, insertions of random bytes or of nesting (up to 30,000 levels
+    of arrays or objects, closed or not), or a truncation."""
     out = bytearray(data)
     for _ in range(rng.randint(1, 8)):
         op = rng.random()
-        if op < 0.4 and out:
+        if op < 0.35 and out:
             out[rng.randrange(len(out))] = rng.randrange(256)
-        elif op < 0.6 and out:
+        elif op < 0.55 and out:
             start = rng.randrange(len(out))
             del out[start : start + 1 + rng.randrange(20)]
-        elif op < 0.8:
+        elif op < 0.75:
             at = rng.randrange(len(out) + 1)
             out[at:at] = rng.randbytes(rng.randint(1, 16))
+        elif op < 0.85:
+            # Mostly where a JSON value may start, so that a parser meets the nesting.
+            starts = [i + 1 for i, c in enumerate(out) if c in b":[,"] or [len(out)]
+            at = rng.choice(starts) if rng.random() < 0.8 else rng.randrange(len(out) + 1)
+            opening, closing = rng.choice(NESTING)
+            levels = _levels(rng)
+            out[at:at] = opening * levels + (closing * levels if rng.random() < 0.5 else b"")
         else:
             del out[rng.randrange(len(out) + 1) :]
     return bytes(out)
+
+
+def _levels(rng: random.Random) -> int:
+    """Shallow, near the decoder's recursion limit, or far past it."""
+    return rng.choice([rng.randint(1, 40), rng.randint(900, 1100), rng.randint(5000, 30_000)])
+
+
+def mutate_head(
+    rng: random.Random, url: str, headers: dict[str, str]
+) -> tuple[str, dict[str, str]]:
+    """Sometimes a longer URL, a long extra header or a longer credential: 4,000 to 20,000
+    bytes, on either side of aiohttp's 8,190-byte line limit."""
+    size, roll = rng.randint(4000, 20_000), rng.random()
+    if roll < 0.1:
+        return f"{url}{'&' if '?' in url else '?'}pad={'p' * size}", headers
+    if roll < 0.2:
+        return url, headers | {"X-Fuzz": "h" * size}
+    if roll < 0.3 and "Authorization" in headers:
+        return url, headers | {"Authorization": headers["Authorization"] + "A" * size}
+    return url, headers
 
 
 def _status(
@@ -75,7 +110,19 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CertforgeServer
     assert not errors, errors[:3]
 
 
-Target = tuple[str, dict[str, str], bytes]  # URL, headers, a valid body
+# URL, headers, a valid part to mutate, and what makes the body of it: the part itself, or for
+# "acme_header" the JWS carrying the part as its protected header (so that nesting and byte
+# mutations reach the header's JSON, not only its base64url).
+Target = tuple[str, dict[str, str], bytes, Callable[[bytes], bytes]]
+
+
+def _jws_around(protected: bytes) -> bytes:
+    encoded = base64.urlsafe_b64encode(protected).rstrip(b"=").decode()
+    return json.dumps({"protected": encoded, "payload": "", "signature": "AAAA"}).encode()
+
+
+def _itself(part: bytes) -> bytes:
+    return part
 
 
 @pytest.fixture(scope="module")
@@ -96,41 +143,61 @@ def targets(fuzzed: CertforgeServer) -> dict[str, Target]:
         signer_key=key,
     ).build()
     jws = {"protected": "eyJhbGciOiJFUzI1NiJ9", "payload": "", "signature": "AAAA"}
+    new_account = f"{server.url}/acme/new-account"
+    account_key = ec.generate_private_key(ec.SECP256R1())
+    header = {"alg": "ES256", "nonce": "AAAA", "url": new_account, "jwk": jwk_of(account_key)}
     return {
         "rest": (
             f"{server.url}/api/v1/requests",
             {"Authorization": f"Bearer {token}", "Content-Type": "application/pkcs10"},
             csr,
+            _itself,
+        ),
+        "rest_json": (
+            f"{server.url}/api/v1/requests",
+            {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            json.dumps({"csr": base64.b64encode(csr).decode(), "profile": None}).encode(),
+            _itself,
         ),
         "est": (
             f"{server.url}/.well-known/est/simpleenroll",
             {"Authorization": f"Basic {basic}", "Content-Type": "application/pkcs10"},
             base64.encodebytes(csr),
+            _itself,
         ),
         "scep": (
             f"{scep_url}?operation=PKIOperation",
             {"Content-Type": "application/x-pki-message"},
             scep,
+            _itself,
         ),
         "acme": (
-            f"{server.url}/acme/new-account",
+            new_account,
             {"Content-Type": "application/jose+json"},
             json.dumps(jws).encode(),
+            _itself,
+        ),
+        "acme_header": (
+            new_account,
+            {"Content-Type": "application/jose+json"},
+            json.dumps(header).encode(),
+            _jws_around,
         ),
     }
 
 
-@pytest.mark.parametrize("front_end", ["rest", "est", "scep", "acme"])
+@pytest.mark.parametrize("front_end", ["rest", "rest_json", "est", "scep", "acme", "acme_header"])
 def test_mutated_requests_get_client_errors(
     fuzzed: CertforgeServer, targets: dict[str, Target], front_end: str
 ) -> None:
-    url, headers, valid = targets[front_end]
+    url, headers, valid, body_of = targets[front_end]
     context = ssl.create_default_context(cafile=str(fuzzed.root))
     rng = random.Random(f"{SEED}-{front_end}")  # noqa: S311 - replayable mutations, not secrets
     statuses: dict[int, int] = {}
     for _ in range(COUNT):
-        body = mutate(rng, valid)
-        status = _status(context, "POST", url, headers, body)
+        body = body_of(mutate(rng, valid))
+        sent_url, sent_headers = mutate_head(rng, url, headers)
+        status = _status(context, "POST", sent_url, sent_headers, body)
         assert status < 500, f"{front_end}: {status} for {body[:120]!r}"
         statuses[status] = statuses.get(status, 0) + 1
     # Most mutations must be refused as the client's error; a few may still be valid.
@@ -175,6 +242,9 @@ def test_odd_admin_requests_get_client_errors(fuzzed: CertforgeServer) -> None:
             url += "?" + urllib.parse.urlencode(query)
         else:
             body = json.dumps(_odd_json(rng)).encode()
+            if rng.random() < 0.2:  # the same byte and nesting mutations as the front ends'
+                body = mutate(rng, body)
         headers = {"Authorization": f"Bearer {fuzzed.token}", "Content-Type": "application/json"}
+        url, headers = mutate_head(rng, url, headers)
         status = _status(context, method, url, headers, body)
         assert status < 500, f"{method} {url}: {status} for {body!r}"

@@ -10,7 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
 
 from protocols.acme.jws import eab_verify, parse_jwk, parse_jws, thumbprint_of, verify_signature
-from protocols.acme.problems import ACMEProblem, ProblemType
+from protocols.acme.problems import ACMEProblem, ProblemType, problem_of
+from server.errors import CertforgeError
 from tests.interop.acme.client import b64, eab_binding, jwk_of, jws
 
 KEY = ec.generate_private_key(ec.SECP256R1())
@@ -51,9 +52,58 @@ BAD_BODIES: list[Any] = [
 @pytest.mark.parametrize(("body", "problem"), BAD_BODIES)
 def test_parse_jws_refuses(body: Any, problem: ProblemType) -> None:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    with pytest.raises(ACMEProblem) as info:
-        parse_jws(raw)
-    assert info.value.type is problem
+    assert refusal(lambda: parse_jws(raw)).type is problem
+
+
+def refusal(parse: Callable[[], object]) -> ACMEProblem:
+    """The problem a parse raises: its own, or an engine error through ACME's table (the JSON
+    reader raises MalformedJSON, which the problem middleware maps so)."""
+    try:
+        parse()
+    except ACMEProblem as problem:
+        return problem
+    except CertforgeError as exc:
+        return problem_of(exc)
+    raise AssertionError("the parse did not refuse")
+
+
+def deep(levels: int, *, objects: bool = False) -> bytes:
+    opening, closing = (b'{"a":', b"}") if objects else (b"[", b"]")
+    return opening * levels + b"0" + closing * levels
+
+
+@pytest.mark.parametrize(
+    "protected",
+    [
+        pytest.param(b'{"alg": "ES256", "deep": ' + deep(1000) + b"}", id="nested_1000_arrays"),
+        pytest.param(
+            b'{"alg": "ES256", "deep": ' + deep(25_000, objects=True) + b"}",
+            id="nested_25000_objects",
+        ),
+        pytest.param(b'{"alg": "ES256", "alg": "none"}', id="duplicate_member"),
+        pytest.param(b'{"alg": "ES256", "n": NaN}', id="nan"),
+        pytest.param(b'{"alg": "ES256", "n": 1' + b"0" * 5000 + b"}", id="huge_integer"),
+        pytest.param(rb'{"alg": "ES\udc80"}', id="lone_surrogate"),
+        pytest.param(b'{"alg": "\xff"}', id="not_utf8"),
+    ],
+)
+def test_protected_header_is_read_by_the_json_reader(protected: bytes) -> None:
+    body = json.dumps(with_(protected=b64(protected))).encode()
+    assert refusal(lambda: parse_jws(body)).type is ProblemType.MALFORMED
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(deep(1000), id="nested_1000_arrays"),
+        pytest.param(deep(25_000, objects=True), id="nested_25000_objects"),
+        pytest.param(b"[]", id="not_object"),
+        pytest.param(b'{"contact": [], "contact": ["mailto:a@example.com"]}', id="duplicate"),
+    ],
+)
+def test_payload_is_read_by_the_json_reader(payload: bytes) -> None:
+    parsed = parse_jws(json.dumps(jws(KEY, HEADER | {"jwk": jwk_of(KEY)}, payload)).encode())
+    assert refusal(parsed.payload_json).type is ProblemType.MALFORMED
 
 
 KEYS: list[Any] = [
@@ -102,6 +152,8 @@ def test_algorithm_refused(alg: str, problem: ProblemType) -> None:
         pytest.param({"kty": "OKP", "crv": "X25519", "x": "AA"}, id="jwk/x25519"),
         pytest.param(jwk_of(rsa.generate_private_key(65537, 1024)), id="jwk/short_rsa"),
         pytest.param(jwk_of(KEY) | {"d": "AA"}, id="jwk/private"),
+        pytest.param({"kty": "RSA", "n": 5, "e": "AQAB"}, id="jwk/member_not_string"),
+        pytest.param({"kty": "EC", "crv": "P-256", "x": None, "y": "AA"}, id="jwk/ec_not_string"),
         pytest.param("a string", id="jwk/not_object"),
     ],
 )
