@@ -140,6 +140,13 @@ class ESTConfig:
     retry_after: int = 60  # seconds, the Retry-After of a pending enrollment (202)
 
 
+@dataclass(frozen=True, slots=True)
+class RESTConfig:
+    # Anonymous submissions (no token) per client address and hour; 0: no limit. They wait
+    # for an administrator, so each is a row anyone could add: a script should use a token.
+    anonymous_requests_per_hour: int = 60
+
+
 MAX_CRL_SHARDS = 1024
 
 
@@ -275,6 +282,7 @@ class Config:
     ca: CAConfig = field(default_factory=CAConfig)
     acme: ACMEConfig = field(default_factory=ACMEConfig)
     est: ESTConfig = field(default_factory=ESTConfig)
+    rest: RESTConfig = field(default_factory=RESTConfig)
     crl: CRLConfig = field(default_factory=CRLConfig)
     ocsp: OCSPConfig = field(default_factory=OCSPConfig)
     scep: SCEPConfig = field(default_factory=SCEPConfig)
@@ -522,6 +530,15 @@ def _est(t: _Table) -> ESTConfig:
     return cfg
 
 
+def _rest(t: _Table) -> RESTConfig:
+    d = RESTConfig()
+    limit = t.get("anonymous_requests_per_hour", int, d.anonymous_requests_per_hour)
+    if limit < 0:
+        raise ConfigError(f"{t.name('anonymous_requests_per_hour')}: must be 0 (no limit) or more")
+    t.done()
+    return RESTConfig(anonymous_requests_per_hour=limit)
+
+
 def _crl(t: _Table) -> CRLConfig:
     d = CRLConfig()
     cfg = CRLConfig(
@@ -685,6 +702,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     ca = _ca(top.table("ca"))
     acme = _acme(top.table("acme"))
     est = _est(top.table("est"))
+    rest = _rest(top.table("rest"))
     issuers = {i.name for i in ca.issuers}
     crl = _crl(top.table("crl"))
     ocsp = _ocsp(top.table("ocsp"), issuers)
@@ -706,6 +724,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         ca=ca,
         acme=acme,
         est=est,
+        rest=rest,
         crl=crl,
         ocsp=ocsp,
         scep=scep,

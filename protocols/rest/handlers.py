@@ -24,12 +24,22 @@ from protocols.rest.auth import requester_of
 from protocols.rest.problems import UnsupportedMediaType
 from server.ca.csr import csr_der_from_bytes
 from server.errors import Malformed, NotFound
-from server.keys import CAS, ENGINE
-from server.model import Denied, EnrollmentRequest, Issued, Outcome, Pending, RequestRecord
+from server.keys import CAS, CONFIG, ENGINE
+from server.model import (
+    AuthMethod,
+    Denied,
+    EnrollmentRequest,
+    Issued,
+    Outcome,
+    Pending,
+    RequestRecord,
+)
+from server.ratelimits import check_and_count
 from server.web.jsonreader import read_json_object
 
 PEM_CHAIN = "application/pem-certificate-chain"
 RETRY_AFTER = "30"
+RATE_LIMIT_KIND = "rest-ratelimit"
 
 
 def _pem(der: bytes) -> str:
@@ -60,6 +70,17 @@ async def _read_submission(request: web.Request) -> tuple[bytes, str | None]:
 async def submit(request: web.Request) -> web.Response:
     csr_der, profile = await _read_submission(request)
     requester = await requester_of(request, required=False)
+    if requester.method is AuthMethod.ANONYMOUS:
+        # Each anonymous request is kept until an administrator decides: counted per address.
+        engine = request.config_dict[ENGINE]
+        await check_and_count(
+            engine.store,
+            engine.clock,
+            RATE_LIMIT_KIND,
+            [f"address:{request.remote or 'unknown'}"],
+            request.config_dict[CONFIG].rest.anonymous_requests_per_hour,
+            "anonymous requests",
+        )
     outcome = await request.config_dict[ENGINE].submit(
         EnrollmentRequest(
             csr_der=csr_der, protocol="rest", requester=requester, profile=profile or None

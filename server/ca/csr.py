@@ -79,8 +79,15 @@ class ParsedCSR:
     key_sha256: str  # hex SHA-256 of the DER SubjectPublicKeyInfo
 
 
+# A request with an ML-DSA-87 key and a hundred names is under 12 KiB; a larger one is padding
+# (it would be kept whole while it waits for an administrator).
+MAX_CSR_BYTES = 32 * 1024
+
+
 def verify_csr(csr_der: bytes) -> ParsedCSR:
     """Parse and verify a DER PKCS#10 request, or raise the typed error naming its defect."""
+    if len(csr_der) > MAX_CSR_BYTES:
+        raise BadCSR(f"a certificate request is at most {MAX_CSR_BYTES // 1024} KiB here")
     try:
         csr = x509.load_der_x509_csr(csr_der)
         name = csr.subject  # each access builds the Name again

@@ -45,8 +45,13 @@ class RecordingPolicy:
 
 
 def make_csr(
-    name: str = "www.example.test", *, sans: Sequence[str] | None = None, key: object | None = None
+    name: str = "www.example.test",
+    *,
+    sans: Sequence[str] | None = None,
+    key: object | None = None,
+    padding: int = 0,
 ) -> bytes:
+    """A signed CSR; ``padding`` octets of an unknown, non-critical extension make it larger."""
     private = key or ec.generate_private_key(ec.SECP256R1())
     assert isinstance(private, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
     builder = x509.CertificateSigningRequestBuilder().subject_name(
@@ -57,6 +62,11 @@ def make_csr(
         builder = builder.add_extension(
             x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
         )
+    if padding:
+        pad = x509.UnrecognizedExtension(
+            x509.ObjectIdentifier("1.3.6.1.4.1.55555.2"), b"p" * padding
+        )
+        builder = builder.add_extension(pad, critical=False)
     return builder.sign(private, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 

@@ -159,6 +159,7 @@ async def test_deny_then_approve_conflicts(engine: tuple[Engine, SQLiteStore]) -
     [
         pytest.param(b"garbage", id="bad_csr/garbage"),
         pytest.param(make_csr()[:-10], id="bad_csr/truncated"),
+        pytest.param(make_csr(padding=40_000), id="bad_csr/padded_beyond_32_KiB"),
     ],
 )
 async def test_bad_csr_records_nothing(engine: tuple[Engine, SQLiteStore], csr: bytes) -> None:
