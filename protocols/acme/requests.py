@@ -27,6 +27,7 @@ from protocols.acme.nonces import NONCE_KEY, use_nonce
 from protocols.acme.problems import ACMEProblem, ProblemType
 from protocols.acme.records import ACCOUNT, Account, AccountStatus
 from server.errors import NotFound
+from server.web.body import read_body
 
 JOSE_JSON = "application/jose+json"
 
@@ -64,7 +65,7 @@ async def verify_post(request: web.Request, acme: ACME, *, key_by: KeyBy = KeyBy
     if request.content_type != JOSE_JSON:
         raise ACMEProblem(ProblemType.MALFORMED, f"the Content-Type must be {JOSE_JSON}", 415)
     # 2.
-    jws = parse_jws(await request.read())
+    jws = parse_jws(await read_body(request))
     check_algorithm(jws)
     # 3. RFC 8555 §6.4: "the server MUST reject the request as unauthorized" if the "url"
     # header differs from the request URL.

@@ -26,6 +26,7 @@ from server.model import (
     Role,
     Status,
 )
+from server.web.body import read_body
 from server.web.jsonreader import read_json_object
 
 MAX_LIMIT = 1000
@@ -44,7 +45,7 @@ def parse_serial(text: str) -> int:
 async def _json_body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
-    return read_json_object(await request.read())
+    return read_json_object(await read_body(request))
 
 
 def _page(request: web.Request) -> tuple[int, int]:

@@ -62,6 +62,7 @@ from server.model import (
     RequestRecord,
     Vouched,
 )
+from server.web.body import read_body
 
 
 def profile_of(request: web.Request, default: str | None = None) -> ProfileConfig:
@@ -73,7 +74,7 @@ async def read_pkcs10(request: web.Request) -> bytes:
     # RFC 7030 §4.2.1: "the HTTP content-type of "application/pkcs10" is used here".
     if request.content_type != PKCS10:
         raise UnsupportedMediaType(f"{PKCS10} (base64 DER, RFC 8951)")
-    return csr_der_from_bytes(await request.read())
+    return csr_der_from_bytes(await read_body(request))
 
 
 def verify_pkcs10(request: web.Request, csr_der: bytes) -> ParsedCSR:

@@ -28,6 +28,7 @@ from protocols.ocsp.messages import MAX_REQUEST_BYTES, parse_ocsp_request
 from server.errors import Malformed, TooLarge
 from server.keys import OCSP
 from server.revocation.ocsp import CertID, OCSPAnswer
+from server.web.body import read_body
 from server.web.routes import http_date
 
 PARSED = web.AppKey("ocsp_parsed", dict[bytes | str, CertID])
@@ -39,7 +40,7 @@ async def ocsp_post(request: web.Request) -> web.Response:
     # A body announced (or found) larger than the limit is refused without reading it all.
     if (request.content_length or 0) > MAX_REQUEST_BYTES:
         raise TooLarge(f"an OCSPRequest is at most {MAX_REQUEST_BYTES} bytes here")
-    body = await request.content.read(MAX_REQUEST_BYTES + 1)
+    body = await read_body(request, MAX_REQUEST_BYTES + 1)
     return await answer(request, body)
 
 

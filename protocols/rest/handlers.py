@@ -35,6 +35,7 @@ from server.model import (
     RequestRecord,
 )
 from server.ratelimits import check_and_count
+from server.web.body import read_body
 from server.web.jsonreader import read_json_object
 
 PEM_CHAIN = "application/pem-certificate-chain"
@@ -55,7 +56,7 @@ def _chain_pem(chain: tuple[bytes, ...]) -> list[str]:
 async def _read_submission(request: web.Request) -> tuple[bytes, str | None]:
     ctype = request.content_type
     if ctype == "application/json":
-        body = read_json_object(await request.read())
+        body = read_json_object(await read_body(request))
         if not isinstance(body.get("csr"), str):
             raise Malformed('the JSON body needs "csr": a PEM or base64 PKCS#10 request')
         profile = body.get("profile")
@@ -63,7 +64,7 @@ async def _read_submission(request: web.Request) -> tuple[bytes, str | None]:
             raise Malformed('"profile" must be a string')
         return csr_der_from_bytes(body["csr"].encode()), profile
     if ctype in ("application/pkcs10", "application/octet-stream"):
-        return csr_der_from_bytes(await request.read()), request.query.get("profile")
+        return csr_der_from_bytes(await read_body(request)), request.query.get("profile")
     raise UnsupportedMediaType(text='send application/json {"csr": ...} or application/pkcs10')
 
 

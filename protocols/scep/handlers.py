@@ -34,8 +34,9 @@ from protocols.scep.messages import (
 )
 from protocols.scep.operations import Operations, Reply
 from protocols.scep.ra import Identities, Identity
-from server.errors import CertforgeError, UnknownProfile
+from server.errors import CertforgeError, Malformed, UnknownProfile
 from server.keys import CHALLENGES, CONFIG, CRLS, ENGINE, REQUEST_LOG
+from server.web.body import read_body
 
 log = logging.getLogger("certforge.scep")
 
@@ -108,7 +109,10 @@ def get_ca_caps(request: web.Request) -> web.Response:
 
 async def _pki_message_der(request: web.Request) -> bytes:
     if request.method == "POST":
-        body = await request.read()
+        try:
+            body = await read_body(request)
+        except Malformed as exc:  # a body that does not decode: no CertRep can answer it
+            raise BadHTTP(HTTPStatus.BAD_REQUEST, exc.detail) from None
     else:
         # §4.3: with GET, the message is base64 in the query (and so URL-encoded there).
         text = request.query.get("message", "")

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+from aiohttp.web_protocol import RequestPayloadError
 
 from server import csprng
 
@@ -83,19 +84,28 @@ class RefusedHeads(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
+        if record.levelno > logging.INFO and isinstance(exc, RequestPayloadError):
+            # A body the client sent broken (a Content-Encoding that does not decode): the
+            # handler answered it (server/web/body.py); aiohttp then meets the same error
+            # draining the unread rest, and logs it as unhandled.
+            return self._client_error(record, "refused a request body", type(exc).__name__, 400)
         if record.levelno <= logging.INFO or not isinstance(exc, HttpProcessingError):
             return True
         if not 400 <= exc.code < 500:
             return True
-        record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
-        record.remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
-        record.msg, record.args = "refused a request head", ()
-        record.reason = (
+        reason = (
             f"a line longer than {exc.args[1]} bytes"
             if isinstance(exc, LineTooLong)
             else type(exc).__name__
         )
-        record.status = exc.code
+        return self._client_error(record, "refused a request head", reason, exc.code)
+
+    @staticmethod
+    def _client_error(record: logging.LogRecord, msg: str, reason: str, status: int) -> bool:
+        record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        record.remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        record.msg, record.args = msg, ()
+        record.reason, record.status = reason, status
         record.exc_info, record.exc_text = None, None
         return logging.getLogger(record.name).isEnabledFor(logging.INFO)
 

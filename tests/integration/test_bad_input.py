@@ -182,3 +182,62 @@ def test_a_store_that_cannot_open_stops_the_start_in_one_line(tmp_path: Path) ->
         server.start(timeout=30)
     assert "cannot open the SQLite store" in str(refused.value)
     assert "Traceback" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("listener", "path", "ctype", "answer"),
+    [
+        pytest.param("https", "/api/v1/requests", PKCS10, 400, id="rest"),
+        pytest.param(
+            "https", "/api/v1/admin/tokens", "Content-Type: application/json", 400, id="admin"
+        ),
+        pytest.param("https", "/.well-known/est/simpleenroll", PKCS10, {400, 401}, id="est"),
+        pytest.param(
+            "https", "/acme/new-order", "Content-Type: application/jose+json", 400, id="acme"
+        ),
+        pytest.param(
+            "http",
+            "/scep?operation=PKIOperation",
+            "Content-Type: application/x-pki-message",
+            400,
+            id="scep",
+        ),
+        pytest.param("http", "/ocsp", "Content-Type: application/ocsp-request", 200, id="ocsp"),
+    ],
+)
+def test_a_body_whose_content_encoding_does_not_decode_is_the_clients_error(
+    server: CertforgeServer, listener: str, path: str, ctype: str, answer: int | set[int]
+) -> None:
+    """aiohttp decodes gzip/deflate/br bodies as they are read; a broken one was a 500 and two
+    error tracebacks in every front end (OCSP: internalError)."""
+    assert server.log_path is not None
+    offset = server.log_path.stat().st_size
+    base = server.url if listener == "https" else server.http_url
+    body = server.data_dir.parent / "deflate.bin"
+    body.write_bytes(b"\x78\x9c not deflate at all " * 8)
+    out = server.curl(
+        "-sS",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        ctype,
+        "-H",
+        "Content-Encoding: deflate",
+        "-H",
+        f"Authorization: Bearer {server.token}",
+        "--data-binary",
+        f"@{body}",
+        f"{base}{path}",
+    )
+    text = out.stdout.decode(errors="replace")
+    status = int(text.rsplit("\n", 1)[1])
+    assert status in (answer if isinstance(answer, set) else {answer}), text
+    if path == "/ocsp":  # OCSPResponseStatus malformedRequest (1), not internalError (2)
+        assert out.stdout.startswith(b"\x30\x03\x0a\x01\x01")
+    with server.log_path.open("rb") as log:
+        log.seek(offset)
+        logged = log.read().decode(errors="replace")
+    assert '"level": "error"' not in logged
+    assert "Traceback" not in logged
