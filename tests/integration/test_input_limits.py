@@ -247,3 +247,44 @@ def test_an_oversized_head_is_one_info_line(
     assert '"level": "info"' in lines[0]
     assert "refused a request head" in lines[0]
     assert BIG[:50] not in lines[0]
+
+
+MALFORMED_HEADS = [
+    pytest.param(
+        "POST /api/v1/requests HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        id="bad_chunk_size",
+    ),
+    pytest.param(
+        "POST /api/v1/requests HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        id="content_length_and_chunked",
+    ),
+    pytest.param("GET /healthz HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", id="space_in_name"),
+    pytest.param("G(T /healthz HTTP/1.1\r\nHost: x\r\n\r\n", id="bad_method"),
+    pytest.param("GET /healthz HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", id="nul_in_value"),
+    pytest.param("GET /healthz HTTP/1.1\r\nHost: x\r\nX: a\r\n b\r\n\r\n", id="obs_fold"),
+    pytest.param("GET /healthz HTTP/9.9\r\nHost: x\r\n\r\n", id="http_9_9"),
+    pytest.param(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        + "".join(f"X-{i}: v\r\n" for i in range(200))
+        + "\r\n",
+        id="200_headers",
+    ),
+]
+
+
+@pytest.mark.parametrize("https", [True, False], ids=["https", "http"])
+@pytest.mark.parametrize("head", MALFORMED_HEADS)
+def test_a_malformed_head_is_a_4xx_and_no_error_log(
+    server: CertforgeServer, https: bool, head: str
+) -> None:
+    """Each was a 400 with aiohttp's 'Error handling request' at error level."""
+    assert server.log_path is not None
+    start = server.log_path.stat().st_size
+    status = _raw_status(server, https=https, head=head)
+    assert 400 <= status < 500 or status == 505
+    with server.log_path.open("rb") as log:
+        log.seek(start)
+        logged = log.read().decode(errors="replace")
+    assert '"level": "error"' not in logged
+    assert "Traceback" not in logged
