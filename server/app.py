@@ -14,7 +14,7 @@ import fcntl
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -200,11 +200,14 @@ async def prepare(config: Config) -> None:
     await runner.cleanup()
 
 
-async def serve(config: Config, worker: Worker | None = None) -> None:
+async def serve(
+    config: Config, worker: Worker | None = None, *, on_ready: Callable[[], None] | None = None
+) -> None:
     """Start both listeners, run until SIGTERM or SIGINT, then drain and stop.
 
     Alone, the server binds its listeners itself; as one of several workers
-    (``server.workers``) it serves on the sockets the parent process bound for it."""
+    (``server.workers``) it serves on the sockets the parent process bound for it.
+    ``on_ready`` runs once both listen (``certforge serve`` records where it is)."""
     https_app, http_app = build_apps(config, worker or SINGLE)
     timeout = config.server.shutdown_timeout
     # A request head aiohttp refuses is logged through protocol_logger as one info line
@@ -259,6 +262,8 @@ async def serve(config: Config, worker: Worker | None = None) -> None:
                 "worker": worker.index if worker else 0,
             },
         )
+        if on_ready is not None:
+            on_ready()
         await _wait_for_stop_signal(parent=worker.parent if worker else None)
         log.info("stopping: finishing requests in flight")
     finally:

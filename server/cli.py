@@ -1,8 +1,9 @@
 """``certforge``: run the server, and the administrative client that talks to its admin API.
 
 Exit status: 0 done, 1 refused or failed (one line on stderr), 2 usage (argparse).
-The client finds the server with ``--data-dir DIR`` (token from ``admin.token``, trust from
-``root.pem``, URL https://127.0.0.1:8443) or ``--url URL --token TOKEN``.
+The client finds the server from ``--url``, ``--config FILE`` (or ``$CERTFORGE_CONFIG``), or
+the data directory's ``server.json``, and takes the token from ``--token`` or the data
+directory's ``admin.token`` and its trust from ``root.pem`` (server/locate.py says the order).
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from server.errors import ConfigError, StoreUnavailable
+from server.locate import CONFIG_ENV, DEFAULT_URL, find_server
 
-DEFAULT_URL = "https://127.0.0.1:8443"
-DEFAULT_DATA_DIR = Path("certforge-data")
+# An OpenSSL verification result (X509_V_ERR_*) that means another CA's certificate, as
+# against one of this CA's that fails for another reason (expired, wrong name). 7, a bad
+# signature: another certforge's root has the same name as this one.
+UNKNOWN_ISSUER_CODES = frozenset({2, 7, 18, 19, 20, 21})
+HOSTNAME_MISMATCH = 62
 REVOCATION_REASONS = (
     "unspecified",
     "keyCompromise",
@@ -48,6 +53,7 @@ class Client:
     url: str
     token: str | None
     context: ssl.SSLContext
+    trust: Path | None = None  # the root.pem loaded into context; None: the system's roots
 
     def call(
         self,
@@ -71,7 +77,23 @@ class Client:
             raise Refused(f"{detail or exc.reason} (HTTP {exc.code})") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                raise Refused(self.untrusted(reason)) from None
             raise Refused(f"cannot reach {self.url}: {reason}") from None
+
+    def untrusted(self, error: ssl.SSLCertVerificationError) -> str:
+        """One line for a server whose TLS certificate does not verify: most often another
+        certforge, on the port this data directory's server was expected on."""
+        if self.trust is None:
+            return (
+                f"cannot verify the server at {self.url}: no root.pem to trust "
+                "(pass --data-dir or --config)"
+            )
+        if error.verify_code in UNKNOWN_ISSUER_CODES:
+            return f"the server at {self.url} is not the CA of {self.trust}"
+        if error.verify_code == HOSTNAME_MISMATCH:
+            return f"the server at {self.url} has a TLS certificate for another name"
+        return f"the server at {self.url}: its TLS certificate fails: {error.verify_message}"
 
 
 def _decode(raw: bytes, ctype: str) -> Any:
@@ -84,21 +106,24 @@ def _decode(raw: bytes, ctype: str) -> Any:
 
 
 def make_client(args: argparse.Namespace, *, admin: bool = True) -> Client:
-    data_dir = Path(args.data_dir) if args.data_dir else DEFAULT_DATA_DIR
+    try:
+        target = find_server(config=args.config, data_dir=args.data_dir, url=args.url)
+    except ConfigError as exc:
+        raise Refused(f"configuration: {exc}") from None
     token = args.token
     if token is None and admin:
-        token_file = data_dir / "admin.token"
+        token_file = target.data_dir / "admin.token"
         try:
             token = token_file.read_text(encoding="utf-8").strip()
         except OSError:
             raise Refused(
-                f"no token: pass --token or --data-dir (cannot read {token_file})"
+                f"no token: pass --token, --data-dir or --config (cannot read {token_file})"
             ) from None
     context = ssl.create_default_context()
-    root = data_dir / "root.pem"
-    if root.exists():
-        context.load_verify_locations(cafile=str(root))
-    return Client((args.url or DEFAULT_URL).rstrip("/"), token, context)
+    trust = target.root if target.root.exists() else None
+    if trust is not None:
+        context.load_verify_locations(cafile=str(trust))
+    return Client(target.url, token, context, trust)
 
 
 # ------------------------------------------------------------------ commands
@@ -107,10 +132,14 @@ def emit(args: argparse.Namespace, payload: Any, line: str) -> None:
 
 
 def cmd_request_submit(args: argparse.Namespace) -> None:
+    from server.csrfile import NotACSR, read_csr
+
     try:
-        csr = Path(args.csr_file).read_bytes()
+        csr = read_csr(Path(args.csr_file))
     except OSError as exc:
         raise Refused(f"cannot read {args.csr_file}: {exc.strerror}") from None
+    except NotACSR as exc:
+        raise Refused(str(exc)) from None
     client = make_client(args, admin=False)
     query = f"?profile={urllib.parse.quote(args.profile)}" if args.profile else ""
     _, body = client.call("POST", f"/api/v1/requests{query}", csr, "application/pkcs10")
@@ -270,6 +299,7 @@ def serve_worker() -> None:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     from server.config import load_config
+    from server.locate import when_ready
     from server.web.requestlog import setup_logging
     from server.workers import check_free, run_workers, share_metrics
 
@@ -284,17 +314,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
         # A taken port is refused before a first start creates anything.
         check_free(config.server.https_listen)
         check_free(config.server.http_listen)
+        ready = when_ready(config, config_path=Path(args.config) if args.config else None)
         if config.server.workers > 1:
             share_metrics(config.server.data_dir)  # before server.app imports prometheus
         from server.app import prepare, serve
 
         if config.server.workers > 1:
             run_loop(prepare(config))
-            status = run_workers(config, WORKER_COMMAND)
+            status = run_workers(config, WORKER_COMMAND, on_ready=ready)
             if status:
                 raise Refused("a worker did not stop cleanly")
             return
-        run_loop(serve(config))
+        run_loop(serve(config, on_ready=ready))
     except ConfigError as exc:
         raise Refused(f"configuration: {exc}") from None
     except StoreUnavailable as exc:
@@ -307,8 +338,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
 # -------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", help=f"the server's TOML configuration file (default ${CONFIG_ENV})"
+    )
     common.add_argument("--data-dir", help="data directory (token and root.pem)")
-    common.add_argument("--url", help=f"server URL (default {DEFAULT_URL})")
+    common.add_argument(
+        "--url", help=f"server URL (default: from the config or server.json, else {DEFAULT_URL})"
+    )
     common.add_argument("--token", help="bearer token (default: DATA_DIR/admin.token)")
     common.add_argument("--json", action="store_true", help="machine-readable output")
 

@@ -51,7 +51,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,10 +182,13 @@ class _Child:
             self.step = step
 
 
-def run_workers(config: Config, command: Sequence[str]) -> int:
+def run_workers(
+    config: Config, command: Sequence[str], *, on_ready: Callable[[], None] | None = None
+) -> int:
     """Start ``config.server.workers`` processes, each running ``command`` (a fresh
     interpreter that reads its ``WorkerSpec`` from standard input); supervise them until a
-    stop signal; return the exit status (0 when every worker stopped cleanly)."""
+    stop signal; return the exit status (0 when every worker stopped cleanly). ``on_ready``
+    runs once, here in the parent, when the first worker serves."""
     s = config.server
     check_free(s.https_listen)
     check_free(s.http_listen)
@@ -235,6 +238,9 @@ def run_workers(config: Config, command: Sequence[str]) -> int:
             for child in children.values():
                 if child.progress in readable:
                     child.listen()
+                if child.ready and on_ready is not None:
+                    on_ready()
+                    on_ready = None
         now = time.monotonic()
         for pid, child in list(children.items()):
             code = child.proc.poll()
