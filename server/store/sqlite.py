@@ -514,6 +514,10 @@ class SQLiteStore:
         rows = await self._read(sqlite_docs.FIND, (kind, lookup, _now()))  # maybe many
         return [sqlite_docs.from_row(r) for r in rows]
 
+    async def list_docs(self, kind: str, *, after: str = "", limit: int = 1000) -> list[Document]:
+        rows = await self._read(sqlite_docs.LIST, (kind, after, _now(), limit))
+        return [sqlite_docs.from_row(r) for r in rows]
+
     async def purge_expired_docs(self, now: datetime) -> int:
         cutoff = codec.ts(now)
         return await self._write(lambda c: sqlite_docs.purge(c, cutoff))
