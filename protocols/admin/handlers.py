@@ -1,9 +1,10 @@
 """The admin API (the classic ICertAdmin), at ``/api/v1/admin/`` on the HTTPS listener.
 
-Bearer tokens with roles: ``auditor`` reads, ``administrator`` reads and acts. Search requests
-and certificates, approve, deny, revoke with a reason, read the event log, create tokens.
-Create one-time SCEP (and EST) challenge passwords. EST users are in ``protocols.admin.est``;
-ACME's admin endpoints (EAB credentials, renewal marks) are mounted by ``protocols.acme``.
+Bearer tokens with roles; each handler first asks for one permission (``server/roles.py``).
+Search requests and certificates, approve, deny, revoke with a reason, read the event log.
+Create one-time SCEP (and EST) challenge passwords. Tokens are in ``protocols.admin.tokens``,
+EST users in ``protocols.admin.est``; ACME's admin endpoints (EAB credentials, renewal marks)
+are mounted by ``protocols.acme``.
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from typing import Any
 from aiohttp import web
 
 from protocols.admin.render import certificate_json, crl_json, event_json, request_json
-from protocols.rest.auth import require_role
+from protocols.rest.auth import require
 from server.errors import Malformed
-from server.keys import CHALLENGES, CRLS, ENGINE, STORE, TOKENS
+from server.keys import CHALLENGES, CRLS, ENGINE, STORE
 from server.model import (
     CertificateQuery,
     CertStatus,
     RequestQuery,
     RevocationReason,
-    Role,
     Status,
 )
+from server.roles import Permission
 
 MAX_LIMIT = 1000
 MAX_OFFSET = 2**53  # a page beyond any store, and within every store's integers
@@ -90,7 +91,7 @@ def _time(value: object, name: str) -> datetime | None:
 
 
 async def list_requests(request: web.Request) -> web.Response:
-    await require_role(request, Role.AUDITOR)
+    await require(request, Permission.READ)
     q = request.query
     limit, offset = _page(request)
     records = await request.config_dict[STORE].find_requests(
@@ -108,7 +109,7 @@ async def list_requests(request: web.Request) -> web.Response:
 
 
 async def get_request(request: web.Request) -> web.Response:
-    await require_role(request, Role.AUDITOR)
+    await require(request, Permission.READ)
     store = request.config_dict[STORE]
     record = await store.get_request(request.match_info["request_id"])
     events = await store.list_events(request_id=record.id)
@@ -118,7 +119,7 @@ async def get_request(request: web.Request) -> web.Response:
 
 
 async def approve(request: web.Request) -> web.Response:
-    by = await require_role(request, Role.ADMINISTRATOR)
+    by = await require(request, Permission.DECIDE)
     engine = request.config_dict[ENGINE]
     await engine.approve(request.match_info["request_id"], by=by)
     record, _ = await engine.retrieve(request.match_info["request_id"])
@@ -126,7 +127,7 @@ async def approve(request: web.Request) -> web.Response:
 
 
 async def deny(request: web.Request) -> web.Response:
-    by = await require_role(request, Role.ADMINISTRATOR)
+    by = await require(request, Permission.DECIDE)
     body = await _json_body(request)
     reason = body.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 500:
@@ -138,7 +139,7 @@ async def deny(request: web.Request) -> web.Response:
 
 
 async def list_certificates(request: web.Request) -> web.Response:
-    await require_role(request, Role.AUDITOR)
+    await require(request, Permission.READ)
     q = request.query
     limit, offset = _page(request)
     records = await request.config_dict[STORE].find_certificates(
@@ -159,7 +160,7 @@ async def list_certificates(request: web.Request) -> web.Response:
 
 
 async def get_certificate(request: web.Request) -> web.Response:
-    await require_role(request, Role.AUDITOR)
+    await require(request, Permission.READ)
     store = request.config_dict[STORE]
     serial = parse_serial(request.match_info["serial"])
     cert = await store.get_certificate(serial)
@@ -170,7 +171,7 @@ async def get_certificate(request: web.Request) -> web.Response:
 
 
 async def revoke(request: web.Request) -> web.Response:
-    by = await require_role(request, Role.ADMINISTRATOR)
+    by = await require(request, Permission.REVOKE)
     body = await _json_body(request)
     reason = body.get("reason", "unspecified")
     if not isinstance(reason, str):
@@ -186,7 +187,7 @@ async def revoke(request: web.Request) -> web.Response:
 
 
 async def unrevoke(request: web.Request) -> web.Response:
-    by = await require_role(request, Role.ADMINISTRATOR)
+    by = await require(request, Permission.REVOKE)
     cert = await request.config_dict[ENGINE].unrevoke(
         parse_serial(request.match_info["serial"]), by=by
     )
@@ -194,7 +195,7 @@ async def unrevoke(request: web.Request) -> web.Response:
 
 
 async def list_events(request: web.Request) -> web.Response:
-    await require_role(request, Role.AUDITOR)
+    await require(request, Permission.READ)
     q = request.query
     limit, _ = _page(request)
     serial = parse_serial(q["serial"]) if "serial" in q else None
@@ -204,21 +205,10 @@ async def list_events(request: web.Request) -> web.Response:
     return web.json_response({"events": [event_json(e) for e in events]})
 
 
-async def create_token(request: web.Request) -> web.Response:
-    await require_role(request, Role.ADMINISTRATOR)
-    body = await _json_body(request)
-    name, roles = body.get("name"), body.get("roles", ["requester"])
-    if not isinstance(name, str) or not isinstance(roles, list):
-        raise Malformed('send {"name": "...", "roles": ["requester"|"auditor"|"administrator"]}')
-    parsed = frozenset(_enum(Role, r, "roles") for r in roles)
-    token = await request.config_dict[TOKENS].create(name, parsed)
-    return web.json_response({"name": name, "roles": sorted(parsed), "token": token}, status=201)
-
-
 async def publish_crls(request: web.Request) -> web.Response:
     """Issue fresh CRLs now: every CA's, or one CA's with ``{"issuer": NAME}``; delta CRLs
     with ``{"delta": true}``."""
-    await require_role(request, Role.ADMINISTRATOR)
+    await require(request, Permission.PUBLISH_CRL)
     body = await _json_body(request)
     issuer = body.get("issuer")
     if issuer is not None and not isinstance(issuer, str):
@@ -237,7 +227,7 @@ async def publish_crls(request: web.Request) -> web.Response:
 async def create_scep_challenge(request: web.Request) -> web.Response:
     """A one-time challenge password for SCEP (and EST); optionally bound to a profile and
     with its own lifetime: body ``{"profile": ..., "lifetime_seconds": ...}``, both optional."""
-    await require_role(request, Role.ADMINISTRATOR)
+    await require(request, Permission.ENROLLMENT_SECRETS)
     body = await _json_body(request)
     profile, seconds = body.get("profile"), body.get("lifetime_seconds")
     if profile is not None:
@@ -265,6 +255,5 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/certificates/{serial}/revoke", revoke)
     r.add_post("/certificates/{serial}/unrevoke", unrevoke)
     r.add_get("/events", list_events)
-    r.add_post("/tokens", create_token)
     r.add_post("/crl/publish", publish_crls)
     r.add_post("/scep/challenges", create_scep_challenge)
