@@ -50,3 +50,7 @@ PERMISSIONS: Mapping[Role, frozenset[Permission]] = {
 
 def permits(roles: Iterable[Role], permission: Permission) -> bool:
     return any(permission in PERMISSIONS[role] for role in roles)
+
+
+def roles_permitting(permission: Permission) -> list[Role]:
+    return [role for role in Role if permission in PERMISSIONS[role]]

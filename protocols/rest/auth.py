@@ -7,7 +7,7 @@ from aiohttp import web
 from server.errors import Forbidden, Unauthorized
 from server.keys import TOKENS
 from server.model import ANONYMOUS, Requester
-from server.roles import Permission, permits
+from server.roles import Permission, permits, roles_permitting
 
 
 async def requester_of(request: web.Request, *, required: bool) -> Requester:
@@ -30,5 +30,6 @@ async def require(request: web.Request, permission: Permission) -> Requester:
     requester = await requester_of(request, required=True)
     if permits(requester.roles, permission):
         return requester
-    roles = ", ".join(sorted(requester.roles)) or "no role"
-    raise Forbidden(f"a token with {roles} may not do this ({permission})")
+    needed = " or ".join(roles_permitting(permission))
+    held = ", ".join(sorted(requester.roles)) or "none"
+    raise Forbidden(f"this needs the role {needed} (the token's roles: {held})")
