@@ -234,7 +234,11 @@ async def create_scep_challenge(request: web.Request) -> web.Response:
         if not isinstance(profile, str):
             raise Malformed("profile must be a profile name")
         request.config_dict[ENGINE].profile(profile)  # UnknownProfile if there is none
-    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, int)):
+    if seconds is not None and (
+        isinstance(seconds, bool) or not isinstance(seconds, int) or abs(seconds) > 10**9
+    ):
+        # Far beyond any lifetime Challenges.create allows, and before timedelta overflows
+        # (it did, a 500, for 2**70).
         raise Malformed("lifetime_seconds must be an integer number of seconds")
     password, expires = await request.config_dict[CHALLENGES].create(
         profile=profile, lifetime=None if seconds is None else timedelta(seconds=seconds)
