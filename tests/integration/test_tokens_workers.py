@@ -1,6 +1,7 @@
-"""Tokens with ``[server] workers = 2``: a revocation is seen by both workers within a second,
-the bootstrap token rotates, and every role meets every admin endpoint (allowed: anything but
-403; refused: 403 problem document and nothing changed)."""
+"""Tokens with ``[server] workers = 2``: a revocation is seen by both workers, and by another
+server sharing the store, within a second; the bootstrap token rotates; and every role meets
+every admin endpoint (allowed: anything but 403; refused: 403 problem document and nothing
+changed)."""
 
 from __future__ import annotations
 
@@ -101,6 +102,28 @@ def test_a_revoked_token_is_refused_by_every_worker_within_a_second(
         f" sent, {(last_accepted - answered_at) * 1000:.0f} ms after its answer"
         f" ({(answered_at - sent_at) * 1000:.0f} ms later); {len(seen)} probes"
     )
+
+
+def test_a_server_sharing_the_store_refuses_a_revoked_token_within_a_second(
+    server: CertforgeServer, tmp_path: Path
+) -> None:
+    alias = tmp_path / "alias"  # the same data directory, so the same SQLite store
+    alias.symlink_to(server.data_dir)
+    other = CertforgeServer(alias)
+    other.start()
+    try:
+        token = create(server, "shared-victim", "auditor")
+        assert api(other, "GET", EVENTS, token)[0] == 200  # the other server's view
+
+        status, body, _ = api(
+            server, "POST", "/api/v1/admin/tokens/shared-victim/revoke", server.token, {}
+        )
+        assert status == 200, body
+
+        wait_until(lambda: api(other, "GET", EVENTS, token)[0] == 401, timeout=1.0)
+        assert [api(other, "GET", EVENTS, token)[0] for _ in range(5)] == [401] * 5
+    finally:
+        assert other.stop() == 0, other.log_tail()
 
 
 def test_the_bootstrap_token_rotates(server: CertforgeServer) -> None:
