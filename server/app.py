@@ -148,10 +148,11 @@ async def core(app: web.Application) -> AsyncIterator[None]:
             target[CHALLENGES] = challenges
         app[TLS_KEY] = tls
         async with asyncio.TaskGroup() as tasks:
-            # Every worker keeps its OCSP signer fresh; worker 0 alone re-issues the CRLs (the
-            # others serve them from the data directory), runs the exit dispatcher and renews
-            # the TLS certificate.
+            # Every worker keeps its OCSP signer fresh and writes its tokens' last use; worker 0
+            # alone re-issues the CRLs (the others serve them from the data directory), runs
+            # the exit dispatcher and renews the TLS certificate.
             background = [tasks.create_task(job) for job in revocation.background(primary=primary)]
+            background.append(tasks.create_task(tokens.record_last_used_forever()))
             if primary:
                 background += [
                     tasks.create_task(dispatcher.run()),

@@ -255,6 +255,39 @@ def cmd_est_user_remove(args: argparse.Namespace) -> None:
     emit(args, {"name": args.name, "removed": True}, f"{args.name} removed")
 
 
+def cmd_token_create(args: argparse.Namespace) -> None:
+    payload: dict[str, Any] = {"name": args.name, "roles": args.role or ["requester"]}
+    if args.expires is not None:
+        payload["expires_in"] = args.expires
+    _, body = make_client(args).call("POST", "/api/v1/admin/tokens", payload)
+    emit(args, body, str(body["token"]))
+
+
+def _token_line(t: dict[str, Any]) -> str:
+    """``ID NAME ROLES STATE CREATED LAST_USED EXPIRES REVOKED``; ``-`` for none."""
+    times = (t["created_at"], t["last_used_at"], t["expires_at"], t["revoked_at"])
+    return " ".join(
+        [t["id"], t["name"], ",".join(t["roles"]), t["state"], *(x or "-" for x in times)]
+    )
+
+
+def cmd_token_list(args: argparse.Namespace) -> None:
+    _, body = make_client(args).call("GET", "/api/v1/admin/tokens")
+    emit(args, body, "\n".join(_token_line(t) for t in body["tokens"]))
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> None:
+    ref = urllib.parse.quote(args.name_or_id, safe="")
+    _, body = make_client(args).call("POST", f"/api/v1/admin/tokens/{ref}/revoke", {})
+    emit(args, body, f"{body['id']} {body['name']} revoked")
+
+
+def cmd_token_rotate_bootstrap(args: argparse.Namespace) -> None:
+    _, body = make_client(args).call("POST", "/api/v1/admin/tokens/bootstrap/rotate", {})
+    old = f"; {body['revoked']['id']} revoked" if body["revoked"] else ""
+    emit(args, body, f"{body['token']['id']} written to {body['path']}{old}")
+
+
 def _crl_name(c: dict[str, Any]) -> str:
     """``default``, ``default/3`` (a partition) or ``default/delta``."""
     if c.get("delta_of") is not None:
@@ -469,18 +502,25 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--issuer", help="every certificate of this issuing CA")
 
     token = group("token", "API tokens")
-    p = leaf(
-        token,
-        "create",
-        cmd_simple_post(
-            "/api/v1/admin/tokens",
-            lambda b: str(b["token"]),
-            lambda a: {"name": a.name, "roles": a.role or ["requester"]},
-        ),
-        "create a bearer token and print it",
-    )
+    p = leaf(token, "create", cmd_token_create, "create a bearer token and print it")
     p.add_argument("name")
-    p.add_argument("--role", action="append", choices=("requester", "auditor", "administrator"))
+    p.add_argument(
+        "--role",
+        action="append",
+        help="administrator, operator, auditor or requester (repeat for several;"
+        " default requester)",
+    )
+    p.add_argument("--expires", metavar="DURATION", help="lifetime such as 90m, 12h or 30d")
+    leaf(token, "list", cmd_token_list, "list tokens (never their secrets)")
+    leaf(token, "revoke", cmd_token_revoke, "revoke a token by id or name").add_argument(
+        "name_or_id"
+    )
+    leaf(
+        token,
+        "rotate-bootstrap",
+        cmd_token_rotate_bootstrap,
+        "replace the server's admin.token and revoke the old one",
+    )
     return parser
 
 

@@ -43,7 +43,7 @@ from server.ca.issuers import CAHierarchy
 from server.ca.reserved import ReservedKeys, reserved_keys_of
 from server.ca.serials import new_serial
 from server.config import ProfileConfig
-from server.errors import Conflict, Forbidden, Malformed, ReservedPublicKey, UnknownProfile
+from server.errors import Conflict, Malformed, ReservedPublicKey, UnknownProfile
 from server.model import (
     CertificateDraft,
     CertificateRecord,
@@ -410,7 +410,9 @@ class Engine:
         now = self._d.clock.now()
         cert = await self.store.get_certificate(serial)
         if cert.revocation_reason is not RevocationReason.CERTIFICATE_HOLD:
-            raise Forbidden("only a certificate on hold (certificateHold) can be released")
+            # A state the certificate is not in, not a permission the caller lacks: 409, so
+            # that 403 keeps meaning "your role may not" in the admin API.
+            raise Conflict("only a certificate on hold (certificateHold) can be released")
         record = await self.store.unrevoke(
             serial,
             event=Event(

@@ -62,7 +62,10 @@ class AuthMethod(StrEnum):
 
 
 class Role(StrEnum):
+    """A token's roles; what each may do in the admin API is ``server/roles.py``."""
+
     ADMINISTRATOR = "administrator"  # everything
+    OPERATOR = "operator"  # day-to-day certificate work; no tokens, no CA operations
     AUDITOR = "auditor"  # read-only admin API
     REQUESTER = "requester"  # may enroll with immediate issuance where the profile allows
 

@@ -1,6 +1,6 @@
 """ACME's part of the admin API, mounted at ``/api/v1/admin/acme/``.
 
-``POST eab``: new External Account Binding credentials ``{"kid", "hmac_key"}`` (administrator).
+``POST eab``: new External Account Binding credentials ``{"kid", "hmac_key"}``.
 ``POST renewal``: mark certificates for renewal now (RFC 9773), with one of
 ``{"serial": HEX}``, ``{"key_sha256": HEX}`` (every certificate of that key) or
 ``{"issuer": NAME}`` (every certificate of that issuing CA).
@@ -15,17 +15,18 @@ from aiohttp import web
 
 from protocols.acme import ari, eab
 from protocols.admin.handlers import _json_body as json_body
-from protocols.rest.auth import require_role
+from protocols.rest.auth import require
 from protocols.rest.problems import problem_middleware
 from server.errors import Malformed, NotFound
 from server.keys import CAS, FRONTEND, STORE
-from server.model import Role, SystemClock
+from server.model import SystemClock
+from server.roles import Permission
 
 _HEX = re.compile(r"[0-9a-f]+\Z")
 
 
 async def create_eab(request: web.Request) -> web.Response:
-    await require_role(request, Role.ADMINISTRATOR)
+    await require(request, Permission.ENROLLMENT_SECRETS)
     kid, key = await eab.create_credentials(request.config_dict[STORE], SystemClock())
     return web.json_response({"kid": kid, "hmac_key": key}, status=201)
 
@@ -52,7 +53,7 @@ def mark_id(request: web.Request, body: dict[str, Any]) -> str:
 
 
 async def mark_renewal(request: web.Request) -> web.Response:
-    await require_role(request, Role.ADMINISTRATOR)
+    await require(request, Permission.RENEWAL)
     scope = mark_id(request, await json_body(request))
     at = await ari.mark(request.config_dict[STORE], SystemClock(), scope)
     return web.json_response({"marked": scope, "at": at.isoformat()}, status=201)

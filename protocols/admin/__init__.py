@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from protocols.admin import est
+from protocols.admin import est, tokens
 from protocols.admin.handlers import add_routes
 from protocols.rest.problems import problem_middleware
 from server.config import Config
@@ -19,4 +19,5 @@ def frontend(config: Config) -> list[Mount]:
     app[FRONTEND] = "admin"
     add_routes(app)
     est.add_routes(app)
+    tokens.add_routes(app)
     return [Mount("https", "/api/v1/admin/", app)]

@@ -10,14 +10,14 @@ from aiohttp import web
 
 from protocols.admin.handlers import _json_body
 from protocols.est.users import add_user, delete_user, list_users
-from protocols.rest.auth import require_role
+from protocols.rest.auth import require
 from server.errors import Conflict, Malformed
 from server.keys import ENGINE, STORE
-from server.model import Role
+from server.roles import Permission
 
 
 async def create_user(request: web.Request) -> web.Response:
-    await require_role(request, Role.ADMINISTRATOR)
+    await require(request, Permission.ENROLLMENT_SECRETS)
     name = (await _json_body(request)).get("name")
     if not isinstance(name, str):
         raise Malformed('send {"name": "..."}')
@@ -30,12 +30,12 @@ async def create_user(request: web.Request) -> web.Response:
 
 
 async def get_users(request: web.Request) -> web.Response:
-    await require_role(request, Role.AUDITOR)
+    await require(request, Permission.READ)
     return web.json_response({"users": await list_users(request.config_dict[STORE])})
 
 
 async def remove_user(request: web.Request) -> web.Response:
-    await require_role(request, Role.ADMINISTRATOR)
+    await require(request, Permission.ENROLLMENT_SECRETS)
     await delete_user(request.config_dict[STORE], request.match_info["name"])
     return web.Response(status=204)
 

@@ -6,7 +6,8 @@ from aiohttp import web
 
 from server.errors import Forbidden, Unauthorized
 from server.keys import TOKENS
-from server.model import ANONYMOUS, Requester, Role
+from server.model import ANONYMOUS, Requester
+from server.roles import Permission, permits, roles_permitting
 
 
 async def requester_of(request: web.Request, *, required: bool) -> Requester:
@@ -23,9 +24,12 @@ async def requester_of(request: web.Request, *, required: bool) -> Requester:
     return await request.config_dict[TOKENS].authenticate(token.strip())
 
 
-async def require_role(request: web.Request, *roles: Role) -> Requester:
-    """The requester, who must hold one of ``roles`` (administrators hold every role)."""
+async def require(request: web.Request, permission: Permission) -> Requester:
+    """The requester, whose roles must permit ``permission`` (``server/roles.py``). Called
+    first in every admin handler, so a refusal leaves everything as it was."""
     requester = await requester_of(request, required=True)
-    if Role.ADMINISTRATOR in requester.roles or requester.roles & set(roles):
+    if permits(requester.roles, permission):
         return requester
-    raise Forbidden(f"this needs the role {' or '.join(roles)}")
+    needed = " or ".join(roles_permitting(permission))
+    held = ", ".join(sorted(requester.roles)) or "none"
+    raise Forbidden(f"this needs the role {needed} (the token's roles: {held})")

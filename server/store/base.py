@@ -95,6 +95,12 @@ class StoreReader(Protocol):
         """Unexpired documents of ``kind`` whose ``lookup`` equals the value."""
         ...
 
+    async def list_docs(self, kind: str, *, after: str = "", limit: int = 1000) -> list[Document]:
+        """Unexpired documents of ``kind`` whose id sorts after ``after``, in id order, at most
+        ``limit``: a caller reads every document of a kind (the tokens) page by page, giving
+        the last id it got."""
+        ...
+
 
 class Store(StoreReader, Protocol):
     async def open(self) -> None:

@@ -516,6 +516,15 @@ class MongoStore:
         )
         return [from_document(d) for d in await cursor.to_list(None)]
 
+    async def list_docs(self, kind: str, *, after: str = "", limit: int = 1000) -> list[Document]:
+        cursor = (
+            self._col("documents")
+            .find({"kind": kind, "id": {"$gt": after}, **self._unexpired()})
+            .sort("id", ASCENDING)
+            .limit(limit)
+        )
+        return [from_document(d) for d in await cursor.to_list(None)]
+
     async def purge_expired_docs(self, now: datetime) -> int:
         result = await self._col("documents").delete_many({"expires_ts": {"$lte": codec.ts(now)}})
         return int(result.deleted_count)

@@ -67,6 +67,7 @@ async def create_indexes(db: AsyncDatabase[Doc]) -> None:
         await collection.create_index([("first_event_at", ASCENDING)], name="first_event_at")
     documents = db["documents"]
     await documents.create_index([("kind", ASCENDING), ("lookup", ASCENDING)], name="lookup")
+    await documents.create_index([("kind", ASCENDING), ("id", ASCENDING)], name="kind_id")
     # TTL deletion is lazy (about once a minute), so reads also filter on expires_ts.
     await documents.create_index([("expires_at", ASCENDING)], expireAfterSeconds=0, name="ttl")
 

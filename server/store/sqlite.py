@@ -515,6 +515,10 @@ class SQLiteStore:
         rows = await self._read(sqlite_docs.FIND, (kind, lookup, _now()))  # maybe many
         return [sqlite_docs.from_row(r) for r in rows]
 
+    async def list_docs(self, kind: str, *, after: str = "", limit: int = 1000) -> list[Document]:
+        rows = await self._read(sqlite_docs.LIST, (kind, after, _now(), limit))
+        return [sqlite_docs.from_row(r) for r in rows]
+
     async def purge_expired_docs(self, now: datetime) -> int:
         # In batches, each its own write, so requests' writes go between them; not fsynced:
         # a deletion lost in a crash is made again by the next purge.

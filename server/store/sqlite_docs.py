@@ -21,6 +21,10 @@ FIND = (
     "SELECT * FROM documents WHERE kind = ? AND lookup = ? AND "
     "(expires_at IS NULL OR expires_at > ?) ORDER BY id"
 )
+LIST = (
+    "SELECT * FROM documents WHERE kind = ? AND id > ? AND "
+    "(expires_at IS NULL OR expires_at > ?) ORDER BY id LIMIT ?"
+)
 
 
 def put(c: sqlite3.Connection, doc: Document, now: str) -> None:

@@ -100,7 +100,9 @@ def test_scep_challenge_api_checks_its_body(server: CertforgeServer) -> None:
     url = f"{server.url}/api/v1/admin/scep/challenges"
     ok = server.curl(*auth, "-d", '{"lifetime_seconds": 60}', url)
     assert json.loads(ok.stdout)["challenge"]
-    for bad in ('{"lifetime_seconds": "x"}', '{"lifetime_seconds": 0}', '{"profile": 3}', "[]"):
+    too_long = ('{"lifetime_seconds": 9007199254740993}', '{"lifetime_seconds": -99999999999}')
+    for bad in ('{"lifetime_seconds": "x"}', '{"lifetime_seconds": 0}', '{"profile": 3}', "[]",
+                *too_long):  # fmt: skip
         out = server.curl("-w", "%{http_code}", "-o", "/dev/null", *auth, "-d", bad, url)
         assert out.stdout == b"400", bad
     anonymous = server.curl("-w", "%{http_code}", "-o", "/dev/null", "-X", "POST", url)

@@ -208,8 +208,8 @@ ODD_VALUES: list[object] = [
     None, True, 0, -1, 2**70, 1.5, "", "x" * 3000, "keyCompromise", "removeFromCRL",
     "2026-01-01T00:00:00Z", "2026-01-01T00:00:00", "not-a-date", [], {}, ["a"], {"a": 1}, "\u0000",
 ]  # fmt: skip
-ADMIN_FIELDS = ["reason", "invalidity_date", "name", "role", "profile", "lifetime_seconds",
-                "serial", "key", "issuer", "by", "limit", "offset"]  # fmt: skip
+ADMIN_FIELDS = ["reason", "invalidity_date", "name", "role", "roles", "expires_in", "profile",
+                "lifetime_seconds", "serial", "key", "issuer", "by", "limit", "offset"]  # fmt: skip
 ADMIN_QUERY = ["status", "limit", "offset", "subject", "san", "serial", "issuer", "requester",
                "expires_before", "expires_after", "profile", "key", "request_id"]  # fmt: skip
 
@@ -232,6 +232,7 @@ def test_odd_admin_requests_get_client_errors(fuzzed: CertforgeServer) -> None:
         ("POST", "/tokens"), ("POST", "/crl/publish"), ("POST", "/scep/challenges"),
         ("POST", "/est/users"), ("POST", "/acme/eab"), ("POST", "/acme/renewal"),
         ("GET", "/requests"), ("GET", "/certificates"), ("GET", "/events"),
+        ("POST", "/tokens/unknown/revoke"), ("GET", "/tokens"),
     ]  # fmt: skip
     context = ssl.create_default_context(cafile=str(fuzzed.root))
     for _ in range(COUNT * 3):

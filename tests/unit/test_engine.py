@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from server.ca.csr import verify_csr
 from server.engine import Engine
-from server.errors import BadCSR, BadPublicKey, Conflict, Forbidden, NotFound, UnknownProfile
+from server.errors import BadCSR, BadPublicKey, Conflict, NotFound, UnknownProfile
 from server.model import (
     ANONYMOUS,
     AuthMethod,
@@ -262,7 +262,7 @@ async def test_revoke_hold_release(engine: tuple[Engine, SQLiteStore]) -> None:
     assert held.status is CertStatus.REVOKED
     released = await eng.unrevoke(serial, by=ADMIN)
     assert released.status is CertStatus.VALID
-    with pytest.raises(Forbidden):
+    with pytest.raises(Conflict):
         await eng.unrevoke(serial, by=ADMIN)
     await eng.revoke(serial, reason=RevocationReason.KEY_COMPROMISE, by=ADMIN)
     with pytest.raises(Conflict):

@@ -185,3 +185,33 @@ async def test_purge_deletes_a_backlog_larger_than_one_batch(store: Store) -> No
     assert purged in (0, 2500)  # a lazy TTL index may have deleted them first (MongoDB)
     assert await store.purge_expired_docs(datetime.now(UTC)) == 0
     assert (await store.get_doc("nonce", "kept")).id == "kept"
+
+
+async def test_list_pages_through_one_kind_in_id_order(store: Store) -> None:
+    for doc_id in ("c", "a", "e", "b", "d"):
+        await store.put_doc(_doc(doc_id, kind="token", data={"id": doc_id}))
+    await store.put_doc(_doc("aa", kind="nonce"))  # another kind: never listed
+
+    first = await store.list_docs("token", limit=2)
+    second = await store.list_docs("token", after=first[-1].id, limit=2)
+    rest = await store.list_docs("token", after=second[-1].id, limit=2)
+
+    assert [d.id for d in first + second + rest] == ["a", "b", "c", "d", "e"]
+    assert await store.list_docs("token", after="e") == []
+    assert [d.data for d in first] == [{"id": "a"}, {"id": "b"}]
+
+
+async def test_list_leaves_out_expired_documents(store: Store) -> None:
+    await store.put_doc(_doc("old", kind="token", expires_at=_in(-1)))
+    await store.put_doc(_doc("live", kind="token", expires_at=_in(1)))
+    await store.put_doc(_doc("forever", kind="token"))
+
+    assert [d.id for d in await store.list_docs("token")] == ["forever", "live"]
+
+
+async def test_list_shows_the_current_version(store: Store) -> None:
+    await store.put_doc(_doc("t1", kind="token", data={"revoked": False}))
+    await store.update_doc(_doc("t1", kind="token", data={"revoked": True}), expect_version=1)
+
+    (listed,) = await store.list_docs("token")
+    assert (listed.version, listed.data) == (2, {"revoked": True})
