@@ -2,8 +2,9 @@
 
 ``build_apps(config)`` returns both apps. The HTTPS app owns the process's lifecycle in one
 ``cleanup_ctx`` entry (``core``): CA keys, store, plug-ins, engine, tokens, the exit
-dispatcher and the TLS self-renewal task, closed in reverse order. The HTTPS runner must be set
-up before the HTTP runner: ``core`` publishes the shared objects on both apps.
+dispatcher, the TLS self-renewal task and the expiry monitor, closed in reverse order. The
+HTTPS runner must be set up before the HTTP runner: ``core`` publishes the shared objects on
+both apps.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from server.keys import (
     TOKENS,
 )
 from server.model import SystemClock
+from server.monitor.service import Monitor, MonitorDeps
+from server.monitor.watched import WatchSource, ca_source
 from server.plugins import load_exit_modules, load_policy_modules
 from server.revocation.service import Revocation
 from server.store import open_store
@@ -57,6 +60,7 @@ log = logging.getLogger("certforge")
 TLS_KEY = web.AppKey("tls", ServerTLS)
 HTTP_APP = web.AppKey("http_app", web.Application)
 WORKER = web.AppKey("worker", Worker)
+WATCHED = web.AppKey("watched", tuple[WatchSource, ...])  # the front ends' own certificates
 SINGLE = Worker(0)  # a server of one process: its own listeners, and the background jobs
 
 
@@ -73,8 +77,10 @@ def build_apps(config: Config, worker: Worker = SINGLE) -> tuple[web.Application
     https.cleanup_ctx.append(core)
     add_https_routes(https)
     add_http_routes(http)
-    for mount in load_frontends(config):
+    mounts = load_frontends(config)
+    for mount in mounts:
         (https if mount.listener == "https" else http).add_subapp(mount.prefix, mount.app)
+    https[WATCHED] = tuple(source for mount in mounts for source in mount.watched)
     return https, http
 
 
@@ -132,6 +138,22 @@ async def core(app: web.Application) -> AsyncIterator[None]:
         revocation = await Revocation.start(
             config, engine, passphrase=load_passphrase(config.ca), notify=dispatcher.notify
         )
+        monitor = Monitor(
+            MonitorDeps(
+                store=store,
+                config=config.monitor,
+                clock=clock,
+                sources=[
+                    ca_source(cas),
+                    tls.watch_source(),
+                    revocation.signers.watch_source(),
+                    *app[WATCHED],
+                ],
+                gauges=metrics.monitor,
+                crls=revocation.crls.published,
+                notify=dispatcher.notify,
+            )
+        )
         start_lock.release()  # everything a first start creates exists now
         for target in (app, app[HTTP_APP]):
             target[STORE], target[CAS], target[ENGINE] = store, cas, engine
@@ -141,14 +163,16 @@ async def core(app: web.Application) -> AsyncIterator[None]:
         app[TLS_KEY] = tls
         async with asyncio.TaskGroup() as tasks:
             # Every worker keeps its OCSP signer fresh; worker 0 alone re-issues the CRLs (the
-            # others serve them from the data directory), runs the exit dispatcher and renews
-            # the TLS certificate.
+            # others serve them from the data directory), runs the exit dispatcher, renews
+            # the TLS certificate and runs the expiry monitor.
             background = [tasks.create_task(job) for job in revocation.background(primary=primary)]
             if primary:
                 background += [
                     tasks.create_task(dispatcher.run()),
                     tasks.create_task(tls.renew_forever()),
                 ]
+                if config.monitor.enabled:
+                    background.append(tasks.create_task(monitor.run()))
             else:
                 background.append(tasks.create_task(tls.reload_forever()))
             yield

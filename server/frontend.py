@@ -16,6 +16,7 @@ from aiohttp import web
 
 from server.config import Config
 from server.errors import ConfigError
+from server.monitor.watched import WatchSource
 
 FRONTEND_GROUP = "certforge.frontends"
 
@@ -25,6 +26,8 @@ class Mount:
     listener: Literal["https", "http"]
     prefix: str  # e.g. "/api/v1/"; sub-apps are mounted with add_subapp
     app: web.Application
+    # Certificates the front end uses itself (SCEP's RA), for the expiry monitor to watch.
+    watched: tuple[WatchSource, ...] = ()
 
 
 FrontendFactory = Callable[[Config], Sequence[Mount]]

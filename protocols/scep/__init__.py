@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from protocols.scep.handlers import STATE, SCEPState, add_routes, scep_errors
+from protocols.scep.ra import watch_source
 from server.config import Config
 from server.frontend import Mount
 from server.keys import FRONTEND
@@ -22,4 +23,4 @@ def frontend(config: Config) -> list[Mount]:
     app[FRONTEND] = "scep"
     app[STATE] = SCEPState()
     add_routes(app)
-    return [Mount("http", "/scep", app)]
+    return [Mount("http", "/scep", app, watched=(watch_source(config),))]
