@@ -78,10 +78,11 @@ class Monitor:
                 started = time.perf_counter()
                 recorded = await self.scan.scan_store(now)
                 scan_seconds = time.perf_counter() - started
-                log.debug(
-                    "expiry scan done",
-                    extra={"recorded": recorded, "seconds": round(scan_seconds, 3)},
-                )
+                if recorded:
+                    log.info(
+                        "recorded expiring events",
+                        extra={"recorded": recorded, "seconds": round(scan_seconds, 3)},
+                    )
         except Exception:
             log.exception("the expiry scan failed; the next round tries again")
         try:
