@@ -2,8 +2,9 @@
 
 ``build_apps(config)`` returns both apps. The HTTPS app owns the process's lifecycle in one
 ``cleanup_ctx`` entry (``core``): CA keys, store, plug-ins, engine, tokens, the exit
-dispatcher and the TLS self-renewal task, closed in reverse order. The HTTPS runner must be set
-up before the HTTP runner: ``core`` publishes the shared objects on both apps.
+dispatcher, the TLS self-renewal task and the expiry monitor, closed in reverse order. The
+HTTPS runner must be set up before the HTTP runner: ``core`` publishes the shared objects on
+both apps.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from server.keys import (
     TOKENS,
 )
 from server.model import SystemClock
+from server.monitor.service import Monitor, MonitorDeps
+from server.monitor.watched import WatchSource, ca_source
 from server.plugins import load_exit_modules, load_policy_modules
 from server.revocation.service import Revocation
 from server.store import open_store
@@ -60,6 +63,7 @@ TLS_KEY = web.AppKey("tls", ServerTLS)
 HTTP_APP = web.AppKey("http_app", web.Application)
 WORKER = web.AppKey("worker", Worker)
 HELD_KEYS: web.AppKey[tuple[HeldKeys, ...]] = web.AppKey("held_keys")  # the mounts', for core
+WATCHED = web.AppKey("watched", tuple[WatchSource, ...])  # the front ends' own certificates
 SINGLE = Worker(0)  # a server of one process: its own listeners, and the background jobs
 
 
@@ -80,6 +84,7 @@ def build_apps(config: Config, worker: Worker = SINGLE) -> tuple[web.Application
     for mount in mounts:
         (https if mount.listener == "https" else http).add_subapp(mount.prefix, mount.app)
     https[HELD_KEYS] = tuple(m.held_keys for m in mounts if m.held_keys is not None)
+    https[WATCHED] = tuple(source for mount in mounts for source in mount.watched)
     return https, http
 
 
@@ -140,6 +145,22 @@ async def core(app: web.Application) -> AsyncIterator[None]:
         revocation = await Revocation.start(
             config, engine, passphrase=load_passphrase(config.ca), notify=dispatcher.notify
         )
+        monitor = Monitor(
+            MonitorDeps(
+                store=store,
+                config=config.monitor,
+                clock=clock,
+                sources=[
+                    ca_source(cas),
+                    tls.watch_source(),
+                    revocation.signers.watch_source(),
+                    *app[WATCHED],
+                ],
+                gauges=metrics.monitor,
+                crls=revocation.crls.published,
+                notify=dispatcher.notify,
+            )
+        )
         start_lock.release()  # everything a first start creates exists now
         for target in (app, app[HTTP_APP]):
             target[STORE], target[CAS], target[ENGINE] = store, cas, engine
@@ -150,7 +171,7 @@ async def core(app: web.Application) -> AsyncIterator[None]:
         async with asyncio.TaskGroup() as tasks:
             # Every worker keeps its OCSP signer fresh and writes its tokens' last use; worker 0
             # alone re-issues the CRLs (the others serve them from the data directory), runs
-            # the exit dispatcher and renews the TLS certificate.
+            # the exit dispatcher, renews the TLS certificate and runs the expiry monitor.
             background = [tasks.create_task(job) for job in revocation.background(primary=primary)]
             background.append(tasks.create_task(tokens.record_last_used_forever()))
             if primary:
@@ -159,6 +180,8 @@ async def core(app: web.Application) -> AsyncIterator[None]:
                     tasks.create_task(tls.renew_forever()),
                     tasks.create_task(purge_expired_forever(store, clock)),
                 ]
+                if config.monitor.enabled:
+                    background.append(tasks.create_task(monitor.run()))
             else:
                 background.append(tasks.create_task(tls.reload_forever()))
             yield

@@ -13,6 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -187,6 +188,56 @@ class SCEPConfig:
     ra_renew_before_days: int = 30
 
 
+DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90s``, ``1d12h``: a whole number of seconds, above zero."""
+    found = _DURATION.fullmatch(text.strip())
+    if found is None or not any(found.groups()):
+        raise ValueError(f"{text!r} is not a duration such as 30d, 12h, 15m or 90s")
+    units = DURATION_UNITS.values()
+    seconds = sum(int(n or 0) * unit for n, unit in zip(found.groups(), units, strict=True))
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is not a duration above zero")
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"{text!r} is longer than any duration") from None
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest text ``parse_duration`` reads back as ``value`` (``7d``, ``1d12h``)."""
+    rest, parts = int(value.total_seconds()), []
+    for unit, size in DURATION_UNITS.items():
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or "0s"
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    """Expiry warnings (``expiring`` events) and the store's gauges (``server/monitor``)."""
+
+    enabled: bool = True
+    # An ``expiring`` event per certificate as each is crossed, nearest last.
+    expiry_thresholds: tuple[timedelta, ...] = (
+        timedelta(days=30),
+        timedelta(days=7),
+        timedelta(days=1),
+    )
+    # The same for the root and issuing CA certificates, which need earlier warning.
+    ca_expiry_thresholds: tuple[timedelta, ...] = (
+        timedelta(days=90),
+        timedelta(days=30),
+        timedelta(days=7),
+    )
+    # How often the scan runs and the gauges are recounted from the store.
+    scan_interval_seconds: float = 60.0
+
+
 @dataclass(frozen=True, slots=True)
 class ProfileConfig:
     name: str
@@ -287,6 +338,7 @@ class Config:
     crl: CRLConfig = field(default_factory=CRLConfig)
     ocsp: OCSPConfig = field(default_factory=OCSPConfig)
     scep: SCEPConfig = field(default_factory=SCEPConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
     profiles: Mapping[str, ProfileConfig] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     exits: tuple[ExitConfig, ...] = ()
@@ -566,6 +618,37 @@ def _crl(t: _Table) -> CRLConfig:
     return cfg
 
 
+def _thresholds(t: _Table, key: str, default: tuple[timedelta, ...]) -> tuple[timedelta, ...]:
+    """Durations (``"30d"``, ``"90s"``) or whole days (``30``), kept largest first."""
+    values = t.get(key, list, [format_duration(d) for d in default])
+    found: set[timedelta] = set()
+    for v in values:
+        try:
+            if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+                found.add(timedelta(days=v))
+            elif isinstance(v, str):
+                found.add(parse_duration(v))
+            else:
+                raise ValueError(f"{v!r} is not a duration such as 30d or a number of days")
+        except ValueError as exc:
+            raise ConfigError(f"{t.name(key)}: {exc}") from None
+    return tuple(sorted(found, reverse=True))
+
+
+def _monitor(t: _Table) -> MonitorConfig:
+    d = MonitorConfig()
+    cfg = MonitorConfig(
+        enabled=t.get("enabled", bool, d.enabled),
+        expiry_thresholds=_thresholds(t, "expiry_thresholds", d.expiry_thresholds),
+        ca_expiry_thresholds=_thresholds(t, "ca_expiry_thresholds", d.ca_expiry_thresholds),
+        scan_interval_seconds=t.get("scan_interval_seconds", float, d.scan_interval_seconds),
+    )
+    t.done()
+    if cfg.scan_interval_seconds <= 0:
+        raise ConfigError(f"{t.name('scan_interval_seconds')}: must be positive")
+    return cfg
+
+
 def _ocsp(t: _Table, issuers: set[str]) -> OCSPConfig:
     d = OCSPConfig()
     cfg = OCSPConfig(
@@ -719,6 +802,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
     policy = _policy(top.table("policy"), profiles)
     _check_acme_profiles(acme, profiles)
     scep = _scep(top.table("scep"), profiles)
+    monitor = _monitor(top.table("monitor"))
     exits = _exits(top.get("exits", list, []))
     top.done()
     return Config(
@@ -731,6 +815,7 @@ def parse_config(raw: Mapping[str, Any]) -> Config:
         crl=crl,
         ocsp=ocsp,
         scep=scep,
+        monitor=monitor,
         profiles=profiles,
         policy=policy,
         exits=exits,

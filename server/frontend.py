@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from server.config import Config
 from server.errors import ConfigError
+from server.monitor.watched import WatchSource
 
 FRONTEND_GROUP = "certforge.frontends"
 
@@ -35,6 +36,8 @@ class Mount:
     # before the front end loads them itself. Keys it makes later it reserves as it makes
     # them, through ``Engine.reserved_keys``.
     held_keys: HeldKeys | None = None
+    # Certificates the front end uses itself (SCEP's RA), for the expiry monitor to watch.
+    watched: tuple[WatchSource, ...] = ()
 
 
 FrontendFactory = Callable[[Config], Sequence[Mount]]

@@ -12,6 +12,7 @@ store keeps; ``to_json``/``from_json`` helpers give both store back-ends one ser
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import time
 from collections.abc import Mapping
@@ -39,6 +40,16 @@ def new_id() -> str:
     are not. The time in front makes ids of the same moment sort together, so the store's
     indexes on them grow at one end instead of dirtying a random page per insert."""
     return f"{time.time_ns() // 1_000_000:012x}{csprng.token_hex(10)}"
+
+
+def once_id(fact: str, due: datetime) -> str:
+    """The id of an event that must be recorded at most once, ever (``expiring``): the same
+    shape as ``new_id``, but a function of the fact it reports (``fact``) and of when that
+    fact became due (``due``, in front, for the same index locality). The store refuses a
+    second event with an id it holds (``Conflict``), so the event is its own marker: recording
+    it and marking it recorded are one atomic write, on every back-end, from any process."""
+    digest = hashlib.sha256(fact.encode()).hexdigest()[:20]
+    return f"{max(0, int(due.timestamp() * 1000)):012x}{digest}"
 
 
 class Clock(Protocol):
@@ -407,6 +418,7 @@ class EventKind(StrEnum):
     REVOKED = "revoked"
     UNREVOKED = "unrevoked"  # released from certificateHold
     CRL_PUBLISHED = "crl_published"
+    EXPIRING = "expiring"  # a certificate crossed one of [monitor]'s expiry thresholds
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,6 +478,19 @@ class CertificateQuery:
     expires_after: datetime | None = None
     limit: int = 100
     offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCounts:
+    """What the monitor's gauges show, counted by the store from its indexes."""
+
+    # (state, profile) -> certificates; state is "valid", "revoked" (on hold included) or
+    # "expired" (notAfter passed, whatever the status).
+    certificates: Mapping[tuple[str, str], int]
+    # window -> valid certificates whose notAfter is after now and at most now + window.
+    expiring: Mapping[timedelta, int]
+    pending_requests: int
+    oldest_pending: datetime | None  # when the longest-waiting pending request arrived
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,9 +32,11 @@ from server.model import (
     Requester,
     Role,
 )
+from server.monitor.watched import WatchSource, leaf_of
 
 log = logging.getLogger("certforge.tls")
 
+TLS_PROFILE = "internal-tls"  # what the store records the server's TLS certificates under
 SERVER = Requester(AuthMethod.TOKEN, "certforge-server", frozenset({Role.ADMINISTRATOR}))
 
 
@@ -111,7 +113,7 @@ class ServerTLS:
             .sign(key, hashes.SHA256())
         )
         draft = CertificateDraft(
-            profile="internal-tls",
+            profile=TLS_PROFILE,
             issuer=self._config.ca.issuers[0].name,
             subject=(("2.5.4.3", names[0].value),),
             sans=names,
@@ -137,6 +139,12 @@ class ServerTLS:
         log.info(
             "issued the server's TLS certificate",
             extra={"serial": format(issued.certificate.serial, "x")},
+        )
+
+    def watch_source(self) -> WatchSource:
+        """For the monitor: the certificate the listener serves now (the file's leaf)."""
+        return WatchSource(
+            "tls", TLS_PROFILE, lambda: [("https", c) for c in leaf_of(self.cert_path)]
         )
 
     async def reload_forever(self, interval: float = 60.0) -> None:

@@ -41,6 +41,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from server import config
 from server.durable import write_atomic
 from server.errors import Conflict, Malformed, NotFound, Unauthorized
 from server.model import AuthMethod, Clock, Document, Requester, Role
@@ -56,17 +57,16 @@ FLUSH_SECONDS = 5.0  # how often the last-used times noted in memory are looked 
 CACHE_LIMIT = 10_000
 MAX_LIFETIME = timedelta(days=3650)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}\Z")
-_DURATION = re.compile(r"([0-9]{1,10})([smhd])\Z")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_duration(text: str) -> timedelta:
-    """A DURATION: a whole number and a unit, ``90s``, ``90m``, ``12h`` or ``30d``."""
-    match = _DURATION.match(text.strip())
-    if match is None or int(match[1]) == 0:
-        raise Malformed(f"{text!r} is not a duration such as 90m, 12h or 30d")
-    lifetime = timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+    """A DURATION as the configuration reads it (``90m``, ``12h``, ``30d``, ``1d12h``), at
+    most ``MAX_LIFETIME``; the client's ``Malformed`` otherwise."""
+    try:
+        lifetime = config.parse_duration(text)
+    except ValueError as exc:
+        raise Malformed(str(exc)) from None
     if lifetime > MAX_LIFETIME:
         raise Malformed(f"a token lives at most {MAX_LIFETIME.days}d")
     return lifetime

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from protocols.scep.handlers import STATE, SCEPState, add_routes, scep_errors
-from protocols.scep.ra import stored_ra_keys
+from protocols.scep.ra import stored_ra_keys, watch_source
 from server.config import Config
 from server.frontend import Mount
 from server.keys import FRONTEND
@@ -23,4 +23,12 @@ def frontend(config: Config) -> list[Mount]:
     app[FRONTEND] = "scep"
     app[STATE] = SCEPState()
     add_routes(app)
-    return [Mount("http", "/scep", app, held_keys=lambda: stored_ra_keys(config))]
+    return [
+        Mount(
+            "http",
+            "/scep",
+            app,
+            held_keys=lambda: stored_ra_keys(config),
+            watched=(watch_source(config),),
+        )
+    ]

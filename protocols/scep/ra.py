@@ -40,10 +40,12 @@ from server.durable import write_atomic
 from server.engine import Engine
 from server.errors import ConfigError
 from server.model import AuthMethod, CertificateDraft, EnrollmentRequest, Requester, Role
+from server.monitor.watched import WatchSource, leaf_of
 
 log = logging.getLogger("certforge.scep")
 
 RA_REQUESTER = Requester(AuthMethod.TOKEN, "certforge-scep-ra", frozenset({Role.ADMINISTRATOR}))
+RA_PROFILE = "internal-scep-ra"  # what the store records RA certificates under
 RA_KEY_BITS = 2048
 RELOAD_SECONDS = 5.0  # a message sealed to an unknown RA rereads the disk at most this often
 
@@ -65,6 +67,19 @@ class Identity:
         # §4.2.1.2: "a certificates-only CMS message containing the CA and RA certificates".
         body = pkcs7.serialize_certificates([self.ra, self.ca], Encoding.DER)
         return body, "application/x-x509-ca-ra-cert"
+
+
+def watch_source(config: Config) -> WatchSource:
+    """For the expiry monitor: each issuing CA's RA certificate in use, read from the data
+    directory (any worker may have renewed it, and worker 0, which runs the monitor, may never
+    have served SCEP); none for a CA that is its own SCEP identity."""
+    directory = config.server.data_dir / "scep"
+
+    def read() -> list[tuple[str, x509.Certificate]]:
+        issuers = [i.name for i in config.ca.issuers]
+        return [(name, c) for name in issuers for c in leaf_of(directory / f"ra-{name}.pem")]
+
+    return WatchSource("scep-ra", RA_PROFILE, read)
 
 
 def _asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
@@ -188,7 +203,7 @@ class Identities:
             .sign(key, hashes.SHA256())
         )
         draft = CertificateDraft(
-            profile="internal-scep-ra",
+            profile=RA_PROFILE,
             issuer=issuer,
             subject=((NameOID.COMMON_NAME.dotted_string, name),),
             sans=(),

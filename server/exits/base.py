@@ -33,6 +33,12 @@ Event payloads, as the engine fills ``event.data`` (all values JSON types; seria
   ``requester``, ``protocol``, ``reason``.
 - ``revoked``, ``unrevoked``: ``serial``, ``issuer``, ``reason`` (RFC 5280 reason name).
 - ``crl_published``: ``issuer``, ``crl_number``, ``crl_pem``.
+- ``expiring`` (``server/monitor/expiry.py``): ``role`` (``certificate``, ``ca``, ``tls``,
+  ``ocsp-signer``, ``scep-ra``), ``serial``, ``threshold`` (``7d``), ``threshold_seconds``,
+  ``not_after``, ``seconds_left``; a certificate from the store adds ``issuer``, ``profile``,
+  ``subject``, ``sans``; the server's own adds ``name`` (the CA's, or the signer's CA),
+  ``subject``, ``fingerprint_sha256``. One event per certificate and threshold: its id is the
+  same whichever process records it.
 
 ``Event.to_json()`` wraps the payload as ``{"id", "kind", "at", "request_id", "serial",
 "data"}``; that is what the webhook posts and the log module writes.

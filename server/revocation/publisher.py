@@ -124,6 +124,10 @@ class CRLPublisher:
         CA ``name`` with ``key`` ``name/k`` (``name/delta``: its delta CRL)."""
         return self._latest.get(key)
 
+    def published(self) -> list[PublishedCRL]:
+        """The newest CRL of each key this process published (the monitor's gauges)."""
+        return list(self._latest.values())
+
     async def current(self, key: str) -> PublishedCRL | None:
         """The newest CRL for ``key`` published by any worker of this server: what the HTTP
         listener serves. Only keys of CAs configured here are looked up on disk."""

@@ -43,10 +43,12 @@ from server.model import (
     Requester,
     Role,
 )
+from server.monitor.watched import WatchSource
 
 log = logging.getLogger("certforge.ocsp")
 
 OCSP_RESPONDER = Requester(AuthMethod.TOKEN, "certforge-ocsp", frozenset({Role.ADMINISTRATOR}))
+OCSP_PROFILE = "internal-ocsp"  # what the store records the signing certificates under
 OCSP_NOCHECK = "1.3.6.1.5.5.7.48.1.5"  # id-pkix-ocsp-nocheck; its value is NULL
 DER_NULL = b"\x05\x00"
 
@@ -100,6 +102,14 @@ class OCSPSigners:
             for listener in self._rotation_listeners:
                 listener()
 
+    def watch_source(self) -> WatchSource:
+        """For the monitor: the signing certificate of each CA, as used now."""
+        return WatchSource(
+            "ocsp-signer",
+            OCSP_PROFILE,
+            lambda: [(s.issuer, s.certificate) for s in list(self._signers.values())],
+        )
+
     async def renew_forever(self, interval: float = 3600.0) -> None:
         while True:
             await asyncio.sleep(interval)
@@ -135,7 +145,7 @@ class OCSPSigners:
             .sign(key, hashes.SHA256())
         )
         draft = CertificateDraft(
-            profile="internal-ocsp",
+            profile=OCSP_PROFILE,
             issuer=ca.name,
             subject=(
                 (NameOID.ORGANIZATION_NAME.dotted_string, self._config.ca.name),

@@ -16,7 +16,7 @@ Rules every back-end keeps:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from server.model import (
@@ -30,6 +30,7 @@ from server.model import (
     RevocationReason,
     RevokedEntry,
     Status,
+    StoreCounts,
 )
 
 
@@ -89,6 +90,24 @@ class StoreReader(Protocol):
 
     async def get_doc(self, kind: str, doc_id: str) -> Document:
         """Raises ``NotFound`` (also for an expired document)."""
+        ...
+
+    # The monitor's reads (server/monitor): an index walk and counts, never a table scan.
+    async def find_expiring(
+        self, *, after: tuple[datetime, int], until: datetime, limit: int = 500
+    ) -> list[CertificateRecord]:
+        """One page of valid certificates ordered by (notAfter, serial), from just after
+        ``after`` (a notAfter and a serial) to notAfter ``until`` included. Callers page with
+        the last certificate's (not_after, serial): a keyset walk over the notAfter index."""
+        ...
+
+    async def existing_events(self, ids: Sequence[str]) -> set[str]:
+        """Which of these event ids the store holds (the markers of ``once_id`` events)."""
+        ...
+
+    async def count(self, now: datetime, *, expiring_within: Sequence[timedelta]) -> StoreCounts:
+        """Certificates by state and profile, valid ones expiring within each window, and
+        the pending requests, as of ``now``."""
         ...
 
     async def find_docs(self, kind: str, *, lookup: str) -> list[Document]:

@@ -49,7 +49,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -70,6 +70,7 @@ from server.model import (
     RevocationReason,
     RevokedEntry,
     Status,
+    StoreCounts,
 )
 from server.store import codec
 from server.store.mongo_schema import (
@@ -528,6 +529,62 @@ class MongoStore:
     async def purge_expired_docs(self, now: datetime) -> int:
         result = await self._col("documents").delete_many({"expires_ts": {"$lte": codec.ts(now)}})
         return int(result.deleted_count)
+
+    # ---------------------------------------------------------- monitor
+    async def find_expiring(
+        self, *, after: tuple[datetime, int], until: datetime, limit: int = 500
+    ) -> list[CertificateRecord]:
+        await self._finish_pending_certificates()  # so that the walk misses no issued one
+        not_after, serial = codec.ts(after[0]), codec.serial_key(after[1])
+        # The "expiring" index (status, not_after, _id): one range, in the walk's order.
+        flt: Doc = {
+            "status": "valid",
+            "not_after": {"$gte": not_after, "$lte": codec.ts(until)},
+            "$or": [{"not_after": {"$gt": not_after}}, {"_id": {"$gt": serial}}],
+        }
+        cursor = (
+            self._col("certificates")
+            .find(flt, HIDDEN)
+            .sort([("not_after", ASCENDING), ("_id", ASCENDING)])
+            .limit(limit)
+        )
+        return [from_certificate_doc(d) for d in await cursor.to_list(None)]
+
+    async def existing_events(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        # A once-only event is a standalone document whose _id is the event's id (add_event).
+        cursor = self._col("events").find({"_id": {"$in": list(ids)}}, {"_id": 1})
+        return {d["_id"] for d in await cursor.to_list(None)}
+
+    async def count(self, now: datetime, *, expiring_within: Sequence[timedelta]) -> StoreCounts:
+        await self._finish_pending_certificates()
+        at = codec.ts(now)
+        state = {"$cond": [{"$lte": ["$not_after", at]}, "expired", "$status"]}
+        groups = await (
+            await self._col("certificates").aggregate(
+                [{"$group": {"_id": {"profile": "$profile", "state": state}, "n": {"$sum": 1}}}]
+            )
+        ).to_list(None)
+        expiring = {
+            window: await self._col("certificates").count_documents(
+                {"status": "valid", "not_after": {"$gt": at, "$lte": codec.ts(now + window)}}
+            )
+            for window in expiring_within
+        }
+        requests = self._col("requests")
+        oldest = await (
+            requests.find({"status": "pending"}, {"created_at": 1})
+            .sort("created_at", ASCENDING)
+            .limit(1)
+            .to_list(None)
+        )
+        return StoreCounts(
+            certificates={(g["_id"]["state"], g["_id"]["profile"]): g["n"] for g in groups},
+            expiring=expiring,
+            pending_requests=await requests.count_documents({"status": "pending"}),
+            oldest_pending=codec.from_ts(oldest[0]["created_at"]) if oldest else None,
+        )
 
 
 def _owner(entry: str) -> str:

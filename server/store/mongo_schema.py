@@ -58,6 +58,15 @@ async def create_indexes(db: AsyncDatabase[Doc]) -> None:
     await certificates.create_index(
         [("issuer", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)], name="revoked"
     )
+    # The monitor (find_expiring, count): valid certificates by (notAfter, serial), and the
+    # counts by profile and state.
+    await certificates.create_index(
+        [("status", ASCENDING), ("not_after", ASCENDING), ("_id", ASCENDING)], name="expiring"
+    )
+    await certificates.create_index(
+        [("profile", ASCENDING), ("status", ASCENDING), ("not_after", ASCENDING)],
+        name="profile_status",
+    )
     # Releases from hold (find_released): only released certificates carry released_at.
     await certificates.create_index([("released_at", ASCENDING)], sparse=True, name="released")
     await events.create_index([("events.request_id", ASCENDING)], name="request_id")

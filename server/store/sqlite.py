@@ -28,7 +28,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,8 +44,9 @@ from server.model import (
     RevocationReason,
     RevokedEntry,
     Status,
+    StoreCounts,
 )
-from server.store import codec, sqlite_docs
+from server.store import codec, sqlite_docs, sqlite_monitor
 from server.store.sqlite_schema import SCHEMA
 from server.store.sqlite_writer import Writer, connect
 
@@ -530,6 +531,35 @@ class SQLiteStore:
             if done < sqlite_docs.PURGE_BATCH:
                 break
         return total
+
+    # ---------------------------------------------------------- monitor
+    async def find_expiring(
+        self, *, after: tuple[datetime, int], until: datetime, limit: int = 500
+    ) -> list[CertificateRecord]:
+        position = (codec.ts(after[0]), codec.serial_key(after[1]))
+        rows = await self._read(sqlite_monitor.EXPIRING, (*position, codec.ts(until), limit))
+        return [_cert(r) for r in rows]
+
+    async def existing_events(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        rows = await self._read(sqlite_monitor.EXISTING_EVENTS, (json.dumps(list(ids)),))
+        return {r["id"] for r in rows}
+
+    async def count(self, now: datetime, *, expiring_within: Sequence[timedelta]) -> StoreCounts:
+        at = codec.ts(now)
+        by_profile = await self._read(sqlite_monitor.BY_PROFILE, (at,))
+        expiring = {}
+        for window in expiring_within:
+            rows = await self._read(sqlite_monitor.EXPIRING_COUNT, (at, codec.ts(now + window)))
+            expiring[window] = int(rows[0]["n"])
+        pending = (await self._read(sqlite_monitor.PENDING))[0]
+        return StoreCounts(
+            certificates={(r["state"], r["profile"]): int(r["n"]) for r in by_profile},
+            expiring=expiring,
+            pending_requests=int(pending["n"]),
+            oldest_pending=codec.from_ts(pending["oldest"]),
+        )
 
 
 def _now() -> str:

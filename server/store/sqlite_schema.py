@@ -46,7 +46,14 @@ CREATE TABLE IF NOT EXISTS certificates (
     not_before TEXT NOT NULL, not_after TEXT NOT NULL, der BLOB NOT NULL,
     requester TEXT NOT NULL, key_sha256 TEXT NOT NULL, status TEXT NOT NULL,
     revoked_at TEXT, reason TEXT, invalidity_date TEXT);
-CREATE INDEX IF NOT EXISTS certificates_status ON certificates (status, not_after);
+-- Status then notAfter, then serial so that the monitor's keyset walk over the valid
+-- certificates by expiry (find_expiring) needs no sort; it also serves expiry searches.
+DROP INDEX IF EXISTS certificates_status;
+CREATE INDEX IF NOT EXISTS certificates_status_expiry ON certificates (status, not_after, serial);
+-- The monitor's counts by profile and state (count), from this index alone. Its entries land
+-- at the right edge of each (profile, status), like the time indexes.
+CREATE INDEX IF NOT EXISTS certificates_profile_status ON certificates
+    (profile, status, not_after);
 CREATE INDEX IF NOT EXISTS certificates_not_after ON certificates (not_after);
 CREATE INDEX IF NOT EXISTS certificates_not_before ON certificates (not_before);
 DROP INDEX IF EXISTS certificates_subject;

@@ -1,4 +1,6 @@
-"""Prometheus metrics: requests by front end and outcome, and issuance latency.
+"""Prometheus metrics: requests by front end and outcome, issuance latency, and the
+monitor's gauges (``server/monitor/gauges.py``: certificates, expiry, pending requests, CA
+certificates, CRLs).
 
 Served as Prometheus text at ``/metrics`` on the HTTPS listener. Each server process keeps
 its own registry (no module-level globals), so tests can start several.
@@ -17,6 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from server.engine import Observer
+from server.monitor.gauges import MonitorGauges
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # set by server.workers.share_metrics
@@ -44,6 +47,7 @@ class Metrics(Observer):
             registry=self.registry,
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
+        self.monitor = MonitorGauges(self.registry)  # set by the monitor's job (worker 0)
 
     def outcome(self, protocol: str, outcome: str, seconds: float) -> None:
         self.enrollments.labels(protocol, outcome).inc()

@@ -7,6 +7,7 @@ import re
 import tomllib
 import typing
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ from server.config import (
     Config,
     ExitConfig,
     ProfileConfig,
+    format_duration,
     load_config,
     parse_config,
+    parse_duration,
 )
 from server.errors import ConfigError
 
@@ -224,6 +227,13 @@ def test_default_store_follows_data_dir() -> None:
         ),
         pytest.param('[scep.static_challenges]\ndevice = "short"', "device", id="bad/static_pw"),
         pytest.param("[scep]\nra_renew_before_days = 400", "ra_renew", id="bad/ra_renew"),
+        pytest.param(
+            '[monitor]\nexpiry_thresholds = ["7 days"]', "expiry_thresholds", id="bad/threshold"
+        ),
+        pytest.param('[monitor]\nexpiry_thresholds = ["0s"]', "expiry", id="bad/threshold_zero"),
+        pytest.param("[monitor]\nca_expiry_thresholds = [-1]", "ca_expiry", id="bad/ca_threshold"),
+        pytest.param("[monitor]\nscan_interval_seconds = 0", "scan_interval", id="bad/scan"),
+        pytest.param("[monitor]\nlease = 1", "[monitor]", id="unknown/monitor_key"),
     ],
 )
 def test_bad_config_names_the_key(text: str, named: str) -> None:
@@ -246,3 +256,18 @@ def test_bad_config_names_the_key(text: str, named: str) -> None:
 def test_bad_ca_config(text: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named):
         parse_config(tomllib.loads(text))
+
+
+def test_monitor_thresholds_are_durations_or_days_largest_first() -> None:
+    config = parse_config(tomllib.loads('[monitor]\nexpiry_thresholds = ["90s", 2, "1d12h", "2d"]'))
+    assert config.monitor.expiry_thresholds == (
+        timedelta(days=2),
+        timedelta(days=1, hours=12),
+        timedelta(seconds=90),
+    )
+    assert [format_duration(t) for t in config.monitor.expiry_thresholds] == [
+        "2d",
+        "1d12h",
+        "1m30s",
+    ]
+    assert parse_duration(" 15m ") == timedelta(minutes=15)

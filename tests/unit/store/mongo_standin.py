@@ -158,6 +158,25 @@ class StandinCollection:
     async def delete_many(self, filter: Mapping[str, Any]) -> Any:
         return (await self._sync("delete_many")).delete_many(filter)
 
+    async def count_documents(self, filter: Mapping[str, Any]) -> int:
+        return int((await self._sync("count_documents")).count_documents(filter))
+
+    async def aggregate(self, pipeline: Sequence[Mapping[str, Any]]) -> StandinResults:
+        """As PyMongo's: awaited, it gives a cursor over the results."""
+        return StandinResults(list((await self._sync("aggregate")).aggregate(list(pipeline))))
+
+
+@dataclass
+class StandinResults:
+    """``AsyncCommandCursor`` (what ``aggregate`` gives): already run, read by ``to_list``."""
+
+    docs: list[Doc]
+
+    async def to_list(self, length: int | None = None) -> list[Doc]:
+        if length == 0:
+            raise ValueError("to_list() length must be greater than 0")
+        return self.docs if length is None else self.docs[:length]
+
 
 class StandinCursor:
     """``AsyncCursor``: built synchronously by ``find``, run by ``to_list``."""

@@ -1,0 +1,26 @@
+"""SQLite reads of the monitor (``server/monitor``): literal SQL, every value bound.
+
+Each names the index it is written for (``sqlite_schema.py``), so that a store of millions of
+certificates is walked or counted from an index, never by reading the certificates' rows.
+"""
+
+from __future__ import annotations
+
+# Valid certificates by (notAfter, serial) after a keyset position, up to a notAfter.
+EXPIRING = (
+    "SELECT * FROM certificates INDEXED BY certificates_status_expiry "
+    "WHERE status = 'valid' AND (not_after, serial) > (?, ?) AND not_after <= ? "
+    "ORDER BY not_after, serial LIMIT ?"
+)
+# The ids among a JSON array that are recorded events (a point lookup each, in the id index).
+EXISTING_EVENTS = "SELECT id FROM events WHERE id IN (SELECT value FROM json_each(?))"
+BY_PROFILE = (
+    "SELECT profile, CASE WHEN not_after <= ? THEN 'expired' ELSE status END AS state, "
+    "COUNT(*) AS n FROM certificates INDEXED BY certificates_profile_status "
+    "GROUP BY profile, state"
+)
+EXPIRING_COUNT = (
+    "SELECT COUNT(*) AS n FROM certificates INDEXED BY certificates_status_expiry "
+    "WHERE status = 'valid' AND not_after > ? AND not_after <= ?"
+)
+PENDING = "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM requests WHERE status = 'pending'"
