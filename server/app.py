@@ -277,6 +277,10 @@ async def serve(
             ]
         for site in sites:
             await site.start()
+        # Catch SIGTERM before telling the supervisor this worker is ready: one that arrives
+        # after READY must drain, not kill (the supervisor counts a ready worker killed by
+        # SIGTERM as a stop that was not clean); one before it ends a worker still starting.
+        stop = _stop_signals()
         (worker or SINGLE).report(READY)
         log.info(
             "certforge is ready",
@@ -288,7 +292,7 @@ async def serve(
         )
         if on_ready is not None:
             on_ready()
-        await _wait_for_stop_signal(parent=worker.parent if worker else None)
+        await _wait_for_stop(stop, parent=worker.parent if worker else None)
         log.info("stopping: finishing requests in flight")
     finally:
         # Stop accepting on both listeners, let in-flight requests finish, then close the
@@ -297,15 +301,21 @@ async def serve(
         await https_runner.cleanup()
 
 
-async def _wait_for_stop_signal(*, parent: int | None = None) -> None:
-    """Until SIGTERM or SIGINT; a worker also stops when its parent (``parent``, the pid the
-    supervisor had when it forked the worker) is gone, killed with SIGKILL say, rather than
-    serve on alone. The pid is taken before the fork: a parent killed while the worker was
-    still starting would otherwise go unnoticed, the worker asking only once adopted."""
+def _stop_signals() -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT, from now on."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def _wait_for_stop(stop: asyncio.Event, *, parent: int | None = None) -> None:
+    """Until ``stop`` is set; a worker also stops when its parent (``parent``, the pid the
+    supervisor had when it started the worker) is gone, killed with SIGKILL say, rather than
+    serve on alone. The pid is taken before the worker starts: a parent killed while the
+    worker was still starting would otherwise go unnoticed, the worker asking only once
+    adopted."""
     if parent is None:
         await stop.wait()
         return
