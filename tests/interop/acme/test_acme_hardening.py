@@ -1,0 +1,162 @@
+"""Attacker input against the real ACME server, from a security probe's findings: each test
+here failed on the code before its fix. After each, the server has logged no error (a
+client's mistake is never the server's error)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.integration.server import CertforgeServer
+from tests.interop.acme.challtestsrv import ChallTestSrv
+from tests.interop.acme.client import Client, Response, eab_binding, jwk_of, jws
+from tests.interop.acme.conftest import acme_server, http01_port
+from tests.interop.acme.responder import http01_responder
+
+B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def error_lines(server: CertforgeServer) -> list[str]:
+    assert server.log_path is not None
+    lines = server.log_path.read_text(errors="replace").splitlines()
+    return [x for x in lines if '"level": "error"' in x or '"level": "critical"' in x]
+
+
+def _serve(
+    tmp_path_factory: pytest.TempPathFactory, challtestsrv: ChallTestSrv, extra: str, name: str
+) -> Iterator[CertforgeServer]:
+    srv = acme_server(tmp_path_factory.mktemp(name), challtestsrv, extra)
+    yield srv
+    assert srv.stop() == 0, srv.log_tail()
+    assert not error_lines(srv), error_lines(srv)[:3]
+
+
+@pytest.fixture(scope="module")
+def plain(
+    tmp_path_factory: pytest.TempPathFactory, challtestsrv: ChallTestSrv
+) -> Iterator[CertforgeServer]:
+    yield from _serve(tmp_path_factory, challtestsrv, "", "hardening")
+
+
+@pytest.fixture(scope="module")
+def eab_server(
+    tmp_path_factory: pytest.TempPathFactory, challtestsrv: ChallTestSrv
+) -> Iterator[CertforgeServer]:
+    yield from _serve(tmp_path_factory, challtestsrv, "eab_required = true", "eab-race")
+
+
+def client_for(server: CertforgeServer, **kw: Any) -> Client:
+    return Client(f"{server.url}/acme/directory", server.ssl_context(), **kw)
+
+
+def registered(server: CertforgeServer) -> Client:
+    c = client_for(server)
+    assert c.register().status == 201
+    return c
+
+
+def order_ip(c: Client, value: str) -> Response:
+    return c.post(c.directory["newOrder"], {"identifiers": [{"type": "ip", "value": value}]})
+
+
+def order_dns(c: Client, value: str) -> Response:
+    return c.post(c.directory["newOrder"], {"identifiers": [{"type": "dns", "value": value}]})
+
+
+def answer_http01(
+    server: CertforgeServer, c: Client, order: Response, answer: Any
+) -> dict[str, Any]:
+    """Answer the order's http-01 challenge with ``answer(token, key_authz)`` (the responder's
+    mapping); the challenge once decided."""
+    assert order.status == 201, order.body
+    authz_url = order.json()["authorizations"][0]
+    challenge = next(c for c in c.post(authz_url).json()["challenges"] if c["type"] == "http-01")
+    answers = answer(challenge["token"], c.key_authorization(challenge["token"]))
+    with http01_responder(http01_port(server), answers):
+        c.post(challenge["url"], {})
+        c.poll(authz_url, ("valid", "invalid"))
+    return dict(c.post(challenge["url"]).json())
+
+
+# ---------------------------------------------------------------- finding 3: EAB race
+def signed(c: Client, key: Any, url: str, payload: dict[str, Any], jwk: Any = None) -> bytes:
+    """A JWS with "jwk" (by default the key's own), signed by ``key``, with a fresh nonce."""
+    protected = {"nonce": c.nonce(), "url": url, "jwk": jwk or jwk_of(key)}
+    return json.dumps(jws(key, protected, json.dumps(payload).encode())).encode()
+
+
+def _eab_payload(kid: str, hmac_key: str, key: Any, url: str) -> dict[str, Any]:
+    return {
+        "termsOfServiceAgreed": True,
+        "externalAccountBinding": eab_binding(kid, hmac_key, key, url),
+    }
+
+
+def _send_together(c: Client, url: str, bodies: list[bytes]) -> list[Response]:
+    barrier = threading.Barrier(len(bodies))
+
+    def send(body: bytes) -> Response:
+        barrier.wait()
+        return c.request("POST", url, body)
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(send, bodies))
+
+
+def _has_account(c: Client) -> bool:
+    resp = c.post(c.directory["newAccount"], {"onlyReturnExisting": True}, use_jwk=True)
+    assert resp.status == 200 or resp.problem == "accountDoesNotExist", resp.body
+    return resp.status == 200
+
+
+def test_one_eab_credential_binds_one_account_under_concurrent_new_accounts(
+    eab_server: CertforgeServer,
+) -> None:
+    """RFC 8555 §7.3.4 and the README: one credential binds one account. Eight newAccounts
+    with eight keys and one credential at once: one account, whichever wins."""
+    for _ in range(3):  # the race is decided in milliseconds: give it a few chances
+        kid, hmac_key = eab_server.cli("acme", "eab", "create", check=True).stdout.split()
+        clients = [client_for(eab_server) for _ in range(8)]
+        c, url = clients[0], clients[0].directory["newAccount"]
+        bodies = [signed(c, x.key, url, _eab_payload(kid, hmac_key, x.key, url)) for x in clients]
+        answers = _send_together(c, url, bodies)
+        assert sorted(r.status for r in answers) == [201] + [401] * 7, [r.body for r in answers]
+        assert {r.problem for r in answers if r.status == 401} == {"unauthorized"}
+        assert sum(_has_account(x) for x in clients) == 1
+
+
+def test_one_key_racing_with_several_credentials_uses_up_one(eab_server: CertforgeServer) -> None:
+    """A key asking with four credentials at once gets one account; the credentials its
+    other requests claimed are released for other accounts (a refused newAccount does not
+    use up its credential)."""
+    c = client_for(eab_server)
+    credentials = [
+        eab_server.cli("acme", "eab", "create", check=True).stdout.split() for _ in range(4)
+    ]
+    url = c.directory["newAccount"]
+    bodies = [signed(c, c.key, url, _eab_payload(kid, k, c.key, url)) for kid, k in credentials]
+    answers = _send_together(c, url, bodies)
+    assert sorted(r.status for r in answers)[0] == 201, [r.body for r in answers]
+    assert {r.status for r in answers} <= {200, 201}, [r.body for r in answers]
+    assert len({r.headers["Location"] for r in answers}) == 1
+    others = [client_for(eab_server) for _ in credentials]
+    bound = [
+        o.register(externalAccountBinding=eab_binding(kid, key, o.key, url)).status
+        for o, (kid, key) in zip(others, credentials, strict=True)
+    ]
+    assert sorted(bound) == [201, 201, 201, 401], bound
+
+
+def test_a_refused_new_account_keeps_its_credential(eab_server: CertforgeServer) -> None:
+    c = client_for(eab_server)
+    kid, hmac_key = eab_server.cli("acme", "eab", "create", check=True).stdout.split()
+    url = c.directory["newAccount"]
+    binding = eab_binding(kid, hmac_key, c.key, url)
+    refused = c.register(externalAccountBinding=binding, contact=["tel:+1"])
+    assert refused.problem == "unsupportedContact"
+    assert c.register(externalAccountBinding=binding).status == 201
