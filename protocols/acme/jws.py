@@ -13,11 +13,11 @@ RFC 8555 §6.2: the "alg" "MUST NOT be "none"" and "MUST NOT be a Message Authen
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,14 +38,22 @@ MIN_RSA_BITS = 2048
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*\Z")
+
+
 def b64decode(text: object, what: str) -> bytes:
-    """base64url without padding (RFC 7515 §2); anything else is malformed."""
-    if not isinstance(text, str) or "=" in text:
+    """RFC 7515 §2: base64url "with all trailing '=' characters omitted ... and without the
+    inclusion of any line breaks, whitespace, or other additional characters"; anything else
+    is malformed. Strict, so that each octet string has one spelling: only the alphabet, and
+    the last character's unused bits zero (decoded and encoded again, it must be the text).
+    A lax decoder skipped other characters and ignored those bits, so a used nonce, or an
+    account key, spelled otherwise passed for a new one."""
+    if not isinstance(text, str) or not _BASE64URL.match(text) or len(text) % 4 == 1:
         raise ACMEProblem(ProblemType.MALFORMED, f"{what} is not unpadded base64url")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise ACMEProblem(ProblemType.MALFORMED, f"{what} is not unpadded base64url") from None
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64encode(data) != text:
+        raise ACMEProblem(ProblemType.MALFORMED, f"{what} is not canonical base64url")
+    return data
 
 
 def b64encode(data: bytes) -> str:

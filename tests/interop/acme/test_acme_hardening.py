@@ -160,3 +160,27 @@ def test_a_refused_new_account_keeps_its_credential(eab_server: CertforgeServer)
     refused = c.register(externalAccountBinding=binding, contact=["tel:+1"])
     assert refused.problem == "unsupportedContact"
     assert c.register(externalAccountBinding=binding).status == 201
+
+
+# ------------------------------------------------------------- finding 11: nonces
+def _respellings(nonce: str) -> list[str]:
+    """The same octets spelled otherwise: the last character's unused bits set, and
+    characters outside the base64url alphabet inserted (a lax decoder skips them)."""
+    last = B64URL.index(nonce[-1])
+    unused = (1 << (6 - (len(nonce) * 6) % 8)) - 1 if (len(nonce) * 6) % 8 else 0
+    spelled = [nonce[:10] + "!!!!" + nonce[10:], nonce + "\n"]
+    spelled += [nonce[:-1] + B64URL[last | bits] for bits in range(1, unused + 1)]
+    return spelled
+
+
+def test_a_used_nonce_cannot_be_reused_by_spelling_it_otherwise(plain: CertforgeServer) -> None:
+    """RFC 8555 §6.5: a nonce is good once; RFC 7515 §2: base64url without padding and
+    without other characters, so each spelling but the canonical one is not a nonce."""
+    c = registered(plain)
+    nonce = c.nonce()
+    assert c.post(c.kid or "", nonce=nonce).status == 200
+    spellings = _respellings(nonce)
+    assert len(spellings) >= 3
+    for spelled in spellings:
+        resp = c.post(c.kid or "", nonce=spelled)
+        assert resp.problem == "badNonce", (spelled, resp.status, resp.body)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from protocols.acme.jws import eab_verify, parse_jwk, parse_jws, verify_signature
+from protocols.acme.jws import b64decode, eab_verify, parse_jwk, parse_jws, verify_signature
 from protocols.acme.problems import ACMEProblem, ProblemType
 from tests.interop.acme.client import b64, eab_binding, jwk_of, jws
 
@@ -134,3 +134,29 @@ def test_eab_mac() -> None:
     with pytest.raises(ACMEProblem) as info:
         eab_verify(parsed, b"x" * 32)
     assert info.value.type is ProblemType.UNAUTHORIZED
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("e30=", id="padded"),
+        pytest.param("e3!0", id="outside_the_alphabet"),
+        pytest.param("e3 0", id="space"),
+        pytest.param("e30\n", id="line_break"),
+        pytest.param("e+0/", id="base64_not_base64url"),
+        pytest.param("e31", id="unused_bits_set"),
+        pytest.param("AAAAB", id="one_char_past_a_block"),
+        pytest.param(b"e30", id="not_a_string"),
+    ],
+)
+def test_b64decode_refuses_every_other_spelling(text: object) -> None:
+    """RFC 7515 §2: unpadded base64url and nothing else; the last character's unused bits
+    are zero, so each octet string has one spelling."""
+    with pytest.raises(ACMEProblem) as info:
+        b64decode(text, "the value")
+    assert info.value.type is ProblemType.MALFORMED
+
+
+@pytest.mark.parametrize("data", [b"", b"{}", b"\xff\xfe", bytes(range(40))])
+def test_b64decode_takes_the_canonical_spelling(data: bytes) -> None:
+    assert b64decode(b64(data), "the value") == data
