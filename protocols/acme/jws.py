@@ -104,6 +104,9 @@ def _parse_jwk_text(text: str) -> AccountKey:
         raise ACMEProblem(
             ProblemType.BAD_PUBLIC_KEY, f"key type {obj.get('kty')!r} is not EC, RSA or OKP"
         )
+    # josepy's decoder skips characters outside the alphabet: read the members strictly first.
+    for member in ("x", "y") if obj["kty"] == "EC" else ("n", "e"):
+        b64decode(obj.get(member), f'the JWK "{member}"')
     try:
         parsed = JWK.from_json(obj)
         assert isinstance(parsed, JWK)  # noqa: S101 - from_json of the base class
@@ -118,6 +121,11 @@ def _parse_jwk_text(text: str) -> AccountKey:
         raise ACMEProblem(ProblemType.BAD_PUBLIC_KEY, "EC keys must be on P-256 or P-384")
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         raise ACMEProblem(ProblemType.BAD_PUBLIC_KEY, "the JWK is not a public key")
+    # RFC 7638 §3: the thumbprint is over the key's members as josepy encodes them again from
+    # the key (EC coordinates at the curve's size, RSA integers in their fewest octets), so
+    # one key has one thumbprint however the JWK spelled it. An RSA "n" or "e" with leading
+    # zero octets is accepted thus re-encoded: RFC 7518 §6.3.1.1 notes libraries that add
+    # one, and refusing it would refuse their users for no gain once the thumbprint is one.
     public = parsed.public_key().to_partial_json()
     return AccountKey(public, key, b64encode(parsed.thumbprint()))
 
@@ -130,8 +138,9 @@ def _parse_okp(obj: dict[str, Any]) -> AccountKey:
         key = ed25519.Ed25519PublicKey.from_public_bytes(raw)
     except ValueError as exc:
         raise ACMEProblem(ProblemType.BAD_PUBLIC_KEY, "the Ed25519 key is malformed") from exc
-    public = {"crv": "Ed25519", "kty": "OKP", "x": obj["x"]}
-    # RFC 8037 §2: the thumbprint's required members are "crv", "kty" and "x".
+    # RFC 8037 §2: the thumbprint's required members are "crv", "kty" and "x"; "x" encoded
+    # again from the key's octets, so that one key has one thumbprint (RFC 7638 §3).
+    public = {"crv": "Ed25519", "kty": "OKP", "x": b64encode(raw)}
     canonical = json.dumps(public, separators=(",", ":"), sort_keys=True).encode()
     return AccountKey(public, key, b64encode(hashlib.sha256(canonical).digest()))
 

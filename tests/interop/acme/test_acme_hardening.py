@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.integration.server import CertforgeServer
 from tests.interop.acme.challtestsrv import ChallTestSrv
@@ -167,7 +168,7 @@ def _respellings(nonce: str) -> list[str]:
     """The same octets spelled otherwise: the last character's unused bits set, and
     characters outside the base64url alphabet inserted (a lax decoder skips them)."""
     last = B64URL.index(nonce[-1])
-    unused = (1 << (6 - (len(nonce) * 6) % 8)) - 1 if (len(nonce) * 6) % 8 else 0
+    unused = (1 << (len(nonce) * 6 % 8)) - 1  # the bits past the last whole octet
     spelled = [nonce[:10] + "!!!!" + nonce[10:], nonce + "\n"]
     spelled += [nonce[:-1] + B64URL[last | bits] for bits in range(1, unused + 1)]
     return spelled
@@ -184,3 +185,40 @@ def test_a_used_nonce_cannot_be_reused_by_spelling_it_otherwise(plain: Certforge
     for spelled in spellings:
         resp = c.post(c.kid or "", nonce=spelled)
         assert resp.problem == "badNonce", (spelled, resp.status, resp.body)
+
+
+# ---------------------------------------------------------- finding 12: key spellings
+def test_one_ed25519_key_cannot_hold_two_accounts_by_respelling_x(plain: CertforgeServer) -> None:
+    """RFC 8555 §7.3.1: a newAccount with a key in use returns that key's account; a JWK
+    "x" with the last character's unused bits set is the same key, not another one."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    c = client_for(plain, key=key)
+    first = c.register()
+    assert first.status == 201
+    jwk = jwk_of(key)
+    url = c.directory["newAccount"]
+    for spelled in _respellings(jwk["x"]):
+        body = signed(c, key, url, {"termsOfServiceAgreed": True}, jwk | {"x": spelled})
+        resp = c.request("POST", url, body)
+        assert resp.status != 201, resp.body
+        assert resp.status == 200 or resp.problem == "malformed", resp.body
+        if resp.status == 200:
+            assert resp.headers["Location"] == first.headers["Location"]
+
+
+def test_key_change_to_a_key_in_use_respelled_is_refused(plain: CertforgeServer) -> None:
+    """RFC 8555 §7.3.5: a new key already in use by another account is refused; the same
+    Ed25519 key with "x" spelled otherwise is that key."""
+    taken = ed25519.Ed25519PrivateKey.generate()
+    assert client_for(plain, key=taken).register().status == 201
+    c = registered(plain)
+    url = c.directory["keyChange"]
+    jwk = jwk_of(taken)
+    for spelled in _respellings(jwk["x"]):
+        inner = jws(
+            taken,
+            {"jwk": jwk | {"x": spelled}, "url": url},
+            json.dumps({"account": c.kid, "oldKey": jwk_of(c.key)}).encode(),
+        )
+        resp = c.post(url, inner)
+        assert resp.status in (400, 409), (spelled, resp.status, resp.body)
