@@ -65,13 +65,7 @@ def parse_identifier(obj: object) -> tuple[Identifier, bool]:
         raise ACMEProblem(ProblemType.MALFORMED, 'each identifier is {"type": ..., "value": ...}')
     type_, value = obj.get("type"), obj["value"]
     if type_ == "ip":
-        try:
-            address = ipaddress.ip_address(value)
-        except ValueError:
-            raise ACMEProblem(
-                ProblemType.MALFORMED, f"{value!r} is not an IP address (RFC 8738)"
-            ) from None
-        return Identifier(IdentifierType.IP, str(address)), False
+        return parse_ip(value), False
     if type_ != "dns":
         raise ACMEProblem(
             ProblemType.UNSUPPORTED_IDENTIFIER, f"identifier type {type_!r} is not dns or ip"
@@ -82,6 +76,38 @@ def parse_identifier(obj: object) -> tuple[Identifier, bool]:
     if not is_dns_name(base):
         raise ACMEProblem(ProblemType.REJECTED_IDENTIFIER, f"{value!r} is not a valid DNS name")
     return Identifier(IdentifierType.DNS, base), wildcard
+
+
+def parse_ip(value: str) -> Identifier:
+    """RFC 8738 §3: an "ip" identifier is an address a server can have (certified so that
+    clients connect to it). Refused: the unspecified address (RFC 1122 §3.2.1.3: never a
+    destination), multicast addresses and the limited broadcast address (no TLS server
+    answers at them), and IPv4-mapped IPv6 addresses (RFC 4291 §2.5.5.2: the IPv4 address
+    is the identifier; as mapped, it named a second identifier for one address)."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ACMEProblem(
+            ProblemType.MALFORMED, f"{value!r} is not an IP address (RFC 8738)"
+        ) from None
+    refusal = _not_a_server_address(address)
+    if refusal:
+        raise ACMEProblem(
+            ProblemType.REJECTED_IDENTIFIER, f"{value} is {refusal}, not a server's address"
+        )
+    return Identifier(IdentifierType.IP, str(address))
+
+
+def _not_a_server_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    if address.is_unspecified:
+        return "the unspecified address"
+    if address.is_multicast:
+        return "a multicast address"
+    if address == ipaddress.IPv4Address("255.255.255.255"):
+        return "the limited broadcast address"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return "an IPv4-mapped address (order the IPv4 address)"
+    return ""
 
 
 def parse_identifiers(value: object, profile: ProfileConfig) -> list[tuple[Identifier, bool]]:

@@ -79,11 +79,21 @@ class Validator:
 
     # ------------------------------------------------------------------- DNS
     async def addresses(self, name: str) -> list[_Address]:
-        """The addresses of a name, IPv4 first; an empty answer is a dns problem."""
+        """The addresses of a name (or an address itself), IPv4 first, without those never
+        validated; an empty answer is a dns problem."""
         try:
-            return [ipaddress.ip_address(name)]
+            found = [ipaddress.ip_address(name)]
         except ValueError:
-            pass
+            found = await self._resolve(name)
+        allowed = [a for a in found if not self.is_denied(a)]
+        if not allowed:
+            raise ValidationFailed(
+                ProblemType.REJECTED_IDENTIFIER,
+                f"{name} resolves only to addresses never validated",
+            )
+        return allowed
+
+    async def _resolve(self, name: str) -> list[_Address]:
         found: list[_Address] = []
         resolver = self.resolver()
         if resolver is None:
@@ -99,19 +109,17 @@ class Validator:
         found = sorted(dict.fromkeys(found), key=lambda a: a.version)
         if not found:
             raise ValidationFailed(ProblemType.DNS, f"no A or AAAA records for {name}")
-        allowed = [a for a in found if not self.is_denied(a)]
-        if not allowed:
-            raise ValidationFailed(
-                ProblemType.REJECTED_IDENTIFIER,
-                f"{name} resolves only to addresses never validated",
-            )
-        return allowed
+        return found
 
     def is_denied(self, address: _Address) -> bool:
-        return any(
-            address in ipaddress.ip_network(r, strict=False)
-            for r in self.settings.validation_deny_ranges
-        )
+        """Whether validation must not connect to ``address``: the unspecified address
+        (RFC 1122 §3.2.1.3: never a destination; a socket to it reaches this host), or one in
+        ``validation_deny_ranges``; either also as the IPv4 address an IPv6 one carries
+        (IPv4-mapped, 6to4, Teredo, NAT64), which a socket may reach in its stead."""
+        denied = [
+            ipaddress.ip_network(r, strict=False) for r in self.settings.validation_deny_ranges
+        ]
+        return any(a.is_unspecified or any(a in n for n in denied) for a in _embedded(address))
 
     async def _query(self, name: str, rdtype: str) -> Sequence[Any]:
         resolver = self.resolver() or dns.asyncresolver.Resolver()
@@ -300,6 +308,24 @@ def check_alpn_certificate(cert: x509.Certificate, identifier: Identifier, key_a
         raise ValidationFailed(
             ProblemType.INCORRECT_RESPONSE, "acmeIdentifier does not hold the key authorization"
         )
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 §2.1: the well-known prefix
+
+
+def _embedded(address: _Address) -> list[_Address]:
+    """The address, and the IPv4 addresses an IPv6 address stands for."""
+    found: list[_Address] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            found.append(address.ipv4_mapped)
+        if address.sixtofour is not None:
+            found.append(address.sixtofour)
+        if address.teredo is not None:
+            found.extend(address.teredo)
+        if address in _NAT64:
+            found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
 
 
 @functools.lru_cache(maxsize=8)

@@ -222,3 +222,28 @@ def test_key_change_to_a_key_in_use_respelled_is_refused(plain: CertforgeServer)
         )
         resp = c.post(url, inner)
         assert resp.status in (400, 409), (spelled, resp.status, resp.body)
+
+
+# ------------------------------------------ findings 9, 10a, 18: identifiers are refused
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        pytest.param("::ffff:127.0.0.1", "rejectedIdentifier", id="address/ipv4_mapped"),
+        pytest.param(
+            "0.0.0.0",  # noqa: S104 - an identifier under test, not a listening address
+            "rejectedIdentifier",
+            id="address/unspecified_v4",
+        ),
+        pytest.param("::", "rejectedIdentifier", id="address/unspecified_v6"),
+        pytest.param("224.0.0.1", "rejectedIdentifier", id="address/multicast_v4"),
+        pytest.param("ff02::1", "rejectedIdentifier", id="address/multicast_v6"),
+        pytest.param("255.255.255.255", "rejectedIdentifier", id="address/broadcast"),
+    ],
+)
+def test_ip_identifiers_no_server_can_have_are_refused(
+    plain: CertforgeServer, value: str, problem: str
+) -> None:
+    """RFC 8738 §3: the value is an address in its RFC 1123 §2.1 / RFC 5952 §4 text form;
+    a zone, another spelling, or an address no server answers at is refused, not rewritten."""
+    resp = order_ip(registered(plain), value)
+    assert (resp.status, resp.problem) == (400, problem), resp.body
