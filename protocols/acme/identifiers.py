@@ -84,6 +84,12 @@ def parse_ip(value: str) -> Identifier:
     destination), multicast addresses and the limited broadcast address (no TLS server
     answers at them), and IPv4-mapped IPv6 addresses (RFC 4291 §2.5.5.2: the IPv4 address
     is the identifier; as mapped, it named a second identifier for one address)."""
+    if "%" in value:
+        # RFC 8738 §3: the value is the RFC 1123 §2.1 or RFC 5952 §4 text form, which has no
+        # zone (RFC 4007 §11); Python's parser accepts one, with any characters in it.
+        raise ACMEProblem(
+            ProblemType.MALFORMED, f"{value!r} is not an IP address: no zone (RFC 8738 §3)"
+        )
     try:
         address = ipaddress.ip_address(value)
     except ValueError:

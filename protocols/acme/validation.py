@@ -35,6 +35,7 @@ from yarl import URL
 from protocols.acme.jws import b64encode
 from protocols.acme.problems import ProblemType
 from server.config import ACMEConfig, parse_host_port
+from server.errors import Malformed
 from server.model import Identifier, IdentifierType
 
 ACME_IDENTIFIER_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")  # RFC 8737 §6.1
@@ -157,7 +158,7 @@ class Validator:
             try:
                 async with session.get(url, allow_redirects=False) as resp:
                     if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
-                        url = str(resp.url.join(URL(resp.headers["Location"])))
+                        url = _redirect_target(resp.url, resp.headers["Location"])
                         continue
                     if resp.status != 200:
                         raise ValidationFailed(
@@ -172,18 +173,25 @@ class Validator:
                 raise ValidationFailed(
                     ProblemType.CONNECTION, f"cannot connect to {url}: {exc.os_error}"
                 ) from None
-            except (aiohttp.ClientError, OSError) as exc:
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                # ValueError: aiohttp or yarl refusing what the responder's redirect named.
                 raise ValidationFailed(
                     ProblemType.CONNECTION, f"cannot fetch {url}: {type(exc).__name__}"
                 ) from None
         raise ValidationFailed(ProblemType.CONNECTION, "too many redirects")
 
     def _check_url(self, url: str) -> None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            hostname, _ = parts.hostname, parts.port  # each may raise ValueError
+        except ValueError:
+            raise ValidationFailed(
+                ProblemType.CONNECTION, f"redirected to {url!r}, which is not a valid URL"
+            ) from None
         if parts.scheme not in ("http", "https"):
             raise ValidationFailed(ProblemType.CONNECTION, f"redirect to a non-HTTP URL {url}")
         try:
-            address = ipaddress.ip_address(parts.hostname or "")
+            address = ipaddress.ip_address(hostname or "")
         except ValueError:
             return  # a name: the resolver checks its addresses
         if self.is_denied(address):
@@ -294,7 +302,10 @@ def check_alpn_certificate(cert: x509.Certificate, identifier: Identifier, key_a
         ) from None
     # RFC 8737 §3: "The subjectAltName extension ... MUST contain a single dNSName entry"
     # (RFC 8738 §6: a single iPAddress entry for an IP identifier).
-    names = [Identifier.from_general_name(n) for n in sans]
+    try:
+        names = [Identifier.from_general_name(n) for n in sans]
+    except Malformed:  # a name type or value no identifier has: not the one asked for
+        names = []
     if names != [identifier]:
         raise ValidationFailed(
             ProblemType.UNAUTHORIZED, f"the certificate must name exactly {identifier.value}"
@@ -308,6 +319,17 @@ def check_alpn_certificate(cert: x509.Certificate, identifier: Identifier, key_a
         raise ValidationFailed(
             ProblemType.INCORRECT_RESPONSE, "acmeIdentifier does not hold the key authorization"
         )
+
+
+def _redirect_target(base: URL, location: str) -> str:
+    """The absolute URL a redirect's Location names; the responder chose it, so it may be
+    anything."""
+    try:
+        return str(base.join(URL(location)))
+    except ValueError:
+        raise ValidationFailed(
+            ProblemType.CONNECTION, f"redirected to {location!r}, which is not a valid URL"
+        ) from None
 
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 §2.1: the well-known prefix

@@ -228,6 +228,9 @@ def test_key_change_to_a_key_in_use_respelled_is_refused(plain: CertforgeServer)
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
+        pytest.param("::1%\r\nX-Injected: 1", "malformed", id="zone/crlf"),
+        pytest.param("fe80::1%eth0", "malformed", id="zone/interface"),
+        pytest.param("fe80::1%25x y/z?#", "malformed", id="zone/url_characters"),
         pytest.param("::ffff:127.0.0.1", "rejectedIdentifier", id="address/ipv4_mapped"),
         pytest.param(
             "0.0.0.0",  # noqa: S104 - an identifier under test, not a listening address
@@ -247,3 +250,47 @@ def test_ip_identifiers_no_server_can_have_are_refused(
     a zone, another spelling, or an address no server answers at is refused, not rewritten."""
     resp = order_ip(registered(plain), value)
     assert (resp.status, resp.problem) == (400, problem), resp.body
+
+
+@pytest.mark.parametrize(
+    "value",
+    [],
+)
+def test_dns_identifiers_are_refused_not_rewritten(plain: CertforgeServer, value: str) -> None:
+    """RFC 5280 §4.2.1.6: a dNSName is in the preferred name syntax (IDNs as A-labels,
+    RFC 5890 §2.3.2.1); "\u212a" (KELVIN SIGN) lower-cased is "k", so a lax server issued
+    kelvin.example.com for a name nobody validated as such."""
+    resp = order_dns(registered(plain), value)
+    assert (resp.status, resp.problem) == (400, "rejectedIdentifier"), resp.body
+
+
+def test_canonical_identifiers_are_still_accepted(plain: CertforgeServer) -> None:
+    c = registered(plain)
+    for value in ("2001:db8::1", "192.0.2.1", "fd00::1:2"):
+        assert order_ip(c, value).status == 201, value
+    resp = order_dns(c, "WWW.Example.COM")  # DNS names are case-insensitive (RFC 4343)
+    assert resp.json()["identifiers"] == [{"type": "dns", "value": "www.example.com"}]
+    assert order_dns(c, "xn--bcher-kva.example.com").status == 201
+
+
+# --------------------------------------------- findings 10b, 19: http-01 redirects
+@pytest.mark.parametrize(
+    "location",
+    [
+        pytest.param("http://127.0.0.1:99999/", id="port_out_of_range"),
+        pytest.param("http://[::1/", id="unclosed_bracket"),
+        pytest.param("http://[fe80::1%25eth0]/", id="zone"),
+        pytest.param("http://exa mple.com/", id="space_in_host"),
+    ],
+)
+def test_a_redirect_to_an_unparseable_url_fails_the_challenge(
+    plain: CertforgeServer, location: str
+) -> None:
+    """The validation ends: the challenge is invalid with a connection problem (it crashed
+    with a ValueError and stayed processing), and nothing is logged as an error."""
+    c = registered(plain)
+    order = order_dns(c, "unparseable.example.com")
+    challenge = answer_http01(plain, c, order, lambda t, k: {t: f"redirect:{location}"})
+    assert challenge["status"] == "invalid", challenge
+    assert challenge["error"]["type"].endswith(":connection"), challenge
+    assert not error_lines(plain)
