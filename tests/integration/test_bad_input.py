@@ -10,6 +10,7 @@ import pytest
 
 from tests.integration.openssl import make_csr
 from tests.integration.server import CertforgeServer, run
+from tests.unit.ca.helpers import csr_with_raw_dns_name
 
 
 def post(
@@ -182,3 +183,16 @@ def test_a_store_that_cannot_open_stops_the_start_in_one_line(tmp_path: Path) ->
         server.start(timeout=30)
     assert "cannot open the SQLite store" in str(refused.value)
     assert "Traceback" not in str(refused.value)
+
+
+def test_a_dns_name_that_is_not_ascii_is_refused_not_rewritten(server: CertforgeServer) -> None:
+    """RFC 5280 §4.2.1.6: a dNSName is ASCII (IDNs as A-labels); a request naming
+    "\u212aelvin.example.com" (KELVIN SIGN, UTF-8) was issued as DNS:kelvin.example.com."""
+    before = request_count(server)
+    der = csr_with_raw_dns_name("\u212aelvin.example.com".encode())
+    token = server.cli("token", "create", "kelvin", check=True).stdout.strip()
+    status, problem, _ = post(
+        server, "/api/v1/requests", der, PKCS10, f"Authorization: Bearer {token}"
+    )
+    assert (status, problem.get("type")) == (400, "urn:certforge:problem:bad_csr"), problem
+    assert request_count(server) == before

@@ -231,6 +231,7 @@ def test_key_change_to_a_key_in_use_respelled_is_refused(plain: CertforgeServer)
         pytest.param("::1%\r\nX-Injected: 1", "malformed", id="zone/crlf"),
         pytest.param("fe80::1%eth0", "malformed", id="zone/interface"),
         pytest.param("fe80::1%25x y/z?#", "malformed", id="zone/url_characters"),
+        pytest.param("2001:DB8:0:0::1", "malformed", id="text/not_rfc5952"),
         pytest.param("::ffff:127.0.0.1", "rejectedIdentifier", id="address/ipv4_mapped"),
         pytest.param(
             "0.0.0.0",  # noqa: S104 - an identifier under test, not a listening address
@@ -254,7 +255,15 @@ def test_ip_identifiers_no_server_can_have_are_refused(
 
 @pytest.mark.parametrize(
     "value",
-    [],
+    [
+        pytest.param("\u212aelvin.example.com", id="unicode/kelvin_sign"),
+        pytest.param("b\u00fccher.example.com", id="unicode/u_label"),
+        pytest.param("www.example.com.", id="trailing_dot/one"),
+        pytest.param("www.example.com...", id="trailing_dot/several"),
+        pytest.param("*.example.com.", id="trailing_dot/wildcard"),
+        pytest.param("xn--zz\u00e9.example.com", id="unicode/in_a_label"),
+        pytest.param("xn--zz.example.com", id="a_label/not_punycode"),
+    ],
 )
 def test_dns_identifiers_are_refused_not_rewritten(plain: CertforgeServer, value: str) -> None:
     """RFC 5280 §4.2.1.6: a dNSName is in the preferred name syntax (IDNs as A-labels,
