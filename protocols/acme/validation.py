@@ -4,7 +4,9 @@ IP identifiers (RFC 8738), and CAA (RFC 8659) when ``[acme] caa_identities`` is 
 Each validator raises ``ValidationFailed`` carrying the ACME problem that the challenge
 records. Names are resolved over ``[acme] resolvers`` (dnspython) or, when none are set, the
 system resolver; validation never connects to an address in ``[acme]
-validation_deny_ranges``. The caller bounds every attempt with ``asyncio.timeout``.
+validation_deny_ranges``. http-01 follows redirects only to http on the http-01 port and to
+https on 443, and reports a failed fetch without its socket error. The caller bounds every
+attempt with ``asyncio.timeout``.
 """
 
 from __future__ import annotations
@@ -137,8 +139,8 @@ class Validator:
     # --------------------------------------------------------------- http-01
     async def http01(self, identifier: Identifier, token: str, key_authz: str) -> None:
         """RFC 8555 §8.3: GET http://{domain}/.well-known/acme-challenge/{token}; the body
-        is the key authorization (whitespace trimmed). Redirects are followed, to http or
-        https, at most 10 of them."""
+        is the key authorization (whitespace trimmed). Redirects are followed, at most 10 of
+        them, to http on the http-01 port or https on 443 (``_check_url``)."""
         host = f"[{identifier.value}]" if ":" in identifier.value else identifier.value
         url = f"http://{host}:{self.settings.http01_port}/.well-known/acme-challenge/{token}"
         if self.session is not None:
@@ -170,15 +172,11 @@ class Validator:
                 # A DNS or deny-list refusal from _Resolver keeps its own problem type.
                 if isinstance(exc.os_error.__cause__, ValidationFailed):
                     raise exc.os_error.__cause__ from None
-                raise ValidationFailed(
-                    ProblemType.CONNECTION, f"cannot connect to {url}: {exc.os_error}"
-                ) from None
-            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                raise _unreachable(url) from None
+            except (aiohttp.ClientError, OSError, ValueError):
                 # ValueError: aiohttp or yarl refusing what the responder's redirect named.
-                raise ValidationFailed(
-                    ProblemType.CONNECTION, f"cannot fetch {url}: {type(exc).__name__}"
-                ) from None
-        raise ValidationFailed(ProblemType.CONNECTION, "too many redirects")
+                raise _unreachable(url) from None
+        raise ValidationFailed(ProblemType.CONNECTION, f"more than {MAX_REDIRECTS} redirects")
 
     def _check_url(self, url: str) -> None:
         try:
@@ -190,6 +188,17 @@ class Validator:
             ) from None
         if parts.scheme not in ("http", "https"):
             raise ValidationFailed(ProblemType.CONNECTION, f"redirect to a non-HTTP URL {url}")
+        # RFC 8555 §8.3 lets the server follow redirects. Like Let's Encrypt, certforge
+        # follows them only to http on the port it validates http-01 on ([acme] http01_port,
+        # 80 by default) and to https on 443, so that a responder cannot aim the validator at
+        # any other port of any host (the answers told open ports from closed ones).
+        port = parts.port or (80 if parts.scheme == "http" else 443)
+        if port != (self.settings.http01_port if parts.scheme == "http" else 443):
+            raise ValidationFailed(
+                ProblemType.CONNECTION,
+                f"redirect to port {port}: only http on port {self.settings.http01_port} "
+                "and https on port 443 are followed",
+            )
         try:
             address = ipaddress.ip_address(hostname or "")
         except ValueError:
@@ -319,6 +328,14 @@ def check_alpn_certificate(cert: x509.Certificate, identifier: Identifier, key_a
         raise ValidationFailed(
             ProblemType.INCORRECT_RESPONSE, "acmeIdentifier does not hold the key authorization"
         )
+
+
+def _unreachable(url: str) -> ValidationFailed:
+    """The one problem for every way a fetch can fail once connecting: it names the host
+    and not the socket's error, which would tell a closed port from a silent one."""
+    return ValidationFailed(
+        ProblemType.CONNECTION, f"connection to {urlsplit(url).hostname} failed"
+    )
 
 
 def _redirect_target(base: URL, location: str) -> str:

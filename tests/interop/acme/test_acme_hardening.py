@@ -5,6 +5,7 @@ client's mistake is never the server's error)."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -303,3 +304,75 @@ def test_a_redirect_to_an_unparseable_url_fails_the_challenge(
     assert challenge["status"] == "invalid", challenge
     assert challenge["error"]["type"].endswith(":connection"), challenge
     assert not error_lines(plain)
+
+
+class Listener:
+    """A TCP port that counts the connections it accepts (and closes each at once)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port, self.accepted = int(self.sock.getsockname()[1]), 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(timeout=5)
+
+
+def test_redirects_reach_only_the_http01_port_and_443(plain: CertforgeServer) -> None:
+    """RFC 8555 §8.3 allows redirects; like Let's Encrypt, certforge follows them only to
+    http on the port it validates http-01 on and to https on 443, so a responder cannot
+    point the validator at other ports (it was a port scanner)."""
+    listener = Listener()
+    c = registered(plain)
+    try:
+        for location in (
+            f"http://127.0.0.1:{listener.port}/",
+            f"https://127.0.0.1:{listener.port}/",
+            f"http://127.0.0.1:{http01_port(plain)}@127.0.0.1:{listener.port}/",
+            "ftp://127.0.0.1/",
+        ):
+            order = order_dns(c, "portscan.example.com")
+            challenge = answer_http01(
+                plain, c, order, lambda t, k, u=location: {t: f"redirect:{u}"}
+            )
+            assert challenge["status"] == "invalid", challenge
+            assert challenge["error"]["type"].endswith(":connection"), challenge
+    finally:
+        listener.close()
+    assert listener.accepted == 0
+
+
+def test_a_failed_connection_is_reported_without_its_socket_error(plain: CertforgeServer) -> None:
+    """The detail names the host, not the socket's error ("Connect call failed", errno):
+    what told a closed port from an open one is gone."""
+    c = registered(plain)
+    port = http01_port(plain)
+    order = order_dns(c, "refused.example.com")
+    target = f"http://127.0.0.2:{port}/.well-known/acme-challenge/x"  # nothing listens there
+    challenge = answer_http01(plain, c, order, lambda t, k: {t: f"redirect:{target}"})
+    assert challenge["status"] == "invalid", challenge
+    detail = challenge["error"]["detail"]
+    assert detail == "connection to 127.0.0.2 failed", detail
+
+
+def test_too_many_redirects(plain: CertforgeServer) -> None:
+    c = registered(plain)
+    port = http01_port(plain)
+    loop = f"http://loop.example.com:{port}/.well-known/acme-challenge/loop"
+    order = order_dns(c, "loop.example.com")
+    challenge = answer_http01(
+        plain, c, order, lambda t, k: {t: f"redirect:{loop}", "loop": f"redirect:{loop}"}
+    )
+    assert challenge["status"] == "invalid", challenge
+    assert "redirects" in challenge["error"]["detail"]

@@ -91,3 +91,30 @@ def test_a_redirect_to_an_address_standing_for_a_denied_one_is_refused(url: str)
     with pytest.raises(ValidationFailed) as info:
         validator()._check_url(url)
     assert info.value.type is ProblemType.REJECTED_IDENTIFIER
+
+
+@pytest.mark.parametrize(
+    ("http01_port", "url", "followed"),
+    [
+        pytest.param(80, "http://a.example/x", True, id="http/default_port"),
+        pytest.param(80, "https://a.example/x", True, id="https/default_port"),
+        pytest.param(80, "https://a.example:443/x", True, id="https/443"),
+        pytest.param(80, "http://a.example:8080/x", False, id="http/other_port"),
+        pytest.param(80, "http://a.example:443/x", False, id="http/on_443"),
+        pytest.param(80, "https://a.example:80/x", False, id="https/on_80"),
+        pytest.param(80, "https://a.example:22/x", False, id="https/ssh"),
+        pytest.param(5002, "http://a.example:5002/x", True, id="http/configured_port"),
+        pytest.param(5002, "http://a.example/x", False, id="http/80_when_configured_otherwise"),
+        pytest.param(80, "http://u:p@a.example:22/x", False, id="userinfo_port"),
+    ],
+)
+def test_redirects_go_only_to_the_http01_port_or_443(
+    http01_port: int, url: str, followed: bool
+) -> None:
+    check = Validator(ACMEConfig(http01_port=http01_port))._check_url
+    if followed:
+        check(url)
+        return
+    with pytest.raises(ValidationFailed) as info:
+        check(url)
+    assert info.value.type is ProblemType.CONNECTION
