@@ -148,6 +148,12 @@ class Identifier:
     def from_general_name(cls, name: x509.GeneralName) -> Identifier:
         match name:
             case x509.DNSName():
+                # RFC 5280 §4.2.1.6: a dNSName is an IA5String in the preferred name syntax
+                # (IDNs as A-labels, §7.2). A parsed request may carry other characters, and
+                # lower() folds some onto ASCII ("\u212a", KELVIN SIGN, onto "k"): the
+                # certificate would name what the request did not.
+                if not name.value.isascii():
+                    raise Malformed("a dNSName must be ASCII (internationalized names as A-labels)")
                 return cls(IdentifierType.DNS, name.value.lower().rstrip("."))
             case x509.IPAddress():
                 if not isinstance(name.value, ipaddress.IPv4Address | ipaddress.IPv6Address):

@@ -3,8 +3,11 @@ and deactivation (§7.3.2, §7.3.6), key rollover (§7.3.5).
 
 One key belongs to at most one account: the ``acme-key`` document (id: the key's thumbprint)
 is inserted with ``put_doc``, which refuses a second insert, so two servers creating an
-account for one key concurrently end up with one account. Not supported: account
-orders' pagination (the list is returned whole).
+account for one key concurrently end up with one account. The account document is written
+before that link, so a link always names an existing account. With External Account
+Binding the credential is claimed before either is written (``eab.claim``): one credential,
+one account, also under concurrent newAccounts. Not supported: account orders' pagination
+(the list is returned whole).
 
 A key an account rolled over from is released (another account may take it up) but
 remembered as an ``acme-old-key`` document, which finalize consults (``protocols/acme/csr.py``).
@@ -126,19 +129,38 @@ async def _create_account(
         thumbprint=verified.key.thumbprint,
         contact=contact,
         tos_agreed=agreed,
-        eab_kid=binding,
+        eab_kid=None if binding is None else binding.kid,
         created_at=rfc3339(acme.clock.now()),
     )
+    if binding is None:
+        return await _write_account(acme, account)
+    # RFC 8555 §7.3.4: the credential binds this account; claimed before anything is
+    # written, so a newAccount losing the claim to a concurrent one leaves nothing behind.
+    claimed = await eab.claim(acme, binding, account.id)
+    try:
+        written = await _write_account(acme, account)
+    except BaseException:  # also a cancelled request: it created no account
+        await eab.release(acme, claimed)
+        raise
+    if written.id != account.id:  # the key had an account already: this one was not made
+        await eab.release(acme, claimed)
+    return written
+
+
+async def _write_account(acme: ACME, account: Account) -> Account:
+    """Write the account, then the link from its key; if a concurrent request linked the key
+    first, remove this account and return that one. The account is written first so that a
+    link always names an account that exists."""
+    await acme.store.put_doc(account.to_doc())
     try:
         await acme.store.put_doc(Document(ACCOUNT_KEY, account.thumbprint, {"account": account.id}))
     except Conflict:
+        with contextlib.suppress(NotFound):
+            await acme.store.take_doc(ACCOUNT, account.id)
         raced = await account_for_key(acme, account.thumbprint)
         if raced is None:
             raise
         return raced
-    await acme.store.put_doc(account.to_doc())
-    if binding is not None:
-        await eab.bind(acme, binding, account.id)
     return account
 
 

@@ -17,6 +17,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from protocols.acme.context import ACME
@@ -228,7 +229,23 @@ async def validate(
         error = StoredProblem(failed.type, failed.detail)
     except TimeoutError:
         error = StoredProblem(ProblemType.CONNECTION, f"{type_} validation timed out")
+    except Exception as exc:
+        # A failure the validator did not turn into its own problem still ends the
+        # challenge: otherwise it stayed processing, and was retried into the same failure.
+        error = _unforeseen(authz_id, type_, exc)
     return await _record(acme, authz_id, type_, error)
+
+
+def _unforeseen(authz_id: str, type_: ChallengeType, exc: Exception) -> StoredProblem:
+    """I/O and what the remote side sent (OSError, aiohttp's errors, ValueError) are a
+    connection problem, logged as a warning; anything else is a fault of ours, logged with
+    its traceback, and the client sees serverInternal."""
+    extra = {"authz": authz_id, "type": str(type_), "error": type(exc).__name__}
+    if isinstance(exc, OSError | aiohttp.ClientError | ValueError):
+        log.warning("validation failed: %s", type(exc).__name__, extra=extra)
+        return StoredProblem(ProblemType.CONNECTION, f"{type_} validation could not connect")
+    log.error("validation failed unexpectedly", exc_info=exc, extra=extra)
+    return StoredProblem(ProblemType.SERVER_INTERNAL, f"{type_} validation failed")
 
 
 async def _record(

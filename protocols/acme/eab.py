@@ -3,14 +3,22 @@
 An administrator creates credentials (``certforge acme eab create``): a key id and an HMAC
 key, kept as an ``acme-eab`` document. A newAccount request then carries, in its
 "externalAccountBinding" field, a JWS over the account's public key MACed with that HMAC key.
-A credential binds one account: once used, it is refused for any other key.
+A credential binds one account: once used, it is refused for any other key. The account is
+written only after its credential is claimed (``claim``: one conditional update of the
+credential's document from the unbound version that was checked), so of concurrent
+newAccounts with one credential exactly one gets an account and the others leave nothing
+behind. A newAccount refused after its claim (its key already has an account, or a store
+write fails) releases the credential (``release``), so it is not used up; a server stopping
+between the claim and the account's write leaves the credential bound to no account, and an
+administrator hands out a new one.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import secrets
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from protocols.acme.context import ACME
 from protocols.acme.jws import eab_verify, parse_jwk, parse_jws
@@ -38,8 +46,20 @@ async def create_credentials(store: Store, clock: Clock) -> tuple[str, str]:
     return kid, _b64(key)
 
 
-async def check_binding(acme: ACME, verified: Verified, binding: object) -> str | None:
-    """The EAB key id if a valid binding is present; refuses a missing one when required."""
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A verified binding: the credential's document as read, unbound, when it was checked."""
+
+    doc: Document
+
+    @property
+    def kid(self) -> str:
+        return self.doc.id
+
+
+async def check_binding(acme: ACME, verified: Verified, binding: object) -> Binding | None:
+    """The credential if a valid binding is present; refuses a missing one when required.
+    Nothing is written: the credential is claimed by ``claim``."""
     if binding is None:
         if acme.settings.eab_required:
             raise ACMEProblem(
@@ -74,16 +94,27 @@ async def check_binding(acme: ACME, verified: Verified, binding: object) -> str 
         raise ACMEProblem(
             ProblemType.MALFORMED, "the externalAccountBinding payload is not the account key"
         )
-    return kid
+    return Binding(doc)
 
 
-async def bind(acme: ACME, kid: str, account_id: str) -> None:
-    doc = await acme.store.get_doc(KIND, kid)
+async def claim(acme: ACME, binding: Binding, account_id: str) -> Document:
+    """Bind the credential to ``account_id`` if it is still as checked (unbound): one
+    conditional write, so of concurrent claims exactly one wins. The claimed document."""
+    doc = binding.doc
     try:
-        await acme.store.update_doc(
+        return await acme.store.update_doc(
             replace(doc, data={**doc.data, "account": account_id}), expect_version=doc.version
         )
-    except Conflict:
+    except (Conflict, NotFound):  # NotFound: expired or removed since it was checked
         raise ACMEProblem(
             ProblemType.UNAUTHORIZED, "this External Account Binding key was just used", 401
         ) from None
+
+
+async def release(acme: ACME, claimed: Document) -> None:
+    """Unbind a credential claimed by a newAccount that then created no account, if nothing
+    changed it since the claim."""
+    data = {k: v for k, v in claimed.data.items() if k != "account"}
+    # Changed or removed meanwhile (by an administrator): theirs to decide, left as it is.
+    with contextlib.suppress(Conflict, NotFound):
+        await acme.store.update_doc(replace(claimed, data=data), expect_version=claimed.version)

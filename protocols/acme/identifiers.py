@@ -65,23 +65,81 @@ def parse_identifier(obj: object) -> tuple[Identifier, bool]:
         raise ACMEProblem(ProblemType.MALFORMED, 'each identifier is {"type": ..., "value": ...}')
     type_, value = obj.get("type"), obj["value"]
     if type_ == "ip":
-        try:
-            address = ipaddress.ip_address(value)
-        except ValueError:
-            raise ACMEProblem(
-                ProblemType.MALFORMED, f"{value!r} is not an IP address (RFC 8738)"
-            ) from None
-        return Identifier(IdentifierType.IP, str(address)), False
+        return parse_ip(value), False
     if type_ != "dns":
         raise ACMEProblem(
             ProblemType.UNSUPPORTED_IDENTIFIER, f"identifier type {type_!r} is not dns or ip"
         )
-    name = value.lower().rstrip(".")
+    # RFC 5280 §4.2.1.6: a dNSName is in the preferred name syntax (RFC 1034 §3.5, RFC 1123
+    # §2.1), IDNs as A-labels (RFC 5890 §2.3.2.1). Refused, not rewritten: checked before
+    # lower-casing, which folds "\u212a" (KELVIN SIGN) onto "k", and with no trailing dot
+    # taken off, so the order names exactly what the client asked for.
+    if not value.isascii() or value.endswith("."):
+        raise ACMEProblem(
+            ProblemType.REJECTED_IDENTIFIER,
+            f"{value!r} is not a valid DNS name: ASCII only (IDNs as A-labels), no final dot",
+        )
+    name = value.lower()  # RFC 4343: DNS names are case-insensitive
     wildcard = name.startswith("*.")
     base = name[2:] if wildcard else name
-    if not is_dns_name(base):
+    if not is_dns_name(base) or not all(_is_a_label(label) for label in base.split(".")):
         raise ACMEProblem(ProblemType.REJECTED_IDENTIFIER, f"{value!r} is not a valid DNS name")
     return Identifier(IdentifierType.DNS, base), wildcard
+
+
+def _is_a_label(label: str) -> bool:
+    """An "xn--" label must be Punycode (RFC 5890 §2.3.2.1: an A-label decodes to a U-label)."""
+    if not label.startswith("xn--"):
+        return True
+    try:
+        return bool(label[4:].encode("ascii").decode("punycode"))
+    except UnicodeError:
+        return False
+
+
+def parse_ip(value: str) -> Identifier:
+    """RFC 8738 §3: an "ip" identifier is an address a server can have (certified so that
+    clients connect to it). Refused: the unspecified address (RFC 1122 §3.2.1.3: never a
+    destination), multicast addresses and the limited broadcast address (no TLS server
+    answers at them), and IPv4-mapped IPv6 addresses (RFC 4291 §2.5.5.2: the IPv4 address
+    is the identifier; as mapped, it named a second identifier for one address)."""
+    if "%" in value:
+        # RFC 8738 §3: the value is the RFC 1123 §2.1 or RFC 5952 §4 text form, which has no
+        # zone (RFC 4007 §11); Python's parser accepts one, with any characters in it.
+        raise ACMEProblem(
+            ProblemType.MALFORMED, f"{value!r} is not an IP address: no zone (RFC 8738 §3)"
+        )
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ACMEProblem(
+            ProblemType.MALFORMED, f"{value!r} is not an IP address (RFC 8738)"
+        ) from None
+    refusal = _not_a_server_address(address)
+    if refusal:
+        raise ACMEProblem(
+            ProblemType.REJECTED_IDENTIFIER, f"{value} is {refusal}, not a server's address"
+        )
+    if str(address) != value:
+        # RFC 8738 §3: the value MUST be the address's RFC 1123 §2.1 (IPv4) or RFC 5952 §4
+        # (IPv6: lower case, zeros compressed) text form: refused, not rewritten.
+        raise ACMEProblem(
+            ProblemType.MALFORMED,
+            f"{value!r} is not in the RFC 5952 text form of the address: {address}",
+        )
+    return Identifier(IdentifierType.IP, value)
+
+
+def _not_a_server_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    if address.is_unspecified:
+        return "the unspecified address"
+    if address.is_multicast:
+        return "a multicast address"
+    if address == ipaddress.IPv4Address("255.255.255.255"):
+        return "the limited broadcast address"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return "an IPv4-mapped address (order the IPv4 address)"
+    return ""
 
 
 def parse_identifiers(value: object, profile: ProfileConfig) -> list[tuple[Identifier, bool]]:

@@ -13,11 +13,11 @@ RFC 8555 §6.2: the "alg" "MUST NOT be "none"" and "MUST NOT be a Message Authen
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,14 +40,22 @@ MIN_RSA_BITS = 2048
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*\Z")
+
+
 def b64decode(text: object, what: str) -> bytes:
-    """base64url without padding (RFC 7515 §2); anything else is malformed."""
-    if not isinstance(text, str) or "=" in text:
+    """RFC 7515 §2: base64url "with all trailing '=' characters omitted ... and without the
+    inclusion of any line breaks, whitespace, or other additional characters"; anything else
+    is malformed. Strict, so that each octet string has one spelling: only the alphabet, and
+    the last character's unused bits zero (decoded and encoded again, it must be the text).
+    A lax decoder skipped other characters and ignored those bits, so a used nonce, or an
+    account key, spelled otherwise passed for a new one."""
+    if not isinstance(text, str) or not _BASE64URL.match(text) or len(text) % 4 == 1:
         raise ACMEProblem(ProblemType.MALFORMED, f"{what} is not unpadded base64url")
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise ACMEProblem(ProblemType.MALFORMED, f"{what} is not unpadded base64url") from None
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64encode(data) != text:
+        raise ACMEProblem(ProblemType.MALFORMED, f"{what} is not canonical base64url")
+    return data
 
 
 def b64encode(data: bytes) -> str:
@@ -105,6 +113,9 @@ def _parse_jwk_text(text: str) -> AccountKey:
         raise ACMEProblem(
             ProblemType.BAD_PUBLIC_KEY, f"the JWK members {', '.join(members)} must be strings"
         )
+    # josepy's decoder skips characters outside the alphabet: read the members strictly first.
+    for member in ("x", "y") if obj["kty"] == "EC" else ("n", "e"):
+        b64decode(obj.get(member), f'the JWK "{member}"')
     try:
         parsed = JWK.from_json(obj)
         assert isinstance(parsed, JWK)  # noqa: S101 - from_json of the base class
@@ -119,6 +130,11 @@ def _parse_jwk_text(text: str) -> AccountKey:
         raise ACMEProblem(ProblemType.BAD_PUBLIC_KEY, "EC keys must be on P-256 or P-384")
     if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         raise ACMEProblem(ProblemType.BAD_PUBLIC_KEY, "the JWK is not a public key")
+    # RFC 7638 §3: the thumbprint is over the key's members as josepy encodes them again from
+    # the key (EC coordinates at the curve's size, RSA integers in their fewest octets), so
+    # one key has one thumbprint however the JWK spelled it. An RSA "n" or "e" with leading
+    # zero octets is accepted thus re-encoded: RFC 7518 §6.3.1.1 notes libraries that add
+    # one, and refusing it would refuse their users for no gain once the thumbprint is one.
     public = parsed.public_key().to_partial_json()
     return AccountKey(public, key, b64encode(parsed.thumbprint()))
 
@@ -131,12 +147,13 @@ def _parse_okp(obj: dict[str, Any]) -> AccountKey:
         key = ed25519.Ed25519PublicKey.from_public_bytes(raw)
     except ValueError as exc:
         raise ACMEProblem(ProblemType.BAD_PUBLIC_KEY, "the Ed25519 key is malformed") from exc
-    public = {"crv": "Ed25519", "kty": "OKP", "x": obj["x"]}
+    # RFC 8037 §2: the thumbprint's required members are "crv", "kty" and "x"; "x" encoded
+    # again from the key's octets, so that one key has one thumbprint (RFC 7638 §3).
+    public = {"crv": "Ed25519", "kty": "OKP", "x": b64encode(raw)}
     return AccountKey(public, key, _okp_thumbprint(public))
 
 
 def _okp_thumbprint(public: dict[str, str]) -> str:
-    # RFC 8037 §2: the thumbprint's required members are "crv", "kty" and "x".
     canonical = json.dumps(public, separators=(",", ":"), sort_keys=True).encode()
     return b64encode(hashlib.sha256(canonical).digest())
 

@@ -91,11 +91,14 @@ async def use_nonce(acme: ACME, key: bytes, nonce: object) -> None:
     expires = datetime.fromtimestamp(struct.unpack(">Q", body[:8])[0], UTC)
     if expires <= acme.clock.now():
         raise ACMEProblem(ProblemType.BAD_NONCE, "the nonce has expired")
+    # Keyed by the octets' one spelling (b64decode accepts no other), so that no other
+    # spelling of a used nonce passes for a new one.
+    marker = Document(KIND, b64encode(raw), {}, expires_at=expires)
     try:
         # Not durable: the marker is committed (every reader, at every server, sees it) before
         # the request goes on, and a process crash keeps it; only a crash of the machine in the
         # next few milliseconds could lose it, making that one nonce usable once more.
-        await acme.store.put_doc(Document(KIND, nonce, {}, expires_at=expires), durable=False)
+        await acme.store.put_doc(marker, durable=False)
     except Conflict:
         raise ACMEProblem(ProblemType.BAD_NONCE, "the nonce was already used") from None
 

@@ -4,7 +4,9 @@ IP identifiers (RFC 8738), and CAA (RFC 8659) when ``[acme] caa_identities`` is 
 Each validator raises ``ValidationFailed`` carrying the ACME problem that the challenge
 records. Names are resolved over ``[acme] resolvers`` (dnspython) or, when none are set, the
 system resolver; validation never connects to an address in ``[acme]
-validation_deny_ranges``. The caller bounds every attempt with ``asyncio.timeout``.
+validation_deny_ranges``. http-01 follows redirects only to http on the http-01 port and to
+https on 443, and reports a failed fetch without its socket error. The caller bounds every
+attempt with ``asyncio.timeout``.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from yarl import URL
 from protocols.acme.jws import b64encode
 from protocols.acme.problems import ProblemType
 from server.config import ACMEConfig, parse_host_port
+from server.errors import Malformed
 from server.model import Identifier, IdentifierType
 
 ACME_IDENTIFIER_OID = ObjectIdentifier("1.3.6.1.5.5.7.1.31")  # RFC 8737 §6.1
@@ -79,11 +82,21 @@ class Validator:
 
     # ------------------------------------------------------------------- DNS
     async def addresses(self, name: str) -> list[_Address]:
-        """The addresses of a name, IPv4 first; an empty answer is a dns problem."""
+        """The addresses of a name (or an address itself), IPv4 first, without those never
+        validated; an empty answer is a dns problem."""
         try:
-            return [ipaddress.ip_address(name)]
+            found = [ipaddress.ip_address(name)]
         except ValueError:
-            pass
+            found = await self._resolve(name)
+        allowed = [a for a in found if not self.is_denied(a)]
+        if not allowed:
+            raise ValidationFailed(
+                ProblemType.REJECTED_IDENTIFIER,
+                f"{name} resolves only to addresses never validated",
+            )
+        return allowed
+
+    async def _resolve(self, name: str) -> list[_Address]:
         found: list[_Address] = []
         resolver = self.resolver()
         if resolver is None:
@@ -99,19 +112,17 @@ class Validator:
         found = sorted(dict.fromkeys(found), key=lambda a: a.version)
         if not found:
             raise ValidationFailed(ProblemType.DNS, f"no A or AAAA records for {name}")
-        allowed = [a for a in found if not self.is_denied(a)]
-        if not allowed:
-            raise ValidationFailed(
-                ProblemType.REJECTED_IDENTIFIER,
-                f"{name} resolves only to addresses never validated",
-            )
-        return allowed
+        return found
 
     def is_denied(self, address: _Address) -> bool:
-        return any(
-            address in ipaddress.ip_network(r, strict=False)
-            for r in self.settings.validation_deny_ranges
-        )
+        """Whether validation must not connect to ``address``: the unspecified address
+        (RFC 1122 §3.2.1.3: never a destination; a socket to it reaches this host), or one in
+        ``validation_deny_ranges``; either also as the IPv4 address an IPv6 one carries
+        (IPv4-mapped, 6to4, Teredo, NAT64), which a socket may reach in its stead."""
+        denied = [
+            ipaddress.ip_network(r, strict=False) for r in self.settings.validation_deny_ranges
+        ]
+        return any(a.is_unspecified or any(a in n for n in denied) for a in _embedded(address))
 
     async def _query(self, name: str, rdtype: str) -> Sequence[Any]:
         resolver = self.resolver() or dns.asyncresolver.Resolver()
@@ -128,8 +139,8 @@ class Validator:
     # --------------------------------------------------------------- http-01
     async def http01(self, identifier: Identifier, token: str, key_authz: str) -> None:
         """RFC 8555 §8.3: GET http://{domain}/.well-known/acme-challenge/{token}; the body
-        is the key authorization (whitespace trimmed). Redirects are followed, to http or
-        https, at most 10 of them."""
+        is the key authorization (whitespace trimmed). Redirects are followed, at most 10 of
+        them, to http on the http-01 port or https on 443 (``_check_url``)."""
         host = f"[{identifier.value}]" if ":" in identifier.value else identifier.value
         url = f"http://{host}:{self.settings.http01_port}/.well-known/acme-challenge/{token}"
         if self.session is not None:
@@ -149,7 +160,7 @@ class Validator:
             try:
                 async with session.get(url, allow_redirects=False) as resp:
                     if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
-                        url = str(resp.url.join(URL(resp.headers["Location"])))
+                        url = _redirect_target(resp.url, resp.headers["Location"])
                         continue
                     if resp.status != 200:
                         raise ValidationFailed(
@@ -161,21 +172,35 @@ class Validator:
                 # A DNS or deny-list refusal from _Resolver keeps its own problem type.
                 if isinstance(exc.os_error.__cause__, ValidationFailed):
                     raise exc.os_error.__cause__ from None
-                raise ValidationFailed(
-                    ProblemType.CONNECTION, f"cannot connect to {url}: {exc.os_error}"
-                ) from None
-            except (aiohttp.ClientError, OSError) as exc:
-                raise ValidationFailed(
-                    ProblemType.CONNECTION, f"cannot fetch {url}: {type(exc).__name__}"
-                ) from None
-        raise ValidationFailed(ProblemType.CONNECTION, "too many redirects")
+                raise _unreachable(url) from None
+            except (aiohttp.ClientError, OSError, ValueError):
+                # ValueError: aiohttp or yarl refusing what the responder's redirect named.
+                raise _unreachable(url) from None
+        raise ValidationFailed(ProblemType.CONNECTION, f"more than {MAX_REDIRECTS} redirects")
 
     def _check_url(self, url: str) -> None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            hostname, _ = parts.hostname, parts.port  # each may raise ValueError
+        except ValueError:
+            raise ValidationFailed(
+                ProblemType.CONNECTION, f"redirected to {url!r}, which is not a valid URL"
+            ) from None
         if parts.scheme not in ("http", "https"):
             raise ValidationFailed(ProblemType.CONNECTION, f"redirect to a non-HTTP URL {url}")
+        # RFC 8555 §8.3 lets the server follow redirects. Like Let's Encrypt, certforge
+        # follows them only to http on the port it validates http-01 on ([acme] http01_port,
+        # 80 by default) and to https on 443, so that a responder cannot aim the validator at
+        # any other port of any host (the answers told open ports from closed ones).
+        port = parts.port or (80 if parts.scheme == "http" else 443)
+        if port != (self.settings.http01_port if parts.scheme == "http" else 443):
+            raise ValidationFailed(
+                ProblemType.CONNECTION,
+                f"redirect to port {port}: only http on port {self.settings.http01_port} "
+                "and https on port 443 are followed",
+            )
         try:
-            address = ipaddress.ip_address(parts.hostname or "")
+            address = ipaddress.ip_address(hostname or "")
         except ValueError:
             return  # a name: the resolver checks its addresses
         if self.is_denied(address):
@@ -286,7 +311,10 @@ def check_alpn_certificate(cert: x509.Certificate, identifier: Identifier, key_a
         ) from None
     # RFC 8737 §3: "The subjectAltName extension ... MUST contain a single dNSName entry"
     # (RFC 8738 §6: a single iPAddress entry for an IP identifier).
-    names = [Identifier.from_general_name(n) for n in sans]
+    try:
+        names = [Identifier.from_general_name(n) for n in sans]
+    except Malformed:  # a name type or value no identifier has: not the one asked for
+        names = []
     if names != [identifier]:
         raise ValidationFailed(
             ProblemType.UNAUTHORIZED, f"the certificate must name exactly {identifier.value}"
@@ -300,6 +328,43 @@ def check_alpn_certificate(cert: x509.Certificate, identifier: Identifier, key_a
         raise ValidationFailed(
             ProblemType.INCORRECT_RESPONSE, "acmeIdentifier does not hold the key authorization"
         )
+
+
+def _unreachable(url: str) -> ValidationFailed:
+    """The one problem for every way a fetch can fail once connecting: it names the host
+    and not the socket's error, which would tell a closed port from a silent one."""
+    return ValidationFailed(
+        ProblemType.CONNECTION, f"connection to {urlsplit(url).hostname} failed"
+    )
+
+
+def _redirect_target(base: URL, location: str) -> str:
+    """The absolute URL a redirect's Location names; the responder chose it, so it may be
+    anything."""
+    try:
+        return str(base.join(URL(location)))
+    except ValueError:
+        raise ValidationFailed(
+            ProblemType.CONNECTION, f"redirected to {location!r}, which is not a valid URL"
+        ) from None
+
+
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 §2.1: the well-known prefix
+
+
+def _embedded(address: _Address) -> list[_Address]:
+    """The address, and the IPv4 addresses an IPv6 address stands for."""
+    found: list[_Address] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            found.append(address.ipv4_mapped)
+        if address.sixtofour is not None:
+            found.append(address.sixtofour)
+        if address.teredo is not None:
+            found.extend(address.teredo)
+        if address in _NAT64:
+            found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
 
 
 @functools.lru_cache(maxsize=8)

@@ -10,6 +10,7 @@ import pytest
 
 from tests.integration.openssl import make_csr
 from tests.integration.server import CertforgeServer, run
+from tests.unit.ca.helpers import csr_with_raw_dns_name
 
 
 def post(
@@ -241,3 +242,16 @@ def test_a_body_whose_content_encoding_does_not_decode_is_the_clients_error(
         logged = log.read().decode(errors="replace")
     assert '"level": "error"' not in logged
     assert "Traceback" not in logged
+
+
+def test_a_dns_name_that_is_not_ascii_is_refused_not_rewritten(server: CertforgeServer) -> None:
+    """RFC 5280 §4.2.1.6: a dNSName is ASCII (IDNs as A-labels); a request naming
+    "\u212aelvin.example.com" (KELVIN SIGN, UTF-8) was issued as DNS:kelvin.example.com."""
+    before = request_count(server)
+    der = csr_with_raw_dns_name("\u212aelvin.example.com".encode())
+    token = server.cli("token", "create", "kelvin", check=True).stdout.strip()
+    status, problem, _ = post(
+        server, "/api/v1/requests", der, PKCS10, f"Authorization: Bearer {token}"
+    )
+    assert (status, problem.get("type")) == (400, "urn:certforge:problem:bad_csr"), problem
+    assert request_count(server) == before

@@ -10,9 +10,9 @@ from server.app import _wait_for_stop
 
 
 async def test_a_worker_whose_parent_died_while_it_started_stops_at_once() -> None:
-    """The parent's pid comes from before the worker started. If the parent was killed while the worker
-    was still starting, the worker has been adopted and its parent pid is no longer that one:
-    it must stop at once, not adopt the new parent as its own and serve on alone."""
+    """The parent's pid comes from before the worker started. If the parent was killed while
+    the worker was still starting, the worker has been adopted and its parent pid is no longer
+    that one: it must stop at once, not adopt the new parent as its own and serve on alone."""
     gone = os.getppid() + 1_000_000  # not our parent: as if it had died before we looked
     started = time.monotonic()
     await asyncio.wait_for(_wait_for_stop(asyncio.Event(), parent=gone), timeout=5)

@@ -9,10 +9,17 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa, x25519
 
-from protocols.acme.jws import eab_verify, parse_jwk, parse_jws, thumbprint_of, verify_signature
+from protocols.acme.jws import (
+    b64decode,
+    eab_verify,
+    parse_jwk,
+    parse_jws,
+    thumbprint_of,
+    verify_signature,
+)
 from protocols.acme.problems import ACMEProblem, ProblemType, problem_of
 from server.errors import CertforgeError
-from tests.interop.acme.client import b64, eab_binding, jwk_of, jws
+from tests.interop.acme.client import b64, eab_binding, jwk_of, jws, thumbprint
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 HEADER = {"nonce": "n", "url": "https://ca.example/acme/new-account"}
@@ -198,3 +205,85 @@ def test_eab_mac() -> None:
     with pytest.raises(ACMEProblem) as info:
         eab_verify(parsed, b"x" * 32)
     assert info.value.type is ProblemType.UNAUTHORIZED
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("e30=", id="padded"),
+        pytest.param("e3!0", id="outside_the_alphabet"),
+        pytest.param("e3 0", id="space"),
+        pytest.param("e30\n", id="line_break"),
+        pytest.param("e+0/", id="base64_not_base64url"),
+        pytest.param("e31", id="unused_bits_set"),
+        pytest.param("AAAAB", id="one_char_past_a_block"),
+        pytest.param(b"e30", id="not_a_string"),
+    ],
+)
+def test_b64decode_refuses_every_other_spelling(text: object) -> None:
+    """RFC 7515 §2: unpadded base64url and nothing else; the last character's unused bits
+    are zero, so each octet string has one spelling."""
+    with pytest.raises(ACMEProblem) as info:
+        b64decode(text, "the value")
+    assert info.value.type is ProblemType.MALFORMED
+
+
+@pytest.mark.parametrize("data", [b"", b"{}", b"\xff\xfe", bytes(range(40))])
+def test_b64decode_takes_the_canonical_spelling(data: bytes) -> None:
+    assert b64decode(b64(data), "the value") == data
+
+
+def _respelled(text: str) -> list[str]:
+    """``text`` (base64url) with characters a lax decoder skips, and with the last
+    character's unused bits set when it has any."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    spelled = [text[:4] + "!!" + text[4:], text + "\n"]
+    unused = (1 << (len(text) * 6 % 8)) - 1  # the bits past the last whole octet
+    last = alphabet.index(text[-1])
+    return spelled + [text[:-1] + alphabet[last | bits] for bits in range(1, unused + 1)]
+
+
+MEMBERS: list[Any] = [
+    pytest.param(KEYS[0].values[0], member, id=f"{KEYS[0].id}/{member}") for member in ("x", "y")
+]
+MEMBERS += [pytest.param(KEYS[2].values[0], m, id=f"RS256/{m}") for m in ("n", "e")]
+MEMBERS += [pytest.param(KEYS[3].values[0], "x", id="EdDSA/x")]
+
+
+@pytest.mark.parametrize(("make_key", "member"), MEMBERS)
+def test_a_jwk_member_spelled_otherwise_is_refused(
+    make_key: Callable[[], Any], member: str
+) -> None:
+    """One key, one thumbprint (RFC 7638): a member re-spelled is not another key; it was
+    for Ed25519, whose thumbprint was taken over "x" as sent."""
+    jwk = jwk_of(make_key())
+    spellings = _respelled(jwk[member])
+    for spelled in spellings:
+        with pytest.raises(ACMEProblem) as info:
+            parse_jwk(jwk | {member: spelled})
+        assert info.value.type in (ProblemType.MALFORMED, ProblemType.BAD_PUBLIC_KEY), spelled
+
+
+def test_rsa_leading_zero_octets_are_the_same_key() -> None:
+    """RFC 7518 §6.3.1.1: some libraries prefix a zero octet to "n"; the key, its JWK and
+    its thumbprint are those of the canonical encoding."""
+    jwk = jwk_of(rsa.generate_private_key(65537, 2048))
+    canonical = parse_jwk(jwk)
+    n = b64decode(jwk["n"], "n")
+    padded = parse_jwk(jwk | {"n": b64(b"\0" + n), "e": b64(b"\0\0\1\0\1")})
+    assert padded.thumbprint == canonical.thumbprint
+    assert padded.jwk == canonical.jwk == jwk
+
+
+def test_ec_coordinates_must_have_the_curve_size() -> None:
+    jwk = jwk_of(KEY)
+    x = b64decode(jwk["x"], "x")
+    with pytest.raises(ACMEProblem) as info:
+        parse_jwk(jwk | {"x": b64(b"\0" + x)})
+    assert info.value.type is ProblemType.BAD_PUBLIC_KEY
+
+
+@pytest.mark.parametrize("make_key", KEYS)
+def test_the_thumbprint_is_the_clients(make_key: Callable[[], Any]) -> None:
+    key = make_key()
+    assert parse_jwk(jwk_of(key)).thumbprint == thumbprint(key)

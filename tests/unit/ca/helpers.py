@@ -97,6 +97,29 @@ def resign_csr(
     return bytes(request.dump(force=True))
 
 
+def csr_with_raw_dns_name(raw: bytes) -> bytes:
+    """A request (no CN) whose one dNSName holds the octets ``raw`` (UTF-8, say), which
+    cryptography's builder refuses: built with an ASCII stand-in of the same length, the
+    octets put in its place (every DER length stays right), and signed again."""
+    key = ec_key()
+    stand_in = b"q" * len(raw)
+    der = make_csr(key, cn=None, sans=[x509.DNSName(stand_in.decode())])
+    assert der.count(stand_in) == 1
+    request = asn1_csr.CertificationRequest.load(der.replace(stand_in, raw))
+    info = request["certification_request_info"].dump()
+    signature = key.sign(info, ec.ECDSA(hashes.SHA256()))
+    request["signature"] = signature
+    body = info + request["signature_algorithm"].dump() + request["signature"].dump()
+    return _der_sequence(body)
+
+
+def _der_sequence(body: bytes) -> bytes:
+    if len(body) < 128:
+        return b"\x30" + bytes([len(body)]) + body
+    size = len(body).to_bytes((len(body).bit_length() + 7) // 8, "big")
+    return b"\x30" + bytes([0x80 | len(size)]) + size + body
+
+
 def make_config(
     data_dir: Path, *, issuers: Sequence[IssuerConfig] = (IssuerConfig(),), **ca: Any
 ) -> Config:

@@ -19,6 +19,7 @@ from server.errors import BadCSR, BadPublicKey, BadSignatureAlgorithm, Certforge
 from server.model import Identifier, IdentifierType
 from tests.unit.ca.helpers import (
     SigningKey,
+    csr_with_raw_dns_name,
     ec_key,
     make_csr,
     make_csr_object,
@@ -201,3 +202,19 @@ def test_csr_der_from_bytes_refuses(data: bytes) -> None:
 def test_challenge_password() -> None:
     assert challenge_password(make_csr_object(challenge="s3cret-å")) == "s3cret-å"
     assert challenge_password(make_csr_object()) is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("\u212aelvin.example.com", id="kelvin_sign"),
+        pytest.param("b\u00fccher.example.com", id="u_label"),
+    ],
+)
+def test_a_dns_name_that_is_not_ascii_is_refused(name: str) -> None:
+    """RFC 5280 §4.2.1.6: a dNSName is ASCII (IDNs as A-labels). "\u212a" lower-cased is
+    "k": the request for \u212aelvin.example.com was issued for kelvin.example.com."""
+    der = csr_with_raw_dns_name(name.encode())
+    assert x509.load_der_x509_csr(der).is_signature_valid
+    with pytest.raises(BadCSR):
+        verify_csr(der)
