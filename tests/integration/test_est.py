@@ -34,6 +34,7 @@ from tests.integration.est_client import (
     subject_and_serial,
 )
 from tests.integration.openssl import make_csr, verify
+from tests.integration.scep_http import errors_logged, log_size
 from tests.integration.server import CertforgeServer, run
 from tests.integration.test_profiles import pkilint
 
@@ -188,7 +189,9 @@ def test_base64_without_line_breaks_is_accepted(est: EST, work: Path) -> None:
 def test_simplereenroll_with_the_issued_certificate(
     est: EST, work: Path, tls: tuple[str, ...]
 ) -> None:
-    first = enroll(est, work, "renew").pkcs7_certs(work, "first")
+    # A device certificate (clientAuth): a tls-server one (serverAuth only) is no TLS client
+    # certificate (RFC 5280 §4.2.1.12).
+    first = enroll(est, work, "renew", label="device").pkcs7_certs(work, "first")
     key = work / "renew.key"
     _, csr = make_csr(work, "renew2", subject="/CN=renew.example.com", sans="DNS:renew.example.com")
     answer = curl(
@@ -201,7 +204,7 @@ def test_simplereenroll_with_the_issued_certificate(
 
 
 def test_simplereenroll_refusals(est: EST, work: Path) -> None:
-    cert = enroll(est, work, "old").pkcs7_certs(work, "old")
+    cert = enroll(est, work, "old", label="device").pkcs7_certs(work, "old")
     tls = ("--cert", str(cert), "--key", str(work / "old.key"))
     _, other = make_csr(
         work, "other", subject="/CN=other.example.com", sans="DNS:other.example.com"
@@ -225,6 +228,74 @@ def test_simplereenroll_refusals(est: EST, work: Path) -> None:
     revoked = curl(est.server, "simplereenroll", *tls, body=base64_request(same))
     assert revoked.status == 403
     assert "revoked" in revoked.text
+
+
+# ----------------------------------------------------------------- what a certificate vouches for
+def test_a_certificate_not_for_client_authentication_authenticates_nothing(
+    est: EST, work: Path
+) -> None:
+    """RFC 5280 §4.2.1.12: a tls-server certificate (serverAuth only, as ACME issues them) is
+    no TLS client certificate. It got a certificate for any name (simpleenroll) and became a
+    730-day clientAuth one (device/simplereenroll) on the old code."""
+    cert = enroll(est, work, "srv").pkcs7_certs(work, "srv")
+    tls = ("--cert", str(cert), "--key", str(work / "srv.key"))
+    _, victim = make_csr(work, "victim", subject="/CN=www.victim.test", sans="DNS:www.victim.test")
+    _, same = make_csr(work, "srv2", subject="/CN=srv.example.com", sans="DNS:srv.example.com")
+    before, since = request_count(est.server), log_size(est.server)
+    for path, csr in [
+        ("tls-server/simpleenroll", victim),
+        ("device/simplereenroll", same),
+        ("serverkeygen", victim),
+        ("simplereenroll", same),
+    ]:
+        answer = curl(est.server, path, *tls, body=base64_request(csr))
+        assert answer.status == 403, (path, answer.status, answer.text)
+        assert "clientAuth" in answer.text, path
+    assert request_count(est.server) == before
+    assert errors_logged(est.server, since) == []
+
+
+def test_a_client_certificate_vouches_only_for_its_own_names(est: EST, work: Path) -> None:
+    """A certificate with clientAuth authenticates requests for its own subject and names
+    only (any name, on the old code); Basic credentials still authorise any name."""
+    cert = enroll(est, work, "dev", label="device").pkcs7_certs(work, "dev")
+    tls = ("--cert", str(cert), "--key", str(work / "dev.key"))
+    _, victim = make_csr(work, "victim", subject="/CN=www.victim.test", sans="DNS:www.victim.test")
+    _, added = make_csr(
+        work, "added", subject="/CN=dev.example.com", sans="DNS:dev.example.com,DNS:www.victim.test"
+    )
+    before, since = request_count(est.server), log_size(est.server)
+    for path, csr in [
+        ("tls-server/simpleenroll", victim),
+        ("device/simpleenroll", victim),
+        ("tls-server/simpleenroll", added),
+        ("device/serverkeygen", victim),
+    ]:
+        answer = curl(est.server, path, *tls, body=base64_request(csr))
+        assert answer.status == 403, (path, answer.status, answer.text)
+    assert request_count(est.server) == before
+    assert errors_logged(est.server, since) == []
+    _, own = make_csr(work, "dev2", subject="/CN=dev.example.com", sans="DNS:dev.example.com")
+    answer = curl(est.server, "tls-server/simpleenroll", *tls, body=base64_request(own))
+    assert "CN = dev.example.com" in answer.pkcs7_certs(work, "dev-server").read_text()
+    with_basic = curl(est.server, "simpleenroll", *tls, *est.basic, body=base64_request(victim))
+    assert with_basic.status == 200, with_basic.text
+
+
+def test_simplereenroll_stays_in_the_certificates_profile(est: EST, work: Path) -> None:
+    """RFC 7030 §4.2.2: a renewal is of the certificate, so of its profile (the store records
+    it); another label switched profile on the old code."""
+    cert = enroll(est, work, "stay", label="device").pkcs7_certs(work, "stay")
+    tls = ("--cert", str(cert), "--key", str(work / "stay.key"))
+    _, csr = make_csr(work, "stay2", subject="/CN=stay.example.com", sans="DNS:stay.example.com")
+    before = request_count(est.server)
+    for label in ("tls-client", "tls-server"):
+        other = curl(est.server, f"{label}/simplereenroll", *tls, body=base64_request(csr))
+        assert other.status == 403, (label, other.text)
+        assert "'device'" in other.text
+    assert request_count(est.server) == before
+    renewed = curl(est.server, "device/simplereenroll", *tls, body=base64_request(csr))
+    assert subject_and_serial(renewed.pkcs7_certs(work, "stayed"))[0] == subject_and_serial(cert)[0]
 
 
 def test_serverkeygen_answers_the_key_and_its_certificate(est: EST, work: Path) -> None:
@@ -593,7 +664,8 @@ def test_serverkeygen_encrypts_the_key_to_the_client_certificate(
     with the device's key and verifies the server's signature up to root.pem."""
     name = f"enc-{newkey[1].split(':')[0]}"
     device = device_with_ski(est, work, name, newkey)
-    body = keygen_request(work, f"{name}.example.com", ASYMMETRIC_DECRYPT_KEY_ID, ski_of(device))
+    # The device certificate authenticates the request: it asks for the device's own name.
+    body = keygen_request(work, name, ASYMMETRIC_DECRYPT_KEY_ID, ski_of(device))
     login = ("--cert", str(device), "--key", str(work / f"{name}.key"))
     answer = curl(est.server, "device/serverkeygen", *login, body=body)
     assert answer.status == 200, answer.text
