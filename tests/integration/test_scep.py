@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from asn1crypto import cms
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import AttributeOID, NameOID
 
 from protocols.scep.envelope import ContentCipher
 from tests.integration.scep_http import (
@@ -629,6 +631,62 @@ def test_renewal_with_issued_certificate(
     server.cli("cert", "revoke", serial, check=True)
     revoked = renewal(server, ra[1], rep.certificate, KEYS[1], KEYS[2], cn)
     assert failure(server, revoked.build()) == BAD_REQUEST
+
+
+def test_renewal_keeps_the_names_and_the_profile(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    """RFC 8894 §3.3.1.2: a RenewalReq renews its signer certificate: the same subject and no
+    name it lacks, at its own profile. On the old code a name no one validated was added
+    (SUCCESS at /scep/tls-server), and /scep/tls-client switched profile."""
+    cn = unique("keep") + ".example.com"
+    key, signer = KEYS[0], self_signed(KEYS[0], cn)
+    msg = Message(
+        message_type=MessageType.PKCS_REQ,
+        content=csr_with_names(key, cn, cn, challenge=new_challenge(server)),
+        recipient=ra[1],
+        signer_cert=signer,
+        signer_key=key,
+    )
+    first = read_cert_rep(pki_operation(scep_url(server), msg.build()).body, key=key, cert=signer)
+    assert first.certificate is not None
+    since = log_size(server)
+
+    def renew(profile: str, *names: str) -> Message:
+        return Message(
+            message_type=MessageType.RENEWAL_REQ,
+            content=csr_with_names(KEYS[1], cn, *names),
+            recipient=ra[1],
+            signer_cert=first.certificate,  # type: ignore[arg-type]
+            signer_key=key,
+        )
+
+    for profile, names in [
+        ("", (cn, "www.victim.test")),
+        ("device", (cn, "www.victim.test")),
+        ("tls-server", (cn, "www.victim.test")),
+        ("tls-client", (cn,)),
+        ("tls-server", (cn,)),
+    ]:
+        assert failure(server, renew(profile, *names).build(), profile) == BAD_REQUEST, profile
+    assert len(requests_for(server, f"CN={cn}")) == 1
+    assert errors_logged(server, since) == []
+    rep = read_cert_rep(pki_operation(scep_url(server), renew("", cn).build()).body)
+    assert rep.status == SUCCESS
+
+
+def csr_with_names(
+    key: rsa.RSAPrivateKey, cn: str, *names: str, challenge: str | None = None
+) -> bytes:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    )
+    if names:
+        san = x509.SubjectAlternativeName([x509.DNSName(n) for n in names])
+        builder = builder.add_extension(san, critical=False)
+    if challenge is not None:
+        builder = builder.add_attribute(AttributeOID.CHALLENGE_PASSWORD, challenge.encode())
+    return builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER)
 
 
 def test_renewal_to_an_ec_key(
