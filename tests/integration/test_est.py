@@ -36,6 +36,7 @@ from tests.integration.est_client import (
 from tests.integration.openssl import make_csr, verify
 from tests.integration.scep_http import errors_logged, log_size
 from tests.integration.server import CertforgeServer, run
+from tests.integration.test_bad_input import subject_csr
 from tests.integration.test_profiles import pkilint
 
 # RFC 7030 §4.4.1.1 and §4.4.1.2 (id-aa 37, id-aa 54).
@@ -510,6 +511,32 @@ def test_bad_input_is_refused_with_a_reason_and_nothing_recorded(est: EST, work:
         if status == 401:
             assert answer.headers["www-authenticate"].startswith("Basic"), name
     assert request_count(est.server) == before
+
+
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")
+def test_a_subject_no_certificate_can_carry_is_a_400_and_keeps_the_password(
+    est: EST, work: Path
+) -> None:
+    """A CN over 64 characters, an empty CN, a serialNumber that is no PrintableString: a 500
+    with a traceback from signing on the old code. The one-time password is not used up."""
+    challenge = est.server.cli("scep", "challenge", check=True).stdout.strip()
+    login = ("-u", f"sensor:{challenge}")
+    before, since = request_count(est.server), log_size(est.server)
+    for number, (attrs, sans) in enumerate(
+        [
+            ([("2.5.4.3", "x" * 65)], ()),
+            ([("2.5.4.3", "")], ("e.example.com",)),
+            ([("2.5.4.3", "d1"), ("2.5.4.5", "SN_1@x")], ()),
+        ]
+    ):
+        body = work / f"subject-{number}.b64"
+        body.write_bytes(base64.b64encode(subject_csr(attrs, sans)))
+        answer = curl(est.server, "device/simpleenroll", *login, body=body)
+        assert answer.status == 400, (attrs, answer.status, answer.text)
+        assert "subject" in answer.text
+    assert request_count(est.server) == before
+    assert errors_logged(est.server, since) == []
+    assert enroll(est, work, "kept-otp", *login, label="device").status == 200
 
 
 def test_fullcmc_is_not_implemented(est: EST, work: Path) -> None:

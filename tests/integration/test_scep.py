@@ -353,6 +353,33 @@ def test_bad_csr_is_bad_request_and_keeps_the_challenge(
     assert ok.status == SUCCESS
 
 
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")
+def test_a_subject_no_certificate_can_carry_is_refused_and_keeps_the_challenge(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    """A CN over 64 characters: a 500 from signing on the old code."""
+    key, cn = KEYS[0], "x" * 65
+    challenge = new_challenge(server)
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn, _validate=False)])
+    )
+    csr = builder.add_attribute(AttributeOID.CHALLENGE_PASSWORD, challenge.encode()).sign(
+        key, hashes.SHA256()
+    )
+    msg = Message(
+        message_type=MessageType.PKCS_REQ,
+        content=csr.public_bytes(Encoding.DER),
+        recipient=ra[1],
+        signer_cert=self_signed(key, "long"),
+        signer_key=key,
+    )
+    since = log_size(server)
+    assert failure(server, msg.build()) == BAD_REQUEST
+    assert errors_logged(server, since) == []
+    good, _, _ = enroll_message(server, ra[1], cn=unique("kept"), challenge=challenge)
+    assert read_cert_rep(pki_operation(scep_url(server), good.build()).body).status == SUCCESS
+
+
 @pytest.mark.parametrize(
     "mangle",
     [
