@@ -10,14 +10,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from asn1crypto import cms
+from asn1crypto import cms, core, parser
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import AttributeOID, NameOID
 
-from protocols.scep.envelope import ContentCipher
+from protocols.scep.envelope import ContentCipher, seal_envelope
 from tests.integration.scep_http import (
     call,
     certificates_for,
@@ -34,6 +34,7 @@ from tests.integration.server import CertforgeServer
 from tests.scep_client import (
     Message,
     MessageType,
+    _asn1,
     issued_by,
     issuer_and_serial,
     issuer_and_subject,
@@ -378,6 +379,77 @@ def test_a_subject_no_certificate_can_carry_is_refused_and_keeps_the_challenge(
     assert errors_logged(server, since) == []
     good, _, _ = enroll_message(server, ra[1], cn=unique("kept"), challenge=challenge)
     assert read_cert_rep(pki_operation(scep_url(server), good.build()).body).status == SUCCESS
+
+
+def tlv(tag: int, body: bytes) -> bytes:
+    size = len(body)
+    if size < 128:
+        return bytes([tag, size]) + body
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(octets)]) + octets + body
+
+
+def with_deep_attribute(message: bytes, depth: int) -> bytes:
+    """The message with one more signed attribute, of an unknown type, nesting SEQUENCEs
+    ``depth`` deep (added after signing: the attributes are read before the signature)."""
+    nested = b"\x05\x00"
+    for _ in range(depth):
+        nested = tlv(0x30, nested)
+    attr = tlv(0x30, bytes(core.ObjectIdentifier("1.2.3.4.5").dump()) + tlv(0x31, nested))
+    info = cms.ContentInfo.load(message)
+    signer_info = info["content"]["signer_infos"][0]
+    raw = signer_info["signed_attrs"].dump()
+    contents = parser.parse(raw)[4]
+    signer_info["signed_attrs"] = cms.CMSAttributes.load(tlv(0x31, contents + attr))
+    return bytes(info.dump(force=True))
+
+
+def deeply_segmented_envelope(recipient: x509.Certificate, depth: int) -> bytes:
+    """A pkcsPKIEnvelope whose encryptedContent is BER constructed OCTET STRINGs, each holding
+    the next, ``depth`` deep."""
+    sealed = cms.ContentInfo.load(seal_envelope(b"x" * 32, _asn1(recipient), ContentCipher.AES128))
+    enveloped = sealed["content"]
+    eci = enveloped["encrypted_content_info"]
+    inner = tlv(0x04, b"\x00" * 16)
+    for _ in range(depth):
+        inner = tlv(0x24, inner)
+    eci_der = tlv(
+        0x30,
+        eci["content_type"].dump() + eci["content_encryption_algorithm"].dump() + tlv(0xA0, inner),
+    )
+    body = tlv(0x30, enveloped["version"].dump() + enveloped["recipient_infos"].dump() + eci_der)
+    return tlv(0x30, bytes(core.ObjectIdentifier("1.2.840.113549.1.7.3").dump()) + tlv(0xA0, body))
+
+
+def test_a_deeply_nested_unknown_attribute_is_not_parsed(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    """An unknown signed attribute 2000 SEQUENCEs deep, read before the signature is checked:
+    RecursionError (a 500) on the old code. Now unread; the signature does not verify."""
+    since = log_size(server)
+    msg, _, _ = enroll_message(server, ra[1], cn=unique("deep"), challenge="x")
+    deep = with_deep_attribute(msg.build(), 2000)
+    assert failure(server, deep) == BAD_MESSAGE_CHECK
+    assert errors_logged(server, since) == []
+
+
+def test_deeply_nested_encrypted_content_is_bad_message_check(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    """An encryptedContent of 1000 nested constructed segments: RecursionError (a 500) on the
+    old code."""
+    since = log_size(server)
+    key = KEYS[0]
+    segmented = Message(
+        message_type=MessageType.PKCS_REQ,
+        content=b"",
+        recipient=ra[1],
+        signer_cert=self_signed(key, "segments"),
+        signer_key=key,
+        envelope=deeply_segmented_envelope(ra[1], 1000),
+    )
+    assert failure(server, segmented.build()) == BAD_MESSAGE_CHECK
+    assert errors_logged(server, since) == []
 
 
 @pytest.mark.parametrize(
