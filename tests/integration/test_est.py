@@ -13,7 +13,11 @@ import email.policy
 import json
 import os
 import sqlite3
+import statistics
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -425,6 +429,35 @@ def test_one_time_password_as_basic_password(est: EST, work: Path) -> None:
     reused = enroll(est, work, "otp2", *login)
     assert reused.status == 401
     assert reused.headers["www-authenticate"].startswith("Basic")
+
+
+def test_unknown_and_known_users_take_as_long_to_refuse(est: EST, work: Path) -> None:
+    """A wrong password for an existing user took 68 ms (scrypt), an unknown user 2 ms: the
+    user names could be listed by timing. Medians of interleaved tries, generously compared
+    (the machine is shared)."""
+    _, csr = make_csr(work, "timing", subject="/CN=t.example.com", sans="DNS:t.example.com")
+    body = base64_request(csr).read_bytes()
+    context = est.server.ssl_context()
+
+    def refusal_ms(user: str) -> float:
+        auth = base64.b64encode(f"{user}:wrong-password".encode()).decode()
+        request = urllib.request.Request(
+            f"{est.server.url}/.well-known/est/est-users-only/simpleenroll",
+            data=body,
+            headers={"Content-Type": "application/pkcs10", "Authorization": f"Basic {auth}"},
+        )
+        started = time.perf_counter()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, context=context, timeout=30)
+        refused.value.close()
+        assert refused.value.code == 401
+        return (time.perf_counter() - started) * 1000
+
+    known, unknown = [], []
+    for _ in range(9):
+        known.append(refusal_ms(est.user))
+        unknown.append(refusal_ms("mallory"))
+    assert statistics.median(unknown) > 0.4 * statistics.median(known), (known, unknown)
 
 
 def test_profile_for_users_only_refuses_one_time_passwords(est: EST, work: Path) -> None:

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import AttributeOID, NameOID
 
-from protocols.est import keygen
+from protocols.est import keygen, users
 from protocols.est.errors import STATUS
 from protocols.est.messages import (
     check_pop_linking,
@@ -177,6 +177,27 @@ async def test_users_verify_remember_and_forget(store: SQLiteStore) -> None:
     await delete_user(store, "alice")
     # Deletion shows even though the password was remembered.
     assert not await verify_password(store, verified, "alice", password)
+
+
+async def test_an_unknown_user_costs_the_same_scrypt_as_a_wrong_password(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without it an unknown name was answered in 2 ms, a known one's wrong password in 68:
+    the names could be listed by timing."""
+    password = await add_user(store, FakeClock(), "alice")
+    calls: list[dict[str, int]] = []
+    real = users.scrypt
+
+    def recording_scrypt(password: str, salt: bytes, *, n: int, r: int, p: int) -> bytes:
+        calls.append({"n": n, "r": r, "p": p})
+        return real(password, salt, n=n, r=r, p=p)
+
+    monkeypatch.setattr(users, "scrypt", recording_scrypt)
+    verified = VerifiedPasswords()
+    assert not await verify_password(store, verified, "alice", password + "x")
+    assert not await verify_password(store, verified, "mallory", password)
+    assert len(calls) == 2
+    assert calls[0] == calls[1]
 
 
 @pytest.mark.parametrize("name", ["", "a:b", "x" * 65, "-lead"])
