@@ -158,6 +158,7 @@ async def serverkeygen(request: web.Request) -> web.Response:
     csr_der = await read_pkcs10(request)
     proof = await identify(request, profile, _now(request))
     csr = verify_csr(csr_der)
+    keygen.check_generable(profile, csr.key_type)
     recipient = None
     if (key_id := decrypt_key_identifier(csr_der)) is not None:
         # RFC 7030 §4.4.1.2: settled before anything is recorded or generated.
@@ -211,7 +212,8 @@ async def _submit(request: web.Request, e: Enrollment, transaction_id: str) -> w
     csr_der, key, key_doc = e.csr.der, None, None
     verified: ParsedCSR | None = e.csr
     if e.operation == "serverkeygen":
-        csr_der, key = await asyncio.to_thread(_request_for_new_key, e)
+        async with request.app[EST].generations:
+            csr_der, key = await asyncio.to_thread(_request_for_new_key, e)
         verified = None  # the engine verifies certforge's own request
         # Kept (sealed) before the request exists, so a held request never lacks its key.
         key_doc = await keyvault.keep(store, engine.clock, await request.app[EST].seal(), key)

@@ -314,6 +314,24 @@ def test_serverkeygen_answers_the_key_and_its_certificate(est: EST, work: Path) 
     assert public_key(key_pem, of="key") != public_key(client_key, of="key")
 
 
+def test_serverkeygen_refuses_a_key_kind_the_profile_denies_before_making_it(
+    est: EST, work: Path
+) -> None:
+    """tls-server allows no Ed25519 key: refused before one is made, nothing recorded (on the
+    old code the key was made, then the policy's denial recorded; for RSA-8192 making it took
+    9 to 16 s of CPU). The one-time password is not used up."""
+    challenge = est.server.cli("scep", "challenge", check=True).stdout.strip()
+    _, csr = make_csr(
+        work, "edgen", subject="/CN=edgen.example.com", sans="DNS:edgen.example.com", key="ED25519"
+    )
+    before = request_count(est.server)
+    answer = curl(est.server, "serverkeygen", "-u", f"x:{challenge}", body=base64_request(csr))
+    assert answer.status == 403, answer.text
+    assert "ed25519" in answer.text
+    assert request_count(est.server) == before
+    assert enroll(est, work, "edgen-otp", "-u", f"x:{challenge}").status == 200
+
+
 def split_serverkeygen(answer: Answer, work: Path, name: str) -> tuple[Path, Path]:
     """The multipart/mixed answer's two parts (RFC 7030 §4.4.2): the key, then the
     certificate, each written as PEM by openssl."""
