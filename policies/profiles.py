@@ -6,10 +6,14 @@ a. authentication: the profile accepts this proof of identity over this protocol
 b. key type: the profile allows this kind of subject key;
 c. subject: only the attributes the profile lists are kept;
 d. subject alternative names: the types, number, syntax and namespaces the profile allows,
-   the identifiers the front end vouched for, and the CN among them;
+   the identifiers the front end vouched for, and the CN among them (a CN longer than the 64
+   characters X.520 allows is dropped when it is one of the SANs, as Boulder does: the SAN
+   carries the name);
 e. approval: issue now, or hold for an administrator.
 
-A refusal is an outcome (``Deny`` with a reason the requester sees), not an exception. The
+A refusal is an outcome (``Deny`` with a reason the requester sees), not an exception. (A
+subject attribute no certificate can carry, such as an empty CN or a serialNumber that is not
+a PrintableString, never gets here: ``verify_csr`` refuses it as a bad CSR.) The
 draft is shaped with ``dataclasses.replace`` and never mutated. Deliberately not checked here:
 CAA records, public-suffix wildcards and rate limits, which belong to other modules.
 """
@@ -23,6 +27,7 @@ from dataclasses import replace
 from typing import Any, assert_never
 from urllib.parse import urlsplit
 
+from server.ca.build import CN_UPPER_BOUND
 from server.config import SUBJECT_ATTRIBUTES, Config, ProfileConfig
 from server.errors import ConfigError
 from server.model import (
@@ -147,7 +152,7 @@ def shape_sans(
     sans = normalize_sans(profile, with_cn_as_san(profile, draft))
     check_namespaces(profile, sans, networks)
     check_vouched(req, sans)
-    subject = check_cn_in_sans(profile, draft.subject, sans)
+    subject = drop_long_common_names(check_cn_in_sans(profile, draft.subject, sans), sans)
     if profile.require_san and not sans:
         raise _Refused(f"profile {profile.name} needs at least one subject alternative name")
     if not subject and not sans:
@@ -307,6 +312,23 @@ def check_cn_in_sans(
             value = identifier.value
         shaped.append((oid, value))
     return tuple(shaped)
+
+
+def drop_long_common_names(subject: SubjectAttrs, sans: Sequence[Identifier]) -> SubjectAttrs:
+    """A CN longer than ub-common-name (64, RFC 5280 Appendix A.1) cannot be in a certificate;
+    when it is one of the SANs the certificate loses nothing without it (CA/Browser Forum BR
+    §7.1.4.3 makes the CN optional). Any other is refused."""
+    kept: list[tuple[str, str]] = []
+    for oid, value in subject:
+        if oid == CN and len(value) > CN_UPPER_BOUND:
+            if identifier_for_cn(value) in sans:
+                continue
+            raise _Refused(
+                f"the CN is longer than {CN_UPPER_BOUND} characters and not one of the "
+                "subject alternative names"
+            )
+        kept.append((oid, value))
+    return tuple(kept)
 
 
 def identifier_for_cn(value: str) -> Identifier | None:

@@ -43,7 +43,7 @@ from server.ca.issuers import CAHierarchy
 from server.ca.reserved import ReservedKeys, reserved_keys_of
 from server.ca.serials import new_serial
 from server.config import ProfileConfig
-from server.errors import Conflict, Malformed, ReservedPublicKey, UnknownProfile
+from server.errors import BadCSR, Conflict, Malformed, ReservedPublicKey, UnknownProfile
 from server.model import (
     CertificateDraft,
     CertificateRecord,
@@ -219,7 +219,13 @@ class Engine:
             record = self._new_record(
                 req, csr, status=Status.ISSUED, draft=draft, reason=None, serial=serial
             )
-            cert = self._sign(record, csr, draft, serial)
+            try:
+                cert = self._sign(record, csr, draft, serial)
+            except ValueError as exc:
+                # verify_csr refuses what no certificate can carry; a draft a policy module
+                # shaped into one that cannot be built is refused the same way, not a 500.
+                log.warning("building the certificate failed", exc_info=True)
+                raise BadCSR("no certificate can be built from this request") from exc
             try:
                 await self.store.add_request(
                     record, certificate=cert, event=self._issued_event(record, cert)

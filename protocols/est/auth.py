@@ -23,6 +23,12 @@ When Basic credentials are sent they decide who the requester is (a certificate 
 must still be trusted, and is recorded with the request). A sent certificate that is not
 trusted is a 403 even when Basic would have been enough: the client claimed an identity that
 does not hold.
+
+A client certificate must be one for TLS client authentication (RFC 5280 §4.2.1.12: with an
+extendedKeyUsage, clientAuth or anyExtendedKeyUsage), whatever it is used for; OpenSSL's own
+verification refuses the others as client certificates too. And it vouches only for what it
+certifies: its subject and its subject alternative names (``certified_names``), so a request
+it authenticates may not ask for other names (``handlers.own_identity``).
 """
 
 from __future__ import annotations
@@ -38,14 +44,15 @@ from aiohttp import web
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from protocols.est.context import EST, ESTContext
 from protocols.est.users import verify_password
 from server.clientauth import peer_chain
 from server.config import ProfileConfig
-from server.errors import Forbidden, NotFound, Unauthorized
+from server.errors import Forbidden, Malformed, NotFound, Unauthorized
 from server.keys import CAS, ENGINE, STORE
-from server.model import AuthMethod, CertificateRecord, CertStatus, Requester
+from server.model import AuthMethod, CertificateRecord, CertStatus, Identifier, Requester
 
 PROTOCOL = "est"
 
@@ -119,6 +126,11 @@ async def _verify(
         raise Forbidden("the TLS client certificate cannot be parsed") from None
     if not _is_current(cert, now):
         raise Forbidden("the TLS client certificate has expired or is not yet valid")
+    if not is_for_client_auth(cert):
+        raise Forbidden(
+            "the TLS client certificate is not for TLS client authentication "
+            "(its extendedKeyUsage has neither clientAuth nor anyExtendedKeyUsage)"
+        )
     for ca in request.config_dict[CAS].issuers.values():
         if cert.issuer == ca.subject and _is_signed_by(est, der, cert, ca.certificate):
             return ClientCertificate(cert, await _ours(request, cert), ca.subject.rfc4514_string())
@@ -132,6 +144,43 @@ async def _verify(
     raise Forbidden(
         "the TLS client certificate is not issued by this CA or by a configured trust anchor"
     )
+
+
+_CLIENT_AUTH = frozenset(
+    {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+)
+
+
+def is_for_client_auth(cert: x509.Certificate) -> bool:
+    """RFC 5280 §4.2.1.12: "If the extension is present, then the certificate MUST only be used
+    for one of the purposes indicated"; without it, any purpose."""
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    except (ValueError, x509.DuplicateExtension):
+        return False  # a certificate whose purposes cannot be read proves none
+    return not _CLIENT_AUTH.isdisjoint(eku)
+
+
+def certified_names(cert: ClientCertificate) -> frozenset[Identifier]:
+    """The subject alternative names the certificate certifies: the store's record of them
+    for a certificate of this CA, else those of its extension that certforge can issue."""
+    if cert.record is not None:
+        return frozenset(Identifier.parse(s) for s in cert.record.sans)
+    try:
+        san = cert.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return frozenset()
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        return frozenset()  # nothing readable is certified
+    names: set[Identifier] = set()
+    for name in san.value:
+        try:
+            names.add(Identifier.from_general_name(name))
+        except Malformed:
+            continue  # an otherName (an IDevID's hardwareModuleName): not a name to ask for
+    return frozenset(names)
 
 
 def _via_intermediate(

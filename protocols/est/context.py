@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from cryptography import x509
 
+from protocols.est.keygen import CONCURRENT_GENERATIONS
 from protocols.est.keyvault import KEY_FILE, KeySeal
 from protocols.est.users import VerifiedPasswords
 
@@ -34,6 +35,10 @@ class ESTContext:
     # SHA-256 of a client certificate -> (monotonic expiry, its verdict).
     client_certs: dict[bytes, tuple[float, ClientCertificate]] = field(default_factory=dict)
     listening: bool = False  # registered with Engine.on_status_change
+    # serverkeygen's key generations at once (protocols.est.keygen).
+    generations: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(CONCURRENT_GENERATIONS)
+    )
     _seal: KeySeal | None = None
 
     async def seal(self) -> KeySeal:

@@ -28,7 +28,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from protocols.est import keygen, keyvault, keywrap
-from protocols.est.auth import PROTOCOL, Proof, identify, identify_renewal, tls_unique
+from protocols.est.auth import (
+    PROTOCOL,
+    ClientCertificate,
+    Proof,
+    certified_names,
+    identify,
+    identify_renewal,
+    tls_unique,
+)
 from protocols.est.context import EST
 from protocols.est.errors import UnsupportedMediaType
 from protocols.est.messages import (
@@ -117,7 +125,8 @@ async def simpleenroll(request: web.Request) -> web.Response:
     profile = profile_of(request)
     csr_der = await read_pkcs10(request)
     proof = await identify(request, profile, _now(request))
-    enrollment = Enrollment("simpleenroll", profile, verify_pkcs10(request, csr_der), proof)
+    csr = verify_pkcs10(request, csr_der)
+    enrollment = Enrollment("simpleenroll", profile, csr, proof, own_identity(csr, proof))
     return await enroll(request, enrollment)
 
 
@@ -125,19 +134,24 @@ async def simplereenroll(request: web.Request) -> web.Response:
     csr_der = await read_pkcs10(request)
     renewed = await identify_renewal(request, _now(request))
     assert renewed.record is not None  # noqa: S101 - identify_renewal returns only ours
-    # No label: renew under the profile the certificate was issued under.
+    # A renewal stays in the profile the certificate was issued under: another label would
+    # let a certificate of one profile (90 days, serverAuth) become one of another (730 days,
+    # clientAuth) without the other profile's authentication.
+    label = request.match_info.get("label")
+    if label is not None and label != renewed.record.profile:
+        raise Forbidden(
+            f"a renewal stays in the certificate's profile {renewed.record.profile!r}, "
+            f"not {label!r}"
+        )
     profile = profile_of(request, default=renewed.record.profile)
     parsed = verify_pkcs10(request, csr_der)
-    csr = parsed.csr
     # RFC 7030 §4.2.2: "The request Subject field and SubjectAltName extension MUST be
     # identical to the corresponding fields in the certificate being renewed". certforge's
     # policy lets a renewal drop names, never add one; the old certificate's names are also
     # what EST vouches for, so the profiles policy holds the renewal to them too.
-    if csr.subject != renewed.certificate.subject:
+    if parsed.csr.subject != renewed.certificate.subject:
         raise BadCSR("the request's subject must be identical to the certificate being renewed")
-    old_names = frozenset(Identifier.parse(s) for s in renewed.record.sans)
-    if added := sorted(set(_requested_names(csr)) - old_names):
-        raise Forbidden(f"a renewal cannot add names the certificate does not have: {added[0]}")
+    old_names = _only_certified_names(parsed.csr, renewed, "a renewal")
     vouched = Vouched(identifiers=old_names, renewal_of=renewed.certificate.serial_number)
     if str(AuthMethod.CLIENT_CERT) not in profile.auth.get(PROTOCOL, ()):
         raise Forbidden(f"profile {profile.name} does not accept TLS client certificates")
@@ -151,12 +165,14 @@ async def serverkeygen(request: web.Request) -> web.Response:
     csr_der = await read_pkcs10(request)
     proof = await identify(request, profile, _now(request))
     csr = verify_pkcs10(request, csr_der)
+    keygen.check_generable(profile, csr.key_type)
     recipient = None
     if (key_id := decrypt_key_identifier(csr_der)) is not None:
         # RFC 7030 §4.4.1.2: settled before anything is recorded or generated.
         client = proof.client_certificate
         recipient = keywrap.recipient_for(key_id, client.certificate if client else None)
-    enrollment = Enrollment("serverkeygen", profile, csr, proof, key_recipient=recipient)
+    vouched = own_identity(csr, proof)
+    enrollment = Enrollment("serverkeygen", profile, csr, proof, vouched, key_recipient=recipient)
     return await enroll(request, enrollment)
 
 
@@ -203,7 +219,8 @@ async def _submit(request: web.Request, e: Enrollment, transaction_id: str) -> w
     csr_der, key, key_doc = e.csr.der, None, None
     verified: ParsedCSR | None = e.csr
     if e.operation == "serverkeygen":
-        csr_der, key = await asyncio.to_thread(_request_for_new_key, e)
+        async with request.app[EST].generations:
+            csr_der, key = await asyncio.to_thread(_request_for_new_key, e)
         verified = None  # the engine verifies certforge's own request
         # Kept (sealed) before the request exists, so a held request never lacks its key.
         key_doc = await keyvault.keep(store, engine.clock, await request.app[EST].seal(), key)
@@ -273,6 +290,33 @@ def render(
             return web.Response(status=403, text=f"denied: {reason}\n")
         case _:
             assert_never(outcome)
+
+
+def own_identity(csr: ParsedCSR, proof: Proof) -> Vouched:
+    """A TLS client certificate that authenticates a request vouches for its own identity
+    only: the request must have the certificate's subject, and no name the certificate does
+    not certify (as for a renewal, RFC 7030 §4.2.2). Without this, any certificate of this CA
+    (one ACME issued for another name, say) or any device certificate of a trusted
+    manufacturer would get a certificate for any name. Basic credentials authorise any name
+    the profile allows; the profile's policy then judges the request either way."""
+    cert = proof.client_certificate
+    if proof.requester.method is not AuthMethod.CLIENT_CERT or cert is None:
+        return Vouched()
+    if csr.csr.subject != cert.certificate.subject:
+        raise Forbidden(
+            "a request authenticated by a TLS client certificate must have its subject "
+            f"({cert.certificate.subject.rfc4514_string()})"
+        )
+    return Vouched(identifiers=_only_certified_names(csr.csr, cert, "this request"))
+
+
+def _only_certified_names(
+    csr: x509.CertificateSigningRequest, cert: ClientCertificate, what: str
+) -> frozenset[Identifier]:
+    names = certified_names(cert)
+    if added := sorted(set(_requested_names(csr)) - names):
+        raise Forbidden(f"{what} cannot add names the certificate does not have: {added[0]}")
+    return names
 
 
 def _with_certificate(vouched: Vouched, proof: Proof) -> Vouched:

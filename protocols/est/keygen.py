@@ -5,6 +5,10 @@ says which kind of key to make ("the key type and size ... of the public key in 
 The new key is of the same kind (same curve, same RSA size, Ed25519). certforge then signs a
 request of its own with the new key, with the client's subject and subjectAltName, and that is
 what the engine verifies and the profile judges like any other request.
+
+Generation is the expensive step, so it comes after everything that can refuse without the
+key: the requester, the request, and the profile's allowed key types (``check_generable``,
+also capping RSA at 4096 bits); and only ``CONCURRENT_GENERATIONS`` run at once.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from server.errors import BadPublicKey
+from server.config import ProfileConfig
+from server.errors import BadPublicKey, Forbidden
 
 _CURVES: dict[str, ec.EllipticCurve] = {
     "ec-p256": ec.SECP256R1(),
@@ -24,6 +29,30 @@ _CURVES: dict[str, ec.EllipticCurve] = {
 _PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 
 
+# RSA key generation grows with the fourth power of the size: 8192 bits took 9 to 16 s of CPU.
+MAX_RSA_BITS = 4096
+# Generations at once: each holds a thread of the default executor, which the store and TLS
+# work share; more requests wait their turn.
+CONCURRENT_GENERATIONS = 2
+
+
+def check_generable(profile: ProfileConfig, key_type: str) -> None:
+    """Before any key is made: certforge makes this kind of key, and the profile allows it
+    (the profiles policy judges the request of the new key again, like any other). Refusing
+    first means a request the profile would deny costs no key generation."""
+    bits = key_type.removeprefix("rsa-")
+    is_rsa = key_type.startswith("rsa-") and bits.isdigit()
+    if is_rsa and int(bits) > MAX_RSA_BITS:
+        raise BadPublicKey(f"certforge generates RSA keys of at most {MAX_RSA_BITS} bits")
+    if key_type not in _CURVES and key_type != "ed25519" and not is_rsa:
+        raise BadPublicKey(f"certforge cannot generate {key_type} keys")
+    if key_type in profile.key_types or (
+        is_rsa and "rsa" in profile.key_types and int(bits) >= profile.rsa_min_bits
+    ):
+        return
+    raise Forbidden(f"profile {profile.name} does not allow {key_type} keys")
+
+
 def generate_like(key_type: str) -> _PrivateKey:
     """A new private key of ``key_type`` ("ec-p256", "rsa-3072", "ed25519"...)."""
     if key_type in _CURVES:
@@ -31,7 +60,7 @@ def generate_like(key_type: str) -> _PrivateKey:
     if key_type == "ed25519":
         return ed25519.Ed25519PrivateKey.generate()
     bits = key_type.removeprefix("rsa-")
-    if key_type.startswith("rsa-") and bits.isdigit():
+    if key_type.startswith("rsa-") and bits.isdigit() and int(bits) <= MAX_RSA_BITS:
         return rsa.generate_private_key(public_exponent=65537, key_size=int(bits))
     raise BadPublicKey(f"certforge cannot generate {key_type} keys")
 

@@ -9,7 +9,8 @@ a successful check is remembered: ``VerifiedPasswords`` holds a keyed hash (rand
 key) of the stored hash and the password that matched it. The user's document is re-read from
 the store after a second, so a deleted user or a new password takes effect within a second,
 also on other servers sharing the store; only the scrypt computation is saved for longer. A
-wrong password is never remembered, and always costs a full scrypt.
+wrong password is never remembered, and always costs a full scrypt, also for a user who does
+not exist, so that the time of the answer does not tell which names exist.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class VerifiedPasswords:
     doc), and user documents, re-read from the store after ``recheck`` seconds."""
 
     key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    dummy_salt: bytes = field(default_factory=lambda: secrets.token_bytes(16))  # unknown users
     recheck: float = RECHECK_SECONDS
     seen: set[bytes] = field(default_factory=set)
     users: dict[str, tuple[float, Document]] = field(default_factory=dict)
@@ -126,6 +128,9 @@ async def verify_password(
     """Whether ``password`` is user ``name``'s. False for an unknown user."""
     doc = await verified.user(store, name)
     if doc is None:
+        # The same scrypt work as for a known user's wrong password: otherwise a client told
+        # unknown users (a few ms) from known ones (tens of ms) by the time of the answer.
+        await asyncio.to_thread(scrypt, password, verified.dummy_salt, **_SCRYPT)
         return False
     data = doc.data
     tag = verified.tag(str(data["hash"]), password)

@@ -80,7 +80,8 @@ def open_envelope(
         ciphertext = _encrypted_content(eci)
         key_transport = ktri["key_encryption_algorithm"]["algorithm"].native
         encrypted_key = ktri["encrypted_key"].native
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
+        # RecursionError: a last net for structures nested deeper than the parsers recurse.
         raise SCEPFailure(FailInfo.BAD_MESSAGE_CHECK, f"unreadable pkcsPKIEnvelope: {exc}") from exc
     if key_transport != "rsaes_pkcs1v15":
         raise SCEPFailure(FailInfo.BAD_ALG, "key transport must be rsaEncryption (PKCS#1 v1.5)")
@@ -105,14 +106,28 @@ def _encrypted_content(eci: cms.EncryptedContentInfo) -> bytes | None:
     return None
 
 
+MAX_STRING_NESTING = 8  # clients send one level (Go's pkcs7); X.690 §8.7.3 sets no limit
+
+
 def _chunks(data: bytes) -> bytes:
-    """BER constructed string: the concatenated contents of its (OCTET STRING) segments."""
-    out, pos = bytearray(), 0
-    while pos < len(data):
-        size = parser.peek(data[pos:])
-        _, method, _, _, contents, _ = parser.parse(data[pos : pos + size])
-        out += contents if method == 0 else _chunks(bytes(contents))
-        pos += size
+    """BER constructed string: the concatenated contents of its (OCTET STRING) segments, in
+    order. A loop over a stack rather than recursion, and nesting beyond MAX_STRING_NESTING is
+    refused: segments nested 1000 deep raised RecursionError."""
+    out = bytearray()
+    stack = [(data, 0)]  # (constructed contents, position in them)
+    while stack:
+        contents, pos = stack.pop()
+        if pos >= len(contents):
+            continue
+        size = parser.peek(contents[pos:])
+        _, method, _, _, inner, _ = parser.parse(contents[pos : pos + size])
+        stack.append((contents, pos + size))
+        if method == 0:
+            out += inner
+        elif len(stack) > MAX_STRING_NESTING:
+            raise ValueError("the encrypted content's segments are nested too deeply")
+        else:
+            stack.append((bytes(inner), 0))
     return bytes(out)
 
 

@@ -155,7 +155,12 @@ def read_pki_message(der: bytes, *, legacy: bool, now: datetime) -> PKIMessage:
     )
 
 
-_MALFORMED = (ValueError, TypeError, KeyError, IndexError, OverflowError)
+# RecursionError: a last net for a structure nested deeper than asn1crypto's recursion.
+_MALFORMED = (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError)
+_READ_ATTRIBUTES = frozenset(
+    {name for name, _ in _SCEP_ATTRIBUTES.values()}
+    | {"content_type", "message_digest", "signing_time"}
+)
 
 
 def _signed_data(der: bytes) -> tuple[cms.SignedData, cms.SignerInfo]:
@@ -173,13 +178,19 @@ def _signed_data(der: bytes) -> tuple[cms.SignedData, cms.SignerInfo]:
 
 
 def _attributes(signer_info: cms.SignerInfo) -> dict[str, list[object]]:
+    """The signed attributes certforge reads, by name. The others are not parsed: they are
+    read before the signature is checked, and asn1crypto parses a value recursively (an
+    unknown attribute nesting SEQUENCEs 2000 deep raised RecursionError)."""
     try:
         attrs: dict[str, list[object]] = {}
+        seen: set[str] = set()
         for attr in signer_info["signed_attrs"]:
             name = attr["type"].native
-            if name in attrs:
+            if name in seen:
                 raise BadHTTP(HTTPStatus.BAD_REQUEST, f"the attribute {name} appears twice")
-            attrs[name] = [v.native if hasattr(v, "native") else v for v in attr["values"]]
+            seen.add(name)
+            if name in _READ_ATTRIBUTES:
+                attrs[name] = [v.native if hasattr(v, "native") else v for v in attr["values"]]
     except _MALFORMED as exc:
         raise BadHTTP(HTTPStatus.BAD_REQUEST, "the signed attributes are malformed") from exc
     return attrs

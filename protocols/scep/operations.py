@@ -4,7 +4,8 @@
   challenge (``certforge scep challenge``) or the profile's static challenge, and signed with
   the key it asks a certificate for (``verify_pkcsreq_signer``).
 - RenewalReq (§3.3.1.2): signed with a valid, unrevoked certificate this CA issued for the
-  same subject; no challenge.
+  same subject; no challenge. It asks for none of the names the certificate lacks, and only
+  at the certificate's own profile.
 - CertPoll (§3.3.3): the state of the transaction's request (the client polls while PENDING),
   for the key that signed that request only.
 - GetCert (§3.3.4): a certificate by issuer and serial number.
@@ -42,12 +43,13 @@ from server.ca.csr import ParsedCSR, challenge_password
 from server.challenges import Challenges
 from server.config import SCEPConfig
 from server.engine import Engine
-from server.errors import BadCSR, NotFound
+from server.errors import BadCSR, Malformed, NotFound
 from server.model import (
     AuthMethod,
     CertStatus,
     Denied,
     EnrollmentRequest,
+    Identifier,
     Issued,
     Outcome,
     Pending,
@@ -129,7 +131,7 @@ class Operations:
         """Who asks, and the request verified when that had to come first (else None: the
         engine verifies it)."""
         if msg.message_type == MessageType.RENEWAL_REQ:
-            return *await self._renewal_signer(msg, csr), None
+            return *await self._renewal_signer(msg, csr, profile), None
         password = challenge_password(csr)
         if not password:
             raise SCEPFailure(FailInfo.BAD_REQUEST, "a PKCSReq needs a challengePassword")
@@ -144,10 +146,11 @@ class Operations:
         raise SCEPFailure(FailInfo.BAD_REQUEST, "the challengePassword is wrong or used")
 
     async def _renewal_signer(
-        self, msg: PKIMessage, csr: x509.CertificateSigningRequest
+        self, msg: PKIMessage, csr: x509.CertificateSigningRequest, profile: str
     ) -> tuple[Requester, Vouched]:
         """RFC 8894 §3.3.1.2: a RenewalReq is signed with the certificate being renewed. It
-        must be one this CA issued, valid now, unrevoked, and for the same subject."""
+        must be one this CA issued, valid now, unrevoked, for the same subject, asking for
+        none of the names it does not have, under the profile it was issued under."""
         try:
             record = await self.engine.store.get_certificate(msg.signer.serial_number)
         except NotFound:
@@ -168,9 +171,23 @@ class Operations:
             original = await self.engine.store.get_request(record.request_id)
             if original.subject != subject.rfc4514_string():
                 raise SCEPFailure(FailInfo.BAD_REQUEST, "a renewal keeps the certificate's subject")
+        # A renewal renews what was certified: names no one validated would be added (the
+        # signature proves possession of the old certificate only), and another profile would
+        # turn a 90-day serverAuth certificate into a 730-day clientAuth one.
+        if record.profile != profile:
+            raise SCEPFailure(
+                FailInfo.BAD_REQUEST,
+                f"a renewal stays in the certificate's profile {record.profile!r}",
+            )
+        names = frozenset(Identifier.parse(s) for s in record.sans)
+        if added := sorted(set(_requested_names(csr)) - names):
+            raise SCEPFailure(
+                FailInfo.BAD_REQUEST,
+                f"a renewal cannot add names the certificate lacks: {added[0]}",
+            )
         return (
             Requester(AuthMethod.CLIENT_CERT, record.subject),
-            Vouched(renewal_of=record.serial),
+            Vouched(identifiers=names, renewal_of=record.serial),
         )
 
     # ------------------------------------------------------------ CertPoll
@@ -278,6 +295,18 @@ def _read_csr(csr_der: bytes) -> tuple[x509.CertificateSigningRequest, str]:
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise BadCSR("the pkcsPKIEnvelope does not hold a DER PKCS#10 request") from exc
     return csr, hashlib.sha256(spki).hexdigest()
+
+
+def _requested_names(csr: x509.CertificateSigningRequest) -> list[Identifier]:
+    try:
+        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return [Identifier.from_general_name(name) for name in san]
+    except x509.ExtensionNotFound:
+        return []
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        raise BadCSR("the request's subjectAltName extension is malformed") from exc
+    except Malformed as exc:
+        raise BadCSR(exc.detail) from exc
 
 
 def _key_sha256(cert: asn1_x509.Certificate) -> str:

@@ -16,7 +16,8 @@ Not done here: pre-issuance linting (``server.ca.lint``) and Certificate Transpa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
@@ -25,8 +26,9 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from cryptography.x509.oid import ExtensionOID, ObjectIdentifier
 
 from server.ca.issuers import IssuingCA
-from server.errors import Internal
-from server.model import CertificateDraft, subject_name
+from server.config import SUBJECT_ATTRIBUTES
+from server.errors import BadCSR, Internal
+from server.model import CertificateDraft, Identifier, IdentifierType, SubjectAttrs, subject_name
 
 _KEY_USAGE_FLAGS = {
     "digitalSignature": "digital_signature",
@@ -58,6 +60,67 @@ def key_usage_for(key_type: str, names: Iterable[str]) -> frozenset[str]:
     if key_type.startswith("rsa") or key_type == "ed25519":
         dropped.add("keyAgreement")
     return frozenset(names) - dropped
+
+
+# RFC 5280 Appendix A.1, the upper bounds (ub-*) of the attributes certforge keeps, in
+# characters; cryptography itself checks only CN (1 to 64 UTF-8 octets) and C (2).
+CN_OID, CN_UPPER_BOUND = "2.5.4.3", 64  # ub-common-name
+_UPPER_BOUNDS = {
+    CN_OID: CN_UPPER_BOUND,
+    "2.5.4.10": 64,  # ub-organization-name
+    "2.5.4.11": 64,  # ub-organizational-unit-name
+    "2.5.4.5": 64,  # ub-serial-number
+    "2.5.4.7": 128,  # ub-locality-name
+    "2.5.4.8": 128,  # ub-state-name
+    "1.2.840.113549.1.9.1": 255,  # ub-emailaddress-length
+}
+# The attributes cryptography encodes as PrintableString (X.520 gives them no other syntax;
+# X.680 §41.4 its characters) or IA5String (ASCII); it refuses other characters only when
+# the certificate is signed.
+_PRINTABLE = re.compile(r"[A-Za-z0-9 '()+,\-./:=?]*\Z")
+_PRINTABLE_STRING = frozenset({"2.5.4.6", "2.5.4.5", "2.5.4.46", "1.3.6.1.4.1.311.60.2.1.3"})
+_IA5_STRING = frozenset({"1.2.840.113549.1.9.1", "0.9.2342.19200300.100.1.25"})
+# A DNS name in preferred name syntax (RFC 1034 §3.5), which a profile may make the SAN.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+"
+    r"(?![0-9]+\Z)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z"
+)
+_ATTRIBUTE_NAMES = {oid: name for name, oid in SUBJECT_ATTRIBUTES.items()}
+
+
+def check_subject(attrs: SubjectAttrs, *, sans: Sequence[Identifier] = ()) -> None:
+    """Raise ``BadCSR`` naming the first attribute no certificate can carry as it is: empty,
+    too long, or with characters its string type cannot hold; checked when the request is
+    verified, so that none fails when it is signed (or when an administrator approves it).
+
+    One exception: a CN over ub-common-name that is one of ``sans`` (or, without SANs, a DNS
+    name, which a profile may make the SAN) is left for the profile to drop, the SAN carrying
+    the name, as Boulder does.
+    """
+    for oid, value in attrs:
+        name = _ATTRIBUTE_NAMES.get(oid, oid)
+        bound = _UPPER_BOUNDS.get(oid)
+        if oid == CN_OID and len(value) > CN_UPPER_BOUND and _may_drop(value, sans):
+            continue
+        if bound is not None and not 1 <= len(value) <= bound:
+            raise BadCSR(f"the subject's {name} must be 1 to {bound} characters, not {len(value)}")
+        if oid in _PRINTABLE_STRING and not _PRINTABLE.match(value):
+            raise BadCSR(f"the subject's {name} has characters a PrintableString cannot hold")
+        if oid in _IA5_STRING and not value.isascii():
+            raise BadCSR(f"the subject's {name} must be ASCII (IA5String)")
+        try:
+            x509.NameAttribute(ObjectIdentifier(oid), value)
+        except ValueError as exc:
+            raise BadCSR(f"the subject's {name} cannot be put in a certificate") from exc
+
+
+def _may_drop(cn: str, sans: Sequence[Identifier]) -> bool:
+    if not sans:
+        return _HOST_NAME.match(cn.lower()) is not None
+    return any(
+        san.type in (IdentifierType.DNS, IdentifierType.IP) and san.value == cn.lower()
+        for san in sans
+    )
 
 
 def build_certificate(

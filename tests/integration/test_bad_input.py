@@ -7,8 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.name import _ASN1Type
 
 from tests.integration.openssl import make_csr
+from tests.integration.scep_http import errors_logged, log_size
 from tests.integration.server import CertforgeServer, run
 from tests.unit.ca.helpers import csr_with_raw_dns_name
 
@@ -255,3 +260,71 @@ def test_a_dns_name_that_is_not_ascii_is_refused_not_rewritten(server: Certforge
     )
     assert (status, problem.get("type")) == (400, "urn:certforge:problem:bad_csr"), problem
     assert request_count(server) == before
+
+
+LONG_NAME = "a" * 63 + ".example.com"  # a valid DNS name, 75 characters: over a CN's 64
+
+
+def subject_csr(attrs: list[tuple[str, str]], sans: tuple[str, ...] = ()) -> bytes:
+    """A request with a subject cryptography would refuse to build, as other clients write
+    it (UTF8String throughout, no length check)."""
+    name = x509.Name(
+        [
+            x509.NameAttribute(x509.ObjectIdentifier(o), v, _ASN1Type.UTF8String, _validate=False)
+            for o, v in attrs
+        ]
+    )
+    builder = x509.CertificateSigningRequestBuilder().subject_name(name)
+    if sans:
+        san = x509.SubjectAlternativeName([x509.DNSName(n) for n in sans])
+        builder = builder.add_extension(san, critical=False)
+    key = ec.generate_private_key(ec.SECP256R1())
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+UNCARRIABLE_SUBJECTS = [
+    pytest.param([("2.5.4.3", "x" * 65)], ("x.example.com",), id="bad_csr/cn_over_64"),
+    pytest.param([("2.5.4.3", "")], ("e.example.com",), id="bad_csr/empty_cn"),
+    pytest.param(
+        [("2.5.4.3", "sn.example.com"), ("2.5.4.5", "SN_1")],
+        ("sn.example.com",),
+        id="bad_csr/serial_number_not_printable",
+    ),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")
+@pytest.mark.parametrize(("attrs", "sans"), UNCARRIABLE_SUBJECTS)
+@pytest.mark.parametrize("auth", ["token", "anonymous"])
+def test_a_subject_no_certificate_can_carry_is_a_bad_csr(
+    server: CertforgeServer, attrs: list[tuple[str, str]], sans: tuple[str, ...], auth: str
+) -> None:
+    """It was a 500 with a traceback when signed (token), or held and then failed at
+    approval (anonymous)."""
+    headers = [PKCS10]
+    if auth == "token":
+        token = server.cli("token", "create", "req", "--role", "requester", check=True)
+        headers.append(f"Authorization: Bearer {token.stdout.strip()}")
+    before, since = request_count(server), log_size(server)
+    status, problem, _ = post(server, "/api/v1/requests", subject_csr(attrs, sans), *headers)
+    assert status == 400, problem
+    assert problem["type"] == "urn:certforge:problem:bad_csr"
+    assert request_count(server) == before
+    assert errors_logged(server, since) == []
+
+
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")
+def test_a_cn_over_64_characters_that_is_a_san_is_dropped(
+    server: CertforgeServer, work: Path
+) -> None:
+    """As Boulder does: the SAN carries the name (a 500 on the old code)."""
+    token = server.cli("token", "create", "req", "--role", "requester", check=True)
+    auth = f"Authorization: Bearer {token.stdout.strip()}"
+    csr = subject_csr([("2.5.4.3", LONG_NAME)], (LONG_NAME,))
+    status, body, _ = post(server, "/api/v1/requests", csr, PKCS10, auth)
+    assert status == 201, body
+    pem = work / "long.pem"
+    server.cli("request", "get", str(body["id"]), "--out", str(pem), check=True)
+    text = run("openssl", "x509", "-in", str(pem), "-noout", "-subject", "-ext", "subjectAltName")
+    assert f"DNS:{LONG_NAME}" in text.stdout
+    assert "CN" not in text.stdout.splitlines()[0]

@@ -13,7 +13,11 @@ import email.policy
 import json
 import os
 import sqlite3
+import statistics
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,7 +38,9 @@ from tests.integration.est_client import (
     subject_and_serial,
 )
 from tests.integration.openssl import make_csr, verify
+from tests.integration.scep_http import errors_logged, log_size
 from tests.integration.server import CertforgeServer, run
+from tests.integration.test_bad_input import subject_csr
 from tests.integration.test_profiles import pkilint
 
 # RFC 7030 §4.4.1.1 and §4.4.1.2 (id-aa 37, id-aa 54).
@@ -188,7 +194,9 @@ def test_base64_without_line_breaks_is_accepted(est: EST, work: Path) -> None:
 def test_simplereenroll_with_the_issued_certificate(
     est: EST, work: Path, tls: tuple[str, ...]
 ) -> None:
-    first = enroll(est, work, "renew").pkcs7_certs(work, "first")
+    # A device certificate (clientAuth): a tls-server one (serverAuth only) is no TLS client
+    # certificate (RFC 5280 §4.2.1.12).
+    first = enroll(est, work, "renew", label="device").pkcs7_certs(work, "first")
     key = work / "renew.key"
     _, csr = make_csr(work, "renew2", subject="/CN=renew.example.com", sans="DNS:renew.example.com")
     answer = curl(
@@ -201,7 +209,7 @@ def test_simplereenroll_with_the_issued_certificate(
 
 
 def test_simplereenroll_refusals(est: EST, work: Path) -> None:
-    cert = enroll(est, work, "old").pkcs7_certs(work, "old")
+    cert = enroll(est, work, "old", label="device").pkcs7_certs(work, "old")
     tls = ("--cert", str(cert), "--key", str(work / "old.key"))
     _, other = make_csr(
         work, "other", subject="/CN=other.example.com", sans="DNS:other.example.com"
@@ -227,6 +235,74 @@ def test_simplereenroll_refusals(est: EST, work: Path) -> None:
     assert "revoked" in revoked.text
 
 
+# ----------------------------------------------------------------- what a certificate vouches for
+def test_a_certificate_not_for_client_authentication_authenticates_nothing(
+    est: EST, work: Path
+) -> None:
+    """RFC 5280 §4.2.1.12: a tls-server certificate (serverAuth only, as ACME issues them) is
+    no TLS client certificate. It got a certificate for any name (simpleenroll) and became a
+    730-day clientAuth one (device/simplereenroll) on the old code."""
+    cert = enroll(est, work, "srv").pkcs7_certs(work, "srv")
+    tls = ("--cert", str(cert), "--key", str(work / "srv.key"))
+    _, victim = make_csr(work, "victim", subject="/CN=www.victim.test", sans="DNS:www.victim.test")
+    _, same = make_csr(work, "srv2", subject="/CN=srv.example.com", sans="DNS:srv.example.com")
+    before, since = request_count(est.server), log_size(est.server)
+    for path, csr in [
+        ("tls-server/simpleenroll", victim),
+        ("device/simplereenroll", same),
+        ("serverkeygen", victim),
+        ("simplereenroll", same),
+    ]:
+        answer = curl(est.server, path, *tls, body=base64_request(csr))
+        assert answer.status == 403, (path, answer.status, answer.text)
+        assert "clientAuth" in answer.text, path
+    assert request_count(est.server) == before
+    assert errors_logged(est.server, since) == []
+
+
+def test_a_client_certificate_vouches_only_for_its_own_names(est: EST, work: Path) -> None:
+    """A certificate with clientAuth authenticates requests for its own subject and names
+    only (any name, on the old code); Basic credentials still authorise any name."""
+    cert = enroll(est, work, "dev", label="device").pkcs7_certs(work, "dev")
+    tls = ("--cert", str(cert), "--key", str(work / "dev.key"))
+    _, victim = make_csr(work, "victim", subject="/CN=www.victim.test", sans="DNS:www.victim.test")
+    _, added = make_csr(
+        work, "added", subject="/CN=dev.example.com", sans="DNS:dev.example.com,DNS:www.victim.test"
+    )
+    before, since = request_count(est.server), log_size(est.server)
+    for path, csr in [
+        ("tls-server/simpleenroll", victim),
+        ("device/simpleenroll", victim),
+        ("tls-server/simpleenroll", added),
+        ("device/serverkeygen", victim),
+    ]:
+        answer = curl(est.server, path, *tls, body=base64_request(csr))
+        assert answer.status == 403, (path, answer.status, answer.text)
+    assert request_count(est.server) == before
+    assert errors_logged(est.server, since) == []
+    _, own = make_csr(work, "dev2", subject="/CN=dev.example.com", sans="DNS:dev.example.com")
+    answer = curl(est.server, "tls-server/simpleenroll", *tls, body=base64_request(own))
+    assert "CN = dev.example.com" in answer.pkcs7_certs(work, "dev-server").read_text()
+    with_basic = curl(est.server, "simpleenroll", *tls, *est.basic, body=base64_request(victim))
+    assert with_basic.status == 200, with_basic.text
+
+
+def test_simplereenroll_stays_in_the_certificates_profile(est: EST, work: Path) -> None:
+    """RFC 7030 §4.2.2: a renewal is of the certificate, so of its profile (the store records
+    it); another label switched profile on the old code."""
+    cert = enroll(est, work, "stay", label="device").pkcs7_certs(work, "stay")
+    tls = ("--cert", str(cert), "--key", str(work / "stay.key"))
+    _, csr = make_csr(work, "stay2", subject="/CN=stay.example.com", sans="DNS:stay.example.com")
+    before = request_count(est.server)
+    for label in ("tls-client", "tls-server"):
+        other = curl(est.server, f"{label}/simplereenroll", *tls, body=base64_request(csr))
+        assert other.status == 403, (label, other.text)
+        assert "'device'" in other.text
+    assert request_count(est.server) == before
+    renewed = curl(est.server, "device/simplereenroll", *tls, body=base64_request(csr))
+    assert subject_and_serial(renewed.pkcs7_certs(work, "stayed"))[0] == subject_and_serial(cert)[0]
+
+
 def test_serverkeygen_answers_the_key_and_its_certificate(est: EST, work: Path) -> None:
     client_key, csr = make_csr(
         work, "keygen", subject="/CN=keygen.example.com", sans="DNS:keygen.example.com"
@@ -236,6 +312,24 @@ def test_serverkeygen_answers_the_key_and_its_certificate(est: EST, work: Path) 
     key_pem, cert_pem = split_serverkeygen(answer, work, "keygen")
     assert public_key(cert_pem, of="x509") == public_key(key_pem, of="key")
     assert public_key(key_pem, of="key") != public_key(client_key, of="key")
+
+
+def test_serverkeygen_refuses_a_key_kind_the_profile_denies_before_making_it(
+    est: EST, work: Path
+) -> None:
+    """tls-server allows no Ed25519 key: refused before one is made, nothing recorded (on the
+    old code the key was made, then the policy's denial recorded; for RSA-8192 making it took
+    9 to 16 s of CPU). The one-time password is not used up."""
+    challenge = est.server.cli("scep", "challenge", check=True).stdout.strip()
+    _, csr = make_csr(
+        work, "edgen", subject="/CN=edgen.example.com", sans="DNS:edgen.example.com", key="ED25519"
+    )
+    before = request_count(est.server)
+    answer = curl(est.server, "serverkeygen", "-u", f"x:{challenge}", body=base64_request(csr))
+    assert answer.status == 403, answer.text
+    assert "ed25519" in answer.text
+    assert request_count(est.server) == before
+    assert enroll(est, work, "edgen-otp", "-u", f"x:{challenge}").status == 200
 
 
 def split_serverkeygen(answer: Answer, work: Path, name: str) -> tuple[Path, Path]:
@@ -355,6 +449,35 @@ def test_one_time_password_as_basic_password(est: EST, work: Path) -> None:
     assert reused.headers["www-authenticate"].startswith("Basic")
 
 
+def test_unknown_and_known_users_take_as_long_to_refuse(est: EST, work: Path) -> None:
+    """A wrong password for an existing user took 68 ms (scrypt), an unknown user 2 ms: the
+    user names could be listed by timing. Medians of interleaved tries, generously compared
+    (the machine is shared)."""
+    _, csr = make_csr(work, "timing", subject="/CN=t.example.com", sans="DNS:t.example.com")
+    body = base64_request(csr).read_bytes()
+    context = est.server.ssl_context()
+
+    def refusal_ms(user: str) -> float:
+        auth = base64.b64encode(f"{user}:wrong-password".encode()).decode()
+        request = urllib.request.Request(
+            f"{est.server.url}/.well-known/est/est-users-only/simpleenroll",
+            data=body,
+            headers={"Content-Type": "application/pkcs10", "Authorization": f"Basic {auth}"},
+        )
+        started = time.perf_counter()
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, context=context, timeout=30)
+        refused.value.close()
+        assert refused.value.code == 401
+        return (time.perf_counter() - started) * 1000
+
+    known, unknown = [], []
+    for _ in range(9):
+        known.append(refusal_ms(est.user))
+        unknown.append(refusal_ms("mallory"))
+    assert statistics.median(unknown) > 0.4 * statistics.median(known), (known, unknown)
+
+
 def test_profile_for_users_only_refuses_one_time_passwords(est: EST, work: Path) -> None:
     challenge = est.server.cli("scep", "challenge", check=True).stdout.strip()
     assert enroll(est, work, "u1", "-u", f"x:{challenge}", label="est-users-only").status == 401
@@ -439,6 +562,32 @@ def test_bad_input_is_refused_with_a_reason_and_nothing_recorded(est: EST, work:
         if status == 401:
             assert answer.headers["www-authenticate"].startswith("Basic"), name
     assert request_count(est.server) == before
+
+
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")
+def test_a_subject_no_certificate_can_carry_is_a_400_and_keeps_the_password(
+    est: EST, work: Path
+) -> None:
+    """A CN over 64 characters, an empty CN, a serialNumber that is no PrintableString: a 500
+    with a traceback from signing on the old code. The one-time password is not used up."""
+    challenge = est.server.cli("scep", "challenge", check=True).stdout.strip()
+    login = ("-u", f"sensor:{challenge}")
+    before, since = request_count(est.server), log_size(est.server)
+    for number, (attrs, sans) in enumerate(
+        [
+            ([("2.5.4.3", "x" * 65)], ()),
+            ([("2.5.4.3", "")], ("e.example.com",)),
+            ([("2.5.4.3", "d1"), ("2.5.4.5", "SN_1@x")], ()),
+        ]
+    ):
+        body = work / f"subject-{number}.b64"
+        body.write_bytes(base64.b64encode(subject_csr(attrs, sans)))
+        answer = curl(est.server, "device/simpleenroll", *login, body=body)
+        assert answer.status == 400, (attrs, answer.status, answer.text)
+        assert "subject" in answer.text
+    assert request_count(est.server) == before
+    assert errors_logged(est.server, since) == []
+    assert enroll(est, work, "kept-otp", *login, label="device").status == 200
 
 
 def test_fullcmc_is_not_implemented(est: EST, work: Path) -> None:
@@ -593,7 +742,8 @@ def test_serverkeygen_encrypts_the_key_to_the_client_certificate(
     with the device's key and verifies the server's signature up to root.pem."""
     name = f"enc-{newkey[1].split(':')[0]}"
     device = device_with_ski(est, work, name, newkey)
-    body = keygen_request(work, f"{name}.example.com", ASYMMETRIC_DECRYPT_KEY_ID, ski_of(device))
+    # The device certificate authenticates the request: it asks for the device's own name.
+    body = keygen_request(work, name, ASYMMETRIC_DECRYPT_KEY_ID, ski_of(device))
     login = ("--cert", str(device), "--key", str(work / f"{name}.key"))
     answer = curl(est.server, "device/serverkeygen", *login, body=body)
     assert answer.status == 200, answer.text

@@ -10,12 +10,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from asn1crypto import cms
+from asn1crypto import cms, core, parser
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import AttributeOID, NameOID
 
-from protocols.scep.envelope import ContentCipher
+from protocols.scep.envelope import ContentCipher, seal_envelope
 from tests.integration.scep_http import (
     call,
     certificates_for,
@@ -32,6 +34,7 @@ from tests.integration.server import CertforgeServer
 from tests.scep_client import (
     Message,
     MessageType,
+    _asn1,
     issued_by,
     issuer_and_serial,
     issuer_and_subject,
@@ -351,6 +354,104 @@ def test_bad_csr_is_bad_request_and_keeps_the_challenge(
     assert ok.status == SUCCESS
 
 
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")
+def test_a_subject_no_certificate_can_carry_is_refused_and_keeps_the_challenge(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    """A CN over 64 characters: a 500 from signing on the old code."""
+    key, cn = KEYS[0], "x" * 65
+    challenge = new_challenge(server)
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn, _validate=False)])
+    )
+    csr = builder.add_attribute(AttributeOID.CHALLENGE_PASSWORD, challenge.encode()).sign(
+        key, hashes.SHA256()
+    )
+    msg = Message(
+        message_type=MessageType.PKCS_REQ,
+        content=csr.public_bytes(Encoding.DER),
+        recipient=ra[1],
+        signer_cert=self_signed(key, "long"),
+        signer_key=key,
+    )
+    since = log_size(server)
+    assert failure(server, msg.build()) == BAD_REQUEST
+    assert errors_logged(server, since) == []
+    good, _, _ = enroll_message(server, ra[1], cn=unique("kept"), challenge=challenge)
+    assert read_cert_rep(pki_operation(scep_url(server), good.build()).body).status == SUCCESS
+
+
+def tlv(tag: int, body: bytes) -> bytes:
+    size = len(body)
+    if size < 128:
+        return bytes([tag, size]) + body
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(octets)]) + octets + body
+
+
+def with_deep_attribute(message: bytes, depth: int) -> bytes:
+    """The message with one more signed attribute, of an unknown type, nesting SEQUENCEs
+    ``depth`` deep (added after signing: the attributes are read before the signature)."""
+    nested = b"\x05\x00"
+    for _ in range(depth):
+        nested = tlv(0x30, nested)
+    attr = tlv(0x30, bytes(core.ObjectIdentifier("1.2.3.4.5").dump()) + tlv(0x31, nested))
+    info = cms.ContentInfo.load(message)
+    signer_info = info["content"]["signer_infos"][0]
+    raw = signer_info["signed_attrs"].dump()
+    contents = parser.parse(raw)[4]
+    signer_info["signed_attrs"] = cms.CMSAttributes.load(tlv(0x31, contents + attr))
+    return bytes(info.dump(force=True))
+
+
+def deeply_segmented_envelope(recipient: x509.Certificate, depth: int) -> bytes:
+    """A pkcsPKIEnvelope whose encryptedContent is BER constructed OCTET STRINGs, each holding
+    the next, ``depth`` deep."""
+    sealed = cms.ContentInfo.load(seal_envelope(b"x" * 32, _asn1(recipient), ContentCipher.AES128))
+    enveloped = sealed["content"]
+    eci = enveloped["encrypted_content_info"]
+    inner = tlv(0x04, b"\x00" * 16)
+    for _ in range(depth):
+        inner = tlv(0x24, inner)
+    eci_der = tlv(
+        0x30,
+        eci["content_type"].dump() + eci["content_encryption_algorithm"].dump() + tlv(0xA0, inner),
+    )
+    body = tlv(0x30, enveloped["version"].dump() + enveloped["recipient_infos"].dump() + eci_der)
+    return tlv(0x30, bytes(core.ObjectIdentifier("1.2.840.113549.1.7.3").dump()) + tlv(0xA0, body))
+
+
+def test_a_deeply_nested_unknown_attribute_is_not_parsed(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    """An unknown signed attribute 2000 SEQUENCEs deep, read before the signature is checked:
+    RecursionError (a 500) on the old code. Now unread; the signature does not verify."""
+    since = log_size(server)
+    msg, _, _ = enroll_message(server, ra[1], cn=unique("deep"), challenge="x")
+    deep = with_deep_attribute(msg.build(), 2000)
+    assert failure(server, deep) == BAD_MESSAGE_CHECK
+    assert errors_logged(server, since) == []
+
+
+def test_deeply_nested_encrypted_content_is_bad_message_check(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    """An encryptedContent of 1000 nested constructed segments: RecursionError (a 500) on the
+    old code."""
+    since = log_size(server)
+    key = KEYS[0]
+    segmented = Message(
+        message_type=MessageType.PKCS_REQ,
+        content=b"",
+        recipient=ra[1],
+        signer_cert=self_signed(key, "segments"),
+        signer_key=key,
+        envelope=deeply_segmented_envelope(ra[1], 1000),
+    )
+    assert failure(server, segmented.build()) == BAD_MESSAGE_CHECK
+    assert errors_logged(server, since) == []
+
+
 @pytest.mark.parametrize(
     "mangle",
     [
@@ -629,6 +730,62 @@ def test_renewal_with_issued_certificate(
     server.cli("cert", "revoke", serial, check=True)
     revoked = renewal(server, ra[1], rep.certificate, KEYS[1], KEYS[2], cn)
     assert failure(server, revoked.build()) == BAD_REQUEST
+
+
+def test_renewal_keeps_the_names_and_the_profile(
+    server: CertforgeServer, ra: tuple[list[x509.Certificate], x509.Certificate]
+) -> None:
+    """RFC 8894 §3.3.1.2: a RenewalReq renews its signer certificate: the same subject and no
+    name it lacks, at its own profile. On the old code a name no one validated was added
+    (SUCCESS at /scep/tls-server), and /scep/tls-client switched profile."""
+    cn = unique("keep") + ".example.com"
+    key, signer = KEYS[0], self_signed(KEYS[0], cn)
+    msg = Message(
+        message_type=MessageType.PKCS_REQ,
+        content=csr_with_names(key, cn, cn, challenge=new_challenge(server)),
+        recipient=ra[1],
+        signer_cert=signer,
+        signer_key=key,
+    )
+    first = read_cert_rep(pki_operation(scep_url(server), msg.build()).body, key=key, cert=signer)
+    assert first.certificate is not None
+    since = log_size(server)
+
+    def renew(profile: str, *names: str) -> Message:
+        return Message(
+            message_type=MessageType.RENEWAL_REQ,
+            content=csr_with_names(KEYS[1], cn, *names),
+            recipient=ra[1],
+            signer_cert=first.certificate,  # type: ignore[arg-type]
+            signer_key=key,
+        )
+
+    for profile, names in [
+        ("", (cn, "www.victim.test")),
+        ("device", (cn, "www.victim.test")),
+        ("tls-server", (cn, "www.victim.test")),
+        ("tls-client", (cn,)),
+        ("tls-server", (cn,)),
+    ]:
+        assert failure(server, renew(profile, *names).build(), profile) == BAD_REQUEST, profile
+    assert len(requests_for(server, f"CN={cn}")) == 1
+    assert errors_logged(server, since) == []
+    rep = read_cert_rep(pki_operation(scep_url(server), renew("", cn).build()).body)
+    assert rep.status == SUCCESS
+
+
+def csr_with_names(
+    key: rsa.RSAPrivateKey, cn: str, *names: str, challenge: str | None = None
+) -> bytes:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    )
+    if names:
+        san = x509.SubjectAlternativeName([x509.DNSName(n) for n in names])
+        builder = builder.add_extension(san, critical=False)
+    if challenge is not None:
+        builder = builder.add_attribute(AttributeOID.CHALLENGE_PASSWORD, challenge.encode())
+    return builder.sign(key, hashes.SHA256()).public_bytes(Encoding.DER)
 
 
 def test_renewal_to_an_ec_key(

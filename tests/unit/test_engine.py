@@ -222,6 +222,29 @@ async def test_policy_chain_order_and_shaping(tmp_path: Path) -> None:
         await store.close()
 
 
+class UnbuildablePolicy:
+    """Shapes the draft into one no certificate can carry: a CN of 65 characters."""
+
+    name = "unbuildable"
+
+    async def decide(self, req: EnrollmentRequest, draft: CertificateDraft) -> Issue:
+        return Issue(replace(draft, subject=(("2.5.4.3", "x" * 65),)))
+
+
+async def test_a_draft_that_cannot_be_built_is_a_bad_csr_and_records_nothing(
+    tmp_path: Path,
+) -> None:
+    """verify_csr refuses what no certificate can carry; what a policy module makes of it
+    anyway is refused as bad input too (it was a ValueError from building: a 500)."""
+    eng, store = await make_engine(tmp_path, policies=[UnbuildablePolicy()])
+    try:
+        with pytest.raises(BadCSR):
+            await eng.submit(rest(make_csr()))
+        assert await store.find_requests(RequestQuery()) == []
+    finally:
+        await store.close()
+
+
 async def test_policy_denial_is_recorded(tmp_path: Path) -> None:
     eng, store = await make_engine(tmp_path, policies=[RecordingPolicy(answer=Deny("no"))])
     try:

@@ -12,6 +12,7 @@ from asn1crypto import csr as asn1_csr
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
+from cryptography.x509.name import _ASN1Type
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 from server.ca.csr import challenge_password, csr_der_from_bytes, verify_csr
@@ -218,3 +219,57 @@ def test_a_dns_name_that_is_not_ascii_is_refused(name: str) -> None:
     assert x509.load_der_x509_csr(der).is_signature_valid
     with pytest.raises(BadCSR):
         verify_csr(der)
+
+
+LONG_NAME = "a" * 63 + ".example.com"  # a valid DNS name of 75 characters
+
+
+def subject_request(attrs: list[tuple[str, str]], sans: tuple[str, ...] = ()) -> bytes:
+    """A request whose subject cryptography would refuse to build (``_validate=False``, as a
+    client that is not cryptography writes it)."""
+    name = x509.Name(
+        [
+            # UTF8String where cryptography would choose PrintableString and refuse "SN_1".
+            x509.NameAttribute(x509.ObjectIdentifier(o), v, _ASN1Type.UTF8String, _validate=False)
+            for o, v in attrs
+        ]
+    )
+    builder = x509.CertificateSigningRequestBuilder().subject_name(name)
+    if sans:
+        san = x509.SubjectAlternativeName([x509.DNSName(n) for n in sans])
+        builder = builder.add_extension(san, critical=False)
+    key = ec_key()
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")
+@pytest.mark.parametrize(
+    ("attrs", "sans"),
+    [
+        pytest.param([("2.5.4.3", "x" * 65)], ("x.example.com",), id="bad_csr/cn_over_64"),
+        pytest.param([("2.5.4.3", LONG_NAME)], ("other.example.com",), id="bad_csr/long_cn_no_san"),
+        pytest.param([("2.5.4.3", "")], ("e.example.com",), id="bad_csr/empty_cn"),
+        pytest.param([("2.5.4.5", "SN_1")], (), id="bad_csr/serial_number_not_printable"),
+        pytest.param([("2.5.4.6", "USA")], ("c.example.com",), id="bad_csr/country_of_three"),
+        pytest.param(
+            [("2.5.4.10", "o" * 65)], ("o.example.com",), id="bad_csr/organization_over_64"
+        ),
+        pytest.param([("1.2.840.113549.1.9.1", "é@example.com")], (), id="bad_csr/email_not_ia5"),
+    ],
+)
+def test_subject_attributes_no_certificate_can_carry_are_bad_csrs(
+    attrs: list[tuple[str, str]], sans: tuple[str, ...]
+) -> None:
+    """They failed only when the certificate was signed (a 500), or at approval."""
+    with pytest.raises(BadCSR):
+        verify_csr(subject_request(attrs, sans))
+
+
+@pytest.mark.filterwarnings("ignore:Attribute's length:UserWarning")
+@pytest.mark.parametrize(
+    "sans",
+    [pytest.param((LONG_NAME,), id="one_of_the_sans"), pytest.param((), id="no_sans")],
+)
+def test_a_long_cn_that_can_be_the_san_is_left_for_the_profile(sans: tuple[str, ...]) -> None:
+    parsed = verify_csr(subject_request([("2.5.4.3", LONG_NAME)], sans))
+    assert parsed.subject == (("2.5.4.3", LONG_NAME),)

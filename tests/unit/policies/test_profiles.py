@@ -410,3 +410,25 @@ def test_draft_for_fills_the_draft_from_profile_and_csr() -> None:
     assert draft.certificate_policies == profile.certificate_policies
     ec_draft = draft_for(profile, verify_csr(make_csr()))
     assert ec_draft.key_usage == {"digitalSignature"}  # RFC 8813: no keyEncipherment for ECDSA
+
+
+LONG_NAME = "a" * 63 + ".example.com"  # a valid DNS name of 75 characters
+
+
+@pytest.mark.parametrize(
+    "sans", [pytest.param((f"dns:{LONG_NAME}",), id="san"), pytest.param((), id="cn_as_san")]
+)
+async def test_a_cn_over_64_characters_is_dropped_when_it_is_a_san(sans: tuple[str, ...]) -> None:
+    """RFC 5280's ub-common-name is 64; the SAN carries the name (BR §7.1.4.3: the CN is
+    optional), as Boulder does."""
+    decision = await decide(make_draft(subject=((CN, LONG_NAME),), sans=sans))
+    assert isinstance(decision, Issue), decision
+    assert decision.draft.subject == ()
+    assert decision.draft.sans == (Identifier.parse(f"dns:{LONG_NAME}"),)
+
+
+async def test_a_cn_over_64_characters_that_is_not_a_san_is_denied() -> None:
+    draft = make_draft("device", subject=((CN, LONG_NAME),), sans=("dns:other.example.com",))
+    decision = await decide(draft)
+    assert isinstance(decision, Deny), decision
+    assert "64" in decision.reason

@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from protocols.scep import envelope
 from protocols.scep.certrep import Signer, cert_rep
 from protocols.scep.envelope import ContentCipher, Recipient, open_envelope, seal_envelope
 from protocols.scep.failinfo import FAIL_INFO, BadHTTP, FailInfo, SCEPFailure
@@ -235,3 +236,29 @@ def test_mangled_messages_are_refused_never_crash(ra: Recipient, key: rsa.RSAPri
                 open_envelope(msg.envelope, [ra], legacy=True)
         except (BadHTTP, SCEPFailure):
             pass
+
+
+def _nested_segments(depth: int) -> bytes:
+    inner = b"\x04\x02ab"
+    for _ in range(depth):
+        inner = bytes([0x24]) + _der_length(len(inner)) + inner
+    return inner
+
+
+def _der_length(size: int) -> bytes:
+    if size < 128:
+        return bytes([size])
+    octets = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(octets)]) + octets
+
+
+def test_segmented_encrypted_content_is_read_in_order() -> None:
+    two = b"\x04\x01a" + b"\x24\x05\x04\x03bcd" + b"\x04\x01e"
+    assert envelope._chunks(two) == b"abcde"
+    assert envelope._chunks(_nested_segments(3)) == b"ab"
+
+
+def test_segments_nested_too_deep_are_refused_without_recursion() -> None:
+    """1000 levels raised RecursionError; the loop refuses more than a few."""
+    with pytest.raises(ValueError, match="nested"):
+        envelope._chunks(_nested_segments(1000))

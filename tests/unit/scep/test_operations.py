@@ -15,8 +15,9 @@ from asn1crypto import core
 from asn1crypto import keys as asn1_keys
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import AttributeOID, NameOID
 
 from protocols.scep.envelope import Recipient, open_envelope
 from protocols.scep.failinfo import FailInfo, SCEPFailure
@@ -214,3 +215,50 @@ async def test_cert_poll_only_by_the_key_that_signed_the_request(
         pki_message(MessageType.CERT_POLL, current, tid), b"", profile=PROFILE
     )
     assert polled == renewed
+
+
+def csr_with_names(key: rsa.RSAPrivateKey, cn: str, *names: str, challenge: str = "") -> bytes:
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    )
+    if names:
+        san = x509.SubjectAlternativeName([x509.DNSName(n) for n in names])
+        builder = builder.add_extension(san, critical=False)
+    if challenge:
+        builder = builder.add_attribute(AttributeOID.CHALLENGE_PASSWORD, challenge.encode())
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+@pytest.mark.parametrize(
+    ("names", "profile"),
+    [
+        pytest.param(("dev.example.com", "www.victim.test"), PROFILE, id="bad_request/added_name"),
+        pytest.param(("dev.example.com",), "tls-client", id="bad_request/other_profile"),
+        pytest.param(("dev.example.com",), "tls-server", id="bad_request/other_profile_2"),
+    ],
+)
+async def test_renewal_keeps_the_certificates_names_and_profile(
+    world: World, keys: list[rsa.RSAPrivateKey], names: tuple[str, ...], profile: str
+) -> None:
+    """RFC 8894 §3.3.1.2: a renewal of the same certificate, so of its names and its profile;
+    refused before anything is recorded."""
+    password, _ = await world.challenges.create(profile=PROFILE)
+    enrolled = await world.operations.handle(
+        pki_message(MessageType.PKCS_REQ, self_signed(keys[0], "dev.example.com")),
+        csr_with_names(keys[0], "dev.example.com", "dev.example.com", challenge=password),
+        profile=PROFILE,
+    )
+    assert enrolled.certificate is not None
+    current = x509.load_der_x509_certificate(enrolled.certificate)
+    csr = csr_with_names(keys[1], "dev.example.com", *names)
+    with pytest.raises(SCEPFailure) as caught:
+        await world.operations.handle(
+            pki_message(MessageType.RENEWAL_REQ, current), csr, profile=profile
+        )
+    assert caught.value.fail_info is FailInfo.BAD_REQUEST
+    assert len(await world.store.find_requests(RequestQuery())) == 1
+    kept = csr_with_names(keys[1], "dev.example.com", "dev.example.com")
+    renewed = await world.operations.handle(
+        pki_message(MessageType.RENEWAL_REQ, current), kept, profile=PROFILE
+    )
+    assert renewed.status is PKIStatus.SUCCESS
