@@ -49,7 +49,7 @@ from server.model import (
 )
 
 MAX_LIMIT = 1000
-_PAGING = frozenset({"limit", "cursor"})
+_PAGING = frozenset({"limit", "cursor", "pem"})  # not filters: they change no position
 _COMMON = frozenset(
     {
         "status",
@@ -304,7 +304,10 @@ async def list_certificates(request: web.Request) -> web.Response:
         cursor = encode_cursor(
             "certificates", query, Position(pos.now, when, format(last.serial, "x"))
         )
-    return web.json_response({"certificates": [certificate_json(c) for c in page], "next": cursor})
+    pem = _flag(query, "pem")
+    return web.json_response(
+        {"certificates": [certificate_json(c, full=pem) for c in page], "next": cursor}
+    )
 
 
 async def list_requests(request: web.Request) -> web.Response:
@@ -317,4 +320,14 @@ async def list_requests(request: web.Request) -> web.Response:
     if more:
         last = page[-1]
         cursor = encode_cursor("requests", query, Position(pos.now, last.created_at, last.id))
-    return web.json_response({"requests": [request_json(r) for r in page], "next": cursor})
+    pem = _flag(query, "pem")
+    return web.json_response(
+        {"requests": [request_json(r, full=pem) for r in page], "next": cursor}
+    )
+
+
+def _flag(query: MultiMapping[str], name: str) -> bool:
+    value = query.get(name, "false")
+    if value not in ("true", "false"):
+        raise Malformed(f"{name} must be true or false")
+    return value == "true"
