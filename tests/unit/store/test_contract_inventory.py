@@ -4,8 +4,9 @@ reason, issued and expiry windows, expired certificates, substrings)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -62,7 +63,7 @@ async def inventory(store: Store) -> list[CertificateRecord]:
     return certs
 
 
-def _key(sort: SortKey) -> object:
+def _key(sort: SortKey) -> Callable[[CertificateRecord], tuple[datetime, int]]:
     return lambda c: (c.not_after if sort is SortKey.EXPIRY else c.not_before, c.serial)
 
 
@@ -84,8 +85,7 @@ async def test_keyset_pages_list_each_certificate_once_in_order(
         after = (last.not_after if sort is SortKey.EXPIRY else last.not_before, last.serial)
     key = _key(sort)
     assert [c.serial for c in seen] == [
-        c.serial
-        for c in sorted(inventory, key=key, reverse=descending)  # type: ignore[arg-type]
+        c.serial for c in sorted(inventory, key=key, reverse=descending)
     ]
 
 
