@@ -472,9 +472,13 @@ class RequestQuery:
 
 @dataclass(frozen=True, slots=True)
 class CertificateQuery:
-    """A page of certificates, ordered by ``sort`` (notBefore or notAfter) then serial,
-    descending unless ``descending`` is false; ``after`` is the (time, serial) of the last
-    certificate of the page before (keyset paging, never an offset)."""
+    """A page of certificates, ordered by ``sort`` (notBefore or notAfter), then request id
+    and serial, descending unless ``descending`` is false; ``after`` is the (time, request
+    id, serial) of the last certificate of the page before (keyset paging, never an offset).
+
+    The request id breaks ties rather than the serial alone: notBefore is whole seconds, so
+    hundreds of certificates share one, and a random serial would put each new index entry
+    on a random page of that second's run; request ids begin with the time in milliseconds."""
 
     status: CertStatus | None = None
     issuer: str | None = None
@@ -492,7 +496,7 @@ class CertificateQuery:
     issued_before: datetime | None = None  # notBefore < this
     sort: SortKey = SortKey.ISSUED
     descending: bool = True
-    after: tuple[datetime, int] | None = None
+    after: tuple[datetime, str, int] | None = None
     limit: int = 100
 
 

@@ -238,8 +238,9 @@ def certificate_query(query: MultiMapping[str], pos: Position, limit: int) -> Ce
     sort, descending = _sort(query, SortKey.EXPIRY if w.by_expiry else SortKey.ISSUED)
     after = None
     if pos.time is not None and pos.key is not None:
+        request_id, _, serial = pos.key.partition(" ")
         try:
-            after = (pos.time, int(pos.key, 16))
+            after = (pos.time, request_id, int(serial, 16))
         except ValueError:
             raise Malformed("cursor is not one this list gave for these filters") from None
     return CertificateQuery(
@@ -302,7 +303,7 @@ async def list_certificates(request: web.Request) -> web.Response:
         last = page[-1]
         when = last.not_after if q.sort is SortKey.EXPIRY else last.not_before
         cursor = encode_cursor(
-            "certificates", query, Position(pos.now, when, format(last.serial, "x"))
+            "certificates", query, Position(pos.now, when, f"{last.request_id} {last.serial:x}")
         )
     pem = _flag(query, "pem")
     return web.json_response(

@@ -26,6 +26,7 @@ _REQUEST_SEARCHES = ("status", "requester", "profile", "protocol", "transaction_
 _REQUEST_SCANS = ("subject", "names_full")
 _CERTIFICATE_SEARCHES = ("status", "issuer", "requester", "profile", "protocol")
 _CERTIFICATE_SCANS = ("subject", "names_full", "key_sha256", "request_id")
+_TIES = [("request_id", ASCENDING), ("_id", ASCENDING)]  # a certificate's order after its time
 _OLD_INDEXES = {
     "requests": ("names_bare", "created_at"),
     "certificates": ("names_bare", "not_after", "not_before", "status", "issuer", "requester"),
@@ -54,23 +55,23 @@ async def create_indexes(db: AsyncDatabase[Doc]) -> None:
     await requests.create_index([("cert_pending", ASCENDING)], sparse=True, name="cert_pending")
     for field in _CERTIFICATE_SEARCHES:
         await certificates.create_index(
-            [(field, ASCENDING), ("not_before", ASCENDING), ("_id", ASCENDING)],
+            [(field, ASCENDING), ("not_before", ASCENDING), *_TIES],
             name=f"{field}_issued",
         )
     for field in _CERTIFICATE_SCANS:
         await certificates.create_index([(field, ASCENDING)], name=field)
     await certificates.create_index(
-        [("status", ASCENDING), ("not_after", ASCENDING), ("_id", ASCENDING)],
+        [("status", ASCENDING), ("not_after", ASCENDING), *_TIES],
         name="status_expiry",
     )
     # Only revoked certificates have a reason: a partial index holds them alone.
     await certificates.create_index(
-        [("reason", ASCENDING), ("not_before", ASCENDING), ("_id", ASCENDING)],
+        [("reason", ASCENDING), ("not_before", ASCENDING), *_TIES],
         name="reason_issued",
         partialFilterExpression={"reason": {"$type": "string"}},
     )
     for field, name in (("not_before", "issued"), ("not_after", "expiry")):
-        await certificates.create_index([(field, ASCENDING), ("_id", ASCENDING)], name=name)
+        await certificates.create_index([(field, ASCENDING), *_TIES], name=name)
     # CRL entries (find_revoked): one issuer's revoked certificates in serial order.
     await certificates.create_index(
         [("issuer", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)], name="revoked"

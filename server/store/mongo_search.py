@@ -42,11 +42,16 @@ def _substring(text: str) -> Doc:
     return {"$regex": re.escape(text), "$options": "i"}
 
 
-def _keyset(field: str, tie: str, after: tuple[str, str] | None, descending: bool) -> Doc:
+def _keyset(fields: tuple[str, ...], after: tuple[str, ...] | None, descending: bool) -> Doc:
+    """After ``after`` in the order of ``fields``: (a < x) or (a = x and b < y) or ..."""
     if after is None:
         return {}
     op = "$lt" if descending else "$gt"
-    return {"$or": [{field: {op: after[0]}}, {field: after[0], tie: {op: after[1]}}]}
+    branches = [
+        {**dict(zip(fields[:n], after[:n], strict=True)), fields[n]: {op: after[n]}}
+        for n in range(len(fields))
+    ]
+    return {"$or": branches}
 
 
 def _window(after: datetime | None, before: datetime | None, *, inclusive: bool) -> Doc:
@@ -80,12 +85,14 @@ def certificate_find(q: CertificateQuery) -> tuple[Doc, list[tuple[str, int]]]:
         expiry["$lt"] = codec.ts(q.expires_before)
     if expiry:
         clauses.append({"not_after": expiry})
-    field = "not_after" if q.sort is SortKey.EXPIRY else "not_before"
-    after = None if q.after is None else (codec.ts(q.after[0]), codec.serial_key(q.after[1]))
-    if keyset := _keyset(field, "_id", after, q.descending):
+    fields = ("not_after" if q.sort is SortKey.EXPIRY else "not_before", "request_id", "_id")
+    after = None
+    if q.after is not None:
+        after = (codec.ts(q.after[0]), q.after[1], codec.serial_key(q.after[2]))
+    if keyset := _keyset(fields, after, q.descending):
         clauses.append(keyset)
     direction = DESCENDING if q.descending else ASCENDING
-    return _and(clauses), [(field, direction), ("_id", direction)]
+    return _and(clauses), [(f, direction) for f in fields]
 
 
 def request_find(q: RequestQuery) -> tuple[Doc, list[tuple[str, int]]]:
@@ -105,7 +112,7 @@ def request_find(q: RequestQuery) -> tuple[Doc, list[tuple[str, int]]]:
     if created := _window(q.created_after, q.created_before, inclusive=True):
         clauses.append({"created_at": created})
     after = None if q.after is None else (codec.ts(q.after[0]), q.after[1])
-    if keyset := _keyset("created_at", "_id", after, q.descending):
+    if keyset := _keyset(("created_at", "_id"), after, q.descending):
         clauses.append(keyset)
     direction = DESCENDING if q.descending else ASCENDING
     return _and(clauses), [("created_at", direction), ("_id", direction)]

@@ -49,10 +49,10 @@ class Condition:
 class Search:
     table: str
     time_column: str
-    tie_column: str
+    tie_columns: tuple[str, ...]
     walk_index: str
     descending: bool
-    after: tuple[str, str] | None
+    after: tuple[str, ...] | None
     limit: int
     conditions: list[Condition] = field(default_factory=list)
 
@@ -100,11 +100,13 @@ def run(conn: sqlite3.Connection, s: Search) -> list[sqlite3.Row]:
             where.append(c.sql)
             args += c.args
     order = "DESC" if s.descending else "ASC"
+    columns = (s.time_column, *s.tie_columns)
     if s.after is not None:
-        where.append(f"({s.time_column}, {s.tie_column}) {'<' if s.descending else '>'} (?, ?)")
+        marks = ", ".join("?" * len(columns))
+        where.append(f"({', '.join(columns)}) {'<' if s.descending else '>'} ({marks})")
         args += s.after
     cond = " AND ".join(where) or "1"
-    tail = f"ORDER BY {s.time_column} {order}, {s.tie_column} {order} LIMIT ?"
+    tail = f"ORDER BY {', '.join(f'{c} {order}' for c in columns)} LIMIT ?"
     if chosen is not None:
         sql = f"SELECT * FROM {s.table} NOT INDEXED WHERE rowid IN ({chosen.probe}) AND {cond}"
         args = [*chosen.probe_args, *args]
@@ -165,10 +167,12 @@ def certificate_search(q: CertificateQuery) -> Search:
     s = Search(
         table="certificates",
         time_column="not_after" if by_expiry else "not_before",
-        tie_column="serial",
+        tie_columns=("request_id", "serial"),
         walk_index="certificates_expiry" if by_expiry else "certificates_issued",
         descending=q.descending,
-        after=None if q.after is None else (codec.ts(q.after[0]), codec.serial_key(q.after[1])),
+        after=None
+        if q.after is None
+        else (codec.ts(q.after[0]), q.after[1], codec.serial_key(q.after[2])),
         limit=q.limit,
     )
     for name, (issued_index, expiry_index) in _CERT_WALKS.items():
@@ -227,7 +231,7 @@ def request_search(q: RequestQuery) -> Search:
     s = Search(
         table="requests",
         time_column="created_at",
-        tie_column="id",
+        tie_columns=("id",),
         walk_index="requests_created_id",
         descending=q.descending,
         after=None if q.after is None else (codec.ts(q.after[0]), q.after[1]),

@@ -63,8 +63,12 @@ async def inventory(store: Store) -> list[CertificateRecord]:
     return certs
 
 
-def _key(sort: SortKey) -> Callable[[CertificateRecord], tuple[datetime, int]]:
-    return lambda c: (c.not_after if sort is SortKey.EXPIRY else c.not_before, c.serial)
+def _key(sort: SortKey) -> Callable[[CertificateRecord], tuple[datetime, str, int]]:
+    return lambda c: (
+        c.not_after if sort is SortKey.EXPIRY else c.not_before,
+        c.request_id,
+        c.serial,
+    )
 
 
 @pytest.mark.parametrize("sort", list(SortKey))
@@ -82,7 +86,7 @@ async def test_keyset_pages_list_each_certificate_once_in_order(
         if len(page) < 5:
             break
         last = page[-1]
-        after = (last.not_after if sort is SortKey.EXPIRY else last.not_before, last.serial)
+        after = _key(sort)(last)
     key = _key(sort)
     assert [c.serial for c in seen] == [
         c.serial for c in sorted(inventory, key=key, reverse=descending)
@@ -140,7 +144,7 @@ async def test_serial_prefix_and_windows(store: Store, inventory: list[Certifica
     )
     wanted = sorted(
         (c for c in inventory if window[0] < c.not_after < window[1]),
-        key=lambda c: (c.not_after, c.serial),
+        key=_key(SortKey.EXPIRY),
     )
     assert expiring == wanted
 
