@@ -163,12 +163,16 @@ def cmd_request_get(args: argparse.Namespace) -> None:
 
 
 def cmd_request_list(args: argparse.Namespace) -> None:
-    query = urllib.parse.urlencode({k: v for k, v in (("status", args.status),) if v})
-    _, body = make_client(args).call("GET", f"/api/v1/admin/requests?{query}")
-    lines = [
-        f"{r['id']} {r['status']} {r['profile']} {r['subject'] or '-'}" for r in body["requests"]
-    ]
-    emit(args, body, "\n".join(lines))
+    from server.cli_inventory import run_list
+
+    run_list(args, "requests")
+
+
+def cmd_request_show(args: argparse.Namespace) -> None:
+    """A request: its CSR decoded, the policy's decision and draft, and its history."""
+    from server.cli_inventory import run_request_show
+
+    run_request_show(args)
 
 
 def cmd_request_decide(action: str) -> Callable[[argparse.Namespace], None]:
@@ -183,13 +187,9 @@ def cmd_request_decide(action: str) -> Callable[[argparse.Namespace], None]:
 
 
 def cmd_cert_list(args: argparse.Namespace) -> None:
-    query = urllib.parse.urlencode({k: v for k, v in (("status", args.status),) if v})
-    _, body = make_client(args).call("GET", f"/api/v1/admin/certificates?{query}")
-    lines = [
-        f"{c['serial']} {c['status']} {c['not_after']} {c['subject'] or '-'}"
-        for c in body["certificates"]
-    ]
-    emit(args, body, "\n".join(lines))
+    from server.cli_inventory import run_list
+
+    run_list(args, "certificates")
 
 
 def _serial_path(serial: str) -> str:
@@ -214,22 +214,10 @@ def cmd_cert_release(args: argparse.Namespace) -> None:
 
 
 def cmd_cert_show(args: argparse.Namespace) -> None:
-    """A certificate's status and its history (the events recorded for it)."""
-    _, body = make_client(args).call(
-        "GET", f"/api/v1/admin/certificates/{_serial_path(args.serial)}"
-    )
-    status = body["status"]
-    if body.get("revocation_reason"):
-        status += f" {body['revocation_reason']} since {body['revoked_at']}"
-    lines = [
-        f"serial {body['serial']}",
-        f"subject {body['subject'] or '-'}",
-        f"issuer {body['issuer']}",
-        f"not_after {body['not_after']}",
-        f"status {status}",
-        *(f"event {e['at']} {e['kind']}" for e in body["events"]),
-    ]
-    emit(args, body, "\n".join(lines))
+    """A certificate decoded, its status, chain and history (the events recorded for it)."""
+    from server.cli_inventory import run_cert_show
+
+    run_cert_show(args, _serial_path(args.serial))
 
 
 def cmd_simple_post(
@@ -370,6 +358,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 # -------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from server.cli_inventory import add_list_options
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--config", help=f"the server's TOML configuration file (default ${CONFIG_ENV})"
@@ -410,7 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("id")
     p.add_argument("--out")
     p = leaf(req, "list", cmd_request_list, "list requests")
-    p.add_argument("--status", choices=("pending", "approved", "issued", "denied", "failed"))
+    add_list_options(p, ("pending", "approved", "issued", "denied", "failed"))
+    p = leaf(req, "show", cmd_request_show, "show a request: its CSR, decision and history")
+    p.add_argument("id")
     leaf(req, "approve", cmd_request_decide("approve"), "approve a pending request").add_argument(
         "id"
     )
@@ -420,14 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     cert = group("cert", "certificates")
     p = leaf(cert, "list", cmd_cert_list, "list certificates")
-    p.add_argument("--status", choices=("valid", "revoked"))
+    add_list_options(p, ("valid", "revoked", "expired"))
     p = leaf(cert, "revoke", cmd_cert_revoke, "revoke a certificate")
     p.add_argument("serial")
     p.add_argument("--reason", default="unspecified", choices=REVOCATION_REASONS)
     p.add_argument("--invalidity-date", help="ISO 8601 time the key is known to be unsafe since")
     p = leaf(cert, "release", cmd_cert_release, "release a certificate from certificateHold")
     p.add_argument("serial")
-    p = leaf(cert, "show", cmd_cert_show, "show a certificate's status and history")
+    p = leaf(cert, "show", cmd_cert_show, "show a certificate, its chain and history")
     p.add_argument("serial")
 
     crl = group("crl", "certificate revocation lists")

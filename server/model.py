@@ -460,30 +460,65 @@ class Event:
         )
 
 
+class SortKey(StrEnum):
+    """What an inventory list is ordered by: issuance (a request's creation) or expiry."""
+
+    ISSUED = "issued"
+    EXPIRY = "expiry"
+
+
 @dataclass(frozen=True, slots=True)
 class RequestQuery:
+    """A page of requests, ordered by ``created_at`` then id (newest first unless
+    ``descending`` is false). ``after`` is the (created_at, id) of the last record of the
+    page before: the store continues strictly after it (keyset paging, never an offset)."""
+
     status: Status | None = None
     requester: str | None = None  # Requester.label() exactly
     profile: str | None = None
+    protocol: str | None = None
     subject: str | None = None  # substring of the RFC 4514 subject, case-insensitive
-    san: str | None = None  # a SAN value, exactly ("example.com" or "dns:example.com")
+    san: str | None = None  # substring of a SAN ("example.com", "dns:www.ex"), case-insensitive
+    serial_prefix: str | None = None  # lowercase hex digits: the start of the issued serial
     transaction_id: str | None = None  # the protocol's own id (SCEP transactionID), exactly
+    created_after: datetime | None = None  # created at or after
+    created_before: datetime | None = None  # created before
+    # Issued requests whose certificate's notAfter lies in (expires_after, expires_before).
+    expires_after: datetime | None = None
+    expires_before: datetime | None = None
+    descending: bool = True
+    after: tuple[datetime, str] | None = None
     limit: int = 100
-    offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class CertificateQuery:
+    """A page of certificates, ordered by ``sort`` (notBefore or notAfter), then request id
+    and serial, descending unless ``descending`` is false; ``after`` is the (time, request
+    id, serial) of the last certificate of the page before (keyset paging, never an offset).
+
+    The request id breaks ties rather than the serial alone: notBefore is whole seconds, so
+    hundreds of certificates share one, and a random serial would put each new index entry
+    on a random page of that second's run; request ids begin with the time in milliseconds."""
+
     status: CertStatus | None = None
     issuer: str | None = None
     requester: str | None = None
+    profile: str | None = None
+    protocol: str | None = None  # the front end its request came through
     subject: str | None = None  # substring, case-insensitive
-    san: str | None = None  # exact value, with or without "type:"
+    san: str | None = None  # substring of a SAN, with or without "type:", case-insensitive
+    serial_prefix: str | None = None  # lowercase hex digits: the start of the serial in hex
     key_sha256: str | None = None
-    expires_before: datetime | None = None
-    expires_after: datetime | None = None
+    reason: RevocationReason | None = None
+    expires_before: datetime | None = None  # notAfter < this
+    expires_after: datetime | None = None  # notAfter > this
+    issued_after: datetime | None = None  # notBefore >= this
+    issued_before: datetime | None = None  # notBefore < this
+    sort: SortKey = SortKey.ISSUED
+    descending: bool = True
+    after: tuple[datetime, str, int] | None = None
     limit: int = 100
-    offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,24 +14,16 @@ from typing import Any
 
 from aiohttp import web
 
+from protocols.admin.inventory import MAX_LIMIT, list_certificates, list_requests
 from protocols.admin.render import certificate_json, crl_json, event_json, request_json
 from protocols.rest.auth import require
 from server.challenges import MAX_LIFETIME
 from server.errors import Malformed
 from server.keys import CHALLENGES, CRLS, ENGINE, STORE
-from server.model import (
-    CertificateQuery,
-    CertStatus,
-    RequestQuery,
-    RevocationReason,
-    Status,
-)
+from server.model import RevocationReason
 from server.roles import Permission
 from server.web.body import read_body
 from server.web.jsonreader import read_json_object
-
-MAX_LIMIT = 1000
-MAX_OFFSET = 2**53  # a page beyond any store, and within every store's integers
 
 
 def parse_serial(text: str) -> int:
@@ -49,15 +41,14 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return read_json_object(await read_body(request))
 
 
-def _page(request: web.Request) -> tuple[int, int]:
+def _limit(request: web.Request) -> int:
     try:
         limit = int(request.query.get("limit", "100"))
-        offset = int(request.query.get("offset", "0"))
     except ValueError:
-        raise Malformed("limit and offset must be integers") from None
-    if not 0 < limit <= MAX_LIMIT or not 0 <= offset <= MAX_OFFSET:
-        raise Malformed(f"limit must be 1..{MAX_LIMIT} and offset 0..{MAX_OFFSET}")
-    return limit, offset
+        raise Malformed(f"limit must be an integer from 1 to {MAX_LIMIT}") from None
+    if not 0 < limit <= MAX_LIMIT:
+        raise Malformed(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    return limit
 
 
 def _enum(cls: Any, value: str | None, name: str) -> Any:
@@ -84,24 +75,6 @@ def _time(value: object, name: str) -> datetime | None:
     if when.tzinfo is None or when.utcoffset() is None:
         raise Malformed(problem)
     return when
-
-
-async def list_requests(request: web.Request) -> web.Response:
-    await require(request, Permission.READ)
-    q = request.query
-    limit, offset = _page(request)
-    records = await request.config_dict[STORE].find_requests(
-        RequestQuery(
-            status=_enum(Status, q.get("status"), "status"),
-            requester=q.get("requester"),
-            profile=q.get("profile"),
-            subject=q.get("subject"),
-            san=q.get("san"),
-            limit=limit,
-            offset=offset,
-        )
-    )
-    return web.json_response({"requests": [request_json(r) for r in records]})
 
 
 async def get_request(request: web.Request) -> web.Response:
@@ -132,27 +105,6 @@ async def deny(request: web.Request) -> web.Response:
     await engine.deny(request.match_info["request_id"], by=by, reason=reason)
     record, _ = await engine.retrieve(request.match_info["request_id"])
     return web.json_response(request_json(record))
-
-
-async def list_certificates(request: web.Request) -> web.Response:
-    await require(request, Permission.READ)
-    q = request.query
-    limit, offset = _page(request)
-    records = await request.config_dict[STORE].find_certificates(
-        CertificateQuery(
-            status=_enum(CertStatus, q.get("status"), "status"),
-            issuer=q.get("issuer"),
-            requester=q.get("requester"),
-            subject=q.get("subject"),
-            san=q.get("san"),
-            key_sha256=q.get("key_sha256"),
-            expires_before=_time(q.get("expires_before"), "expires_before"),
-            expires_after=_time(q.get("expires_after"), "expires_after"),
-            limit=limit,
-            offset=offset,
-        )
-    )
-    return web.json_response({"certificates": [certificate_json(c) for c in records]})
 
 
 async def get_certificate(request: web.Request) -> web.Response:
@@ -193,7 +145,7 @@ async def unrevoke(request: web.Request) -> web.Response:
 async def list_events(request: web.Request) -> web.Response:
     await require(request, Permission.READ)
     q = request.query
-    limit, _ = _page(request)
+    limit = _limit(request)
     serial = parse_serial(q["serial"]) if "serial" in q else None
     events = await request.config_dict[STORE].list_events(
         request_id=q.get("request_id"), serial=serial, limit=limit

@@ -72,7 +72,7 @@ from server.model import (
     Status,
     StoreCounts,
 )
-from server.store import codec
+from server.store import codec, mongo_search
 from server.store.mongo_schema import (
     HIDDEN,
     certificate_doc,
@@ -82,7 +82,6 @@ from server.store.mongo_schema import (
     from_document,
     from_request_doc,
     request_doc,
-    san_filter,
 )
 
 Doc = dict[str, Any]
@@ -219,7 +218,7 @@ class MongoStore:
         except DuplicateKeyError:
             raise Conflict(f"request {record.id} or its serial exists") from None
         if certificate is not None:
-            await self._index_certificate(record.id, doc["certificate"])
+            await self._index_certificate(record.id, doc["certificate"], record.protocol)
 
     async def transition(
         self,
@@ -251,7 +250,7 @@ class MongoStore:
                 raise NotFound(f"no request {request_id}")
             raise Conflict(f"request {request_id} is {current['status']}, not {expect}")
         if certificate is not None:
-            await self._index_certificate(request_id, changes["certificate"])
+            await self._index_certificate(request_id, changes["certificate"], found["protocol"])
         return from_request_doc(found)
 
     async def get_request(self, request_id: str) -> RequestRecord:
@@ -261,26 +260,11 @@ class MongoStore:
         return from_request_doc(doc)
 
     async def find_requests(self, q: RequestQuery) -> list[RequestRecord]:
-        flt: Doc = {}
-        for field, value in (
-            ("status", q.status),
-            ("requester", q.requester),
-            ("profile", q.profile),
-            ("transaction_id", q.transaction_id),
-        ):
-            if value is not None:
-                flt[field] = str(value)
-        if q.subject:
-            flt["subject"] = {"$regex": re.escape(q.subject), "$options": "i"}
-        if q.san:
-            flt |= san_filter(q.san)
-        cursor = (
-            self._col("requests")
-            .find(flt, HIDDEN)
-            .sort([("created_at", DESCENDING), ("_id", ASCENDING)])
-            .skip(q.offset)
-            .limit(q.limit)
-        )
+        flt, sort = mongo_search.request_find(q)
+        window = mongo_search.expiry_filter(q)
+        if window is not None:
+            flt = {"$and": [flt, {"cert_not_after": window["not_after"]}]}
+        cursor = self._col("requests").find(flt, HIDDEN).sort(sort).limit(q.limit)
         return [from_request_doc(d) for d in await cursor.to_list(None)]
 
     async def newest_in_transaction(self, transaction_id: str) -> RequestHead | None:
@@ -297,11 +281,12 @@ class MongoStore:
         return codec.request_head(docs[0] | {"id": docs[0]["_id"]}) if docs else None
 
     # ------------------------------------------- the certificates index
-    async def _index_certificate(self, request_id: str, cert_doc: Doc) -> None:
-        """Write the derived certificate document, then drop the request's pending copy."""
+    async def _index_certificate(self, request_id: str, cert_doc: Doc, protocol: str) -> None:
+        """Write the derived certificate document (with its request's protocol, a filter of
+        the inventory), then drop the request's pending copy."""
         # A DuplicateKeyError means another server, or a try before a crash, got this far.
         with suppress(DuplicateKeyError):
-            await self._col("certificates").insert_one(dict(cert_doc))
+            await self._col("certificates").insert_one(cert_doc | {"protocol": protocol})
         await self._col("requests").update_one(
             {"_id": request_id, "cert_pending": True},
             {"$unset": {"cert_pending": "", "certificate": ""}},
@@ -312,10 +297,12 @@ class MongoStore:
         flt: Doc = {"cert_pending": True}
         if serial_key is not None:
             flt["serial"] = serial_key
-        cursor = self._col("requests").find(flt, {"certificate": 1}).limit(REPAIR_BATCH)
+        cursor = (
+            self._col("requests").find(flt, {"certificate": 1, "protocol": 1}).limit(REPAIR_BATCH)
+        )
         pending = await cursor.to_list(None)
         for doc in pending:
-            await self._index_certificate(doc["_id"], doc["certificate"])
+            await self._index_certificate(doc["_id"], doc["certificate"], doc["protocol"])
         return len(pending)
 
     # ------------------------------------------------------- certificates
@@ -330,33 +317,8 @@ class MongoStore:
 
     async def find_certificates(self, q: CertificateQuery) -> list[CertificateRecord]:
         await self._finish_pending_certificates()  # so that a search misses no issued one
-        flt: Doc = {}
-        for field, value in (
-            ("status", q.status),
-            ("issuer", q.issuer),
-            ("requester", q.requester),
-            ("key_sha256", q.key_sha256),
-        ):
-            if value is not None:
-                flt[field] = str(value)
-        if q.subject:
-            flt["subject"] = {"$regex": re.escape(q.subject), "$options": "i"}
-        if q.san:
-            flt |= san_filter(q.san)
-        expiry: dict[str, str] = {}
-        if q.expires_before is not None:
-            expiry["$lt"] = codec.ts(q.expires_before)
-        if q.expires_after is not None:
-            expiry["$gt"] = codec.ts(q.expires_after)
-        if expiry:
-            flt["not_after"] = expiry
-        cursor = (
-            self._col("certificates")
-            .find(flt, HIDDEN)
-            .sort([("not_before", DESCENDING), ("_id", ASCENDING)])
-            .skip(q.offset)
-            .limit(q.limit)
-        )
+        flt, sort = mongo_search.certificate_find(q)
+        cursor = self._col("certificates").find(flt, HIDDEN).sort(sort).limit(q.limit)
         return [from_certificate_doc(d) for d in await cursor.to_list(None)]
 
     async def find_revoked(
@@ -599,6 +561,7 @@ def _pending_certificate(cert: CertificateRecord) -> Doc:
     """What the issuing write puts in the request: see the module docstring."""
     return {
         "serial": codec.serial_key(cert.serial),
+        "cert_not_after": codec.ts(cert.not_after),  # the request list's expiry window
         "cert_pending": True,
         "certificate": certificate_doc(cert),
     }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
 from server.model import CertificateRecord, Document, RequestRecord
@@ -19,26 +19,18 @@ Doc = dict[str, Any]
 # What record reads leave out: the outbox, and a certificate still pending in its request.
 HIDDEN: Doc = {"events": 0, "undelivered": 0, "certificate": 0}
 
-_REQUEST_SEARCHES = (
-    "status",
-    "requester",
-    "profile",
-    "subject",
-    "names_full",
-    "names_bare",
-    "transaction_id",
-)
-_CERTIFICATE_SEARCHES = (
-    "status",
-    "issuer",
-    "requester",
-    "subject",
-    "key_sha256",
-    "names_full",
-    "names_bare",
-    "not_after",
-    "request_id",
-)
+# Each list filter's index ends with the sort's time and the tie-breaker ``_id``, so a page
+# of one filter's values is a range of its index in keyset order; substring searches read
+# every key of ``subject`` or ``names_full`` (see mongo_search).
+_REQUEST_SEARCHES = ("status", "requester", "profile", "protocol", "transaction_id")
+_REQUEST_SCANS = ("subject", "names_full")
+_CERTIFICATE_SEARCHES = ("status", "issuer", "requester", "profile", "protocol")
+_CERTIFICATE_SCANS = ("subject", "names_full", "key_sha256", "request_id")
+_TIES = [("request_id", ASCENDING), ("_id", ASCENDING)]  # a certificate's order after its time
+_OLD_INDEXES = {
+    "requests": ("names_bare", "created_at"),
+    "certificates": ("names_bare", "not_after", "not_before", "status", "issuer", "requester"),
+}
 
 
 async def create_indexes(db: AsyncDatabase[Doc]) -> None:
@@ -46,14 +38,40 @@ async def create_indexes(db: AsyncDatabase[Doc]) -> None:
     requests, certificates, events = db["requests"], db["certificates"], db["events"]
     # The unique index that makes a serial issued at most once (see mongo.py).
     await requests.create_index([("serial", ASCENDING)], unique=True, sparse=True, name="serial")
+    for name, fields in _OLD_INDEXES.items():  # indexes of earlier versions, now replaced
+        existing = await db[name].index_information()
+        for old in fields:
+            if old in existing:
+                await db[name].drop_index(old)
     for field in _REQUEST_SEARCHES:
-        # Newest first within each filter, as find_requests pages.
-        await requests.create_index([(field, ASCENDING), ("created_at", DESCENDING)], name=field)
-    await requests.create_index([("created_at", DESCENDING)], name="created_at")
+        await requests.create_index(
+            [(field, ASCENDING), ("created_at", ASCENDING), ("_id", ASCENDING)],
+            name=f"{field}_created",
+        )
+    for field in _REQUEST_SCANS:
+        await requests.create_index([(field, ASCENDING)], name=field)
+    await requests.create_index([("created_at", ASCENDING), ("_id", ASCENDING)], name="created")
+    await requests.create_index([("cert_not_after", ASCENDING)], sparse=True, name="expiry")
     await requests.create_index([("cert_pending", ASCENDING)], sparse=True, name="cert_pending")
     for field in _CERTIFICATE_SEARCHES:
+        await certificates.create_index(
+            [(field, ASCENDING), ("not_before", ASCENDING), *_TIES],
+            name=f"{field}_issued",
+        )
+    for field in _CERTIFICATE_SCANS:
         await certificates.create_index([(field, ASCENDING)], name=field)
-    await certificates.create_index([("not_before", DESCENDING)], name="not_before")
+    await certificates.create_index(
+        [("status", ASCENDING), ("not_after", ASCENDING), *_TIES],
+        name="status_expiry",
+    )
+    # Only revoked certificates have a reason: a partial index holds them alone.
+    await certificates.create_index(
+        [("reason", ASCENDING), ("not_before", ASCENDING), *_TIES],
+        name="reason_issued",
+        partialFilterExpression={"reason": {"$type": "string"}},
+    )
+    for field, name in (("not_before", "issued"), ("not_after", "expiry")):
+        await certificates.create_index([(field, ASCENDING), *_TIES], name=name)
     # CRL entries (find_revoked): one issuer's revoked certificates in serial order.
     await certificates.create_index(
         [("issuer", ASCENDING), ("status", ASCENDING), ("_id", ASCENDING)], name="revoked"
@@ -82,13 +100,7 @@ async def create_indexes(db: AsyncDatabase[Doc]) -> None:
 
 
 def _names(sans: tuple[str, ...]) -> Doc:
-    pairs = codec.san_values(sans)
-    return {"names_full": [f for f, _ in pairs], "names_bare": [b for _, b in pairs]}
-
-
-def san_filter(san: str) -> Doc:
-    field, value = codec.san_query(san)
-    return {f"names_{field}": value}
+    return {"names_full": [s.lower() for s in sans]}
 
 
 def request_doc(record: RequestRecord) -> Doc:

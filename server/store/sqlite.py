@@ -46,8 +46,8 @@ from server.model import (
     Status,
     StoreCounts,
 )
-from server.store import codec, sqlite_docs, sqlite_monitor
-from server.store.sqlite_schema import SCHEMA
+from server.store import codec, sqlite_docs, sqlite_monitor, sqlite_search
+from server.store.sqlite_schema import SCHEMA, names_text, upgrade
 from server.store.sqlite_writer import Writer, connect
 
 T = TypeVar("T")
@@ -65,19 +65,6 @@ def sqlite_path(url: str) -> str:
     if not path or path == ":memory:" or path.startswith("file:"):
         raise ValueError(f"the SQLite store needs a file path, not {url!r}")
     return path
-
-
-def _names_match(san: str) -> tuple[str, list[str]]:
-    """The condition on a names table (aliased ``n``) that a SAN search needs: always through
-    the ``bare`` index, checking ``full`` when the search names the type (``dns:x``)."""
-    column, value = codec.san_query(san)
-    if column == "full":
-        return "n.bare = ? AND n.full = ?", [value.partition(":")[2], value]
-    return "n.bare = ?", [value]
-
-
-def _like(text: str) -> str:
-    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 class SQLiteStore:
@@ -223,19 +210,22 @@ class SQLiteStore:
         return [Event.from_json(json.loads(r["data"])) for r in rows]
 
     # ----------------------------------------------------------- requests
-    def _insert_certificate(self, c: sqlite3.Connection, cert: CertificateRecord) -> None:
+    def _insert_certificate(
+        self, c: sqlite3.Connection, cert: CertificateRecord, *, protocol: str
+    ) -> None:
         row = codec.certificate_row(cert)
         row["sans"] = json.dumps(row["sans"])
+        row["protocol"] = protocol
         try:
-            c.execute(
+            cur = c.execute(
                 f"INSERT INTO certificates ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                 tuple(row.values()),
             )
         except sqlite3.IntegrityError:
             raise Conflict(f"serial {cert.serial:x} exists") from None
-        c.executemany(
-            "INSERT INTO cert_names (serial, full, bare) VALUES (?,?,?)",
-            [(row["serial"], f, b) for f, b in codec.san_values(cert.sans)],
+        c.execute(
+            "INSERT INTO cert_text (rowid, subject, sans) VALUES (?, ?, ?)",
+            (cur.lastrowid, cert.subject, names_text(cert.sans)),
         )
 
     async def add_request(
@@ -243,7 +233,7 @@ class SQLiteStore:
     ) -> None:
         def write(c: sqlite3.Connection) -> None:
             try:
-                c.execute(
+                cur = c.execute(
                     "INSERT INTO requests (id, status, created_at, updated_at, protocol, "
                     "requester, profile, subject, transaction_id, reason, serial, csr, extra) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -265,13 +255,12 @@ class SQLiteStore:
                 )
             except sqlite3.IntegrityError:
                 raise Conflict(f"request {record.id} exists") from None
-            if certificate is None:
-                c.executemany(
-                    "INSERT INTO request_names (request_id, full, bare) VALUES (?,?,?)",
-                    [(record.id, f, b) for f, b in codec.san_values(record.sans)],
-                )
-            else:  # issued at once: its names are the certificate's (see sqlite_schema)
-                self._insert_certificate(c, certificate)
+            c.execute(
+                "INSERT INTO request_text (rowid, subject, sans) VALUES (?, ?, ?)",
+                (cur.lastrowid, record.subject, names_text(record.sans)),
+            )
+            if certificate is not None:
+                self._insert_certificate(c, certificate, protocol=record.protocol)
             self._insert_event(c, event)
 
         await self._write(write)
@@ -300,12 +289,12 @@ class SQLiteStore:
                 if found is None:
                     raise NotFound(f"no request {request_id}")
                 raise Conflict(f"request {request_id} is {found['status']}, not {expect}")
-            if certificate is not None:
-                self._insert_certificate(c, certificate)
-            self._insert_event(c, event)
             row: sqlite3.Row = c.execute(
                 "SELECT * FROM requests WHERE id = ?", (request_id,)
             ).fetchone()
+            if certificate is not None:
+                self._insert_certificate(c, certificate, protocol=row["protocol"])
+            self._insert_event(c, event)
             return row
 
         return _request(await self._write(write))
@@ -317,37 +306,22 @@ class SQLiteStore:
         return _request(rows[0])
 
     async def find_requests(self, q: RequestQuery) -> list[RequestRecord]:
-        where, args = ["1=1"], []
-        for column, value in (
-            ("status", q.status),
-            ("requester", q.requester),
-            ("profile", q.profile),
-            ("transaction_id", q.transaction_id),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(str(value))
-        if q.subject:
-            where.append("subject LIKE ? ESCAPE '\\'")
-            args.append(_like(q.subject))
-        if q.san:
-            match, values = _names_match(q.san)
-            where.append(
-                f"(id IN (SELECT request_id FROM request_names n WHERE {match}) OR id IN "
-                "(SELECT c.request_id FROM cert_names n JOIN certificates c ON c.serial = n.serial"
-                f" WHERE {match}))"
-            )
-            args += values + values
-        sql = (
-            f"SELECT * FROM requests WHERE {' AND '.join(where)} "
-            "ORDER BY created_at DESC, id LIMIT ? OFFSET ?"
-        )
-        if q.transaction_id is not None and q.limit <= 10 and not q.offset:
-            # The newest few of one transaction (retries, SCEP polls): an index range.
-            rows = self._lookup(sql, (*args, q.limit, q.offset))
+        search = sqlite_search.request_search(q)
+        if q.transaction_id is not None and q.limit <= 10:
+            # The newest few of one transaction (retries, SCEP polls): index ranges.
+            if self._point_reader is None:
+                raise RuntimeError("the SQLite store is not open")
+            rows = sqlite_search.run(self._point_reader, search)
         else:
-            rows = await self._read(sql, (*args, q.limit, q.offset))
+            rows = await self._search(search)
         return [_request(r) for r in rows]
+
+    async def _search(self, search: sqlite_search.Search) -> list[sqlite3.Row]:
+        if self._reads is None:
+            raise RuntimeError("the SQLite store is not open")
+        return await asyncio.get_running_loop().run_in_executor(
+            self._reads, lambda: sqlite_search.run(self._reader(), search)
+        )
 
     async def newest_in_transaction(self, transaction_id: str) -> RequestHead | None:
         rows = self._lookup(
@@ -367,35 +341,7 @@ class SQLiteStore:
         return _cert(rows[0])
 
     async def find_certificates(self, q: CertificateQuery) -> list[CertificateRecord]:
-        where, args = ["1=1"], []
-        for column, value in (
-            ("status", q.status),
-            ("issuer", q.issuer),
-            ("requester", q.requester),
-            ("key_sha256", q.key_sha256),
-        ):
-            if value is not None:
-                where.append(f"{column} = ?")
-                args.append(str(value))
-        if q.subject:
-            where.append("subject LIKE ? ESCAPE '\\'")
-            args.append(_like(q.subject))
-        if q.san:
-            match, values = _names_match(q.san)
-            where.append(f"serial IN (SELECT serial FROM cert_names n WHERE {match})")
-            args += values
-        if q.expires_before is not None:
-            where.append("not_after < ?")
-            args.append(codec.ts(q.expires_before))
-        if q.expires_after is not None:
-            where.append("not_after > ?")
-            args.append(codec.ts(q.expires_after))
-        rows = await self._read(
-            f"SELECT * FROM certificates WHERE {' AND '.join(where)} "
-            "ORDER BY not_before DESC, serial LIMIT ? OFFSET ?",
-            (*args, q.limit, q.offset),
-        )
-        return [_cert(r) for r in rows]
+        return [_cert(r) for r in await self._search(sqlite_search.certificate_search(q))]
 
     async def find_revoked(
         self,
@@ -586,6 +532,7 @@ def _open_schema(path: str) -> sqlite3.Connection:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = connect(path)
     try:
+        upgrade(conn)
         conn.executescript(SCHEMA)
     except BaseException:
         conn.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 # Valid certificates by (notAfter, serial) after a keyset position, up to a notAfter.
 EXPIRING = (
-    "SELECT * FROM certificates INDEXED BY certificates_status_expiry "
+    "SELECT * FROM certificates INDEXED BY certificates_valid_expiry "
     "WHERE status = 'valid' AND (not_after, serial) > (?, ?) AND not_after <= ? "
     "ORDER BY not_after, serial LIMIT ?"
 )

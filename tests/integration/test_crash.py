@@ -76,19 +76,19 @@ def test_sigkill_loses_no_issued_certificate(tmp_path: Path) -> None:
             assert stored["certificate"] == answer["certificate"], answer["serial"]
             assert stored["request_id"] == answer["id"]
         all_serials = []
-        offset = 0
+        cursor = ""
         while True:
             page = json.loads(
                 server.curl(
                     "-H",
                     f"Authorization: Bearer {server.token}",
-                    f"{server.url}/api/v1/admin/certificates?limit=1000&offset={offset}",
+                    f"{server.url}/api/v1/admin/certificates?limit=1000{cursor}",
                 ).stdout
             )
             all_serials += [c["serial"] for c in page["certificates"]]
-            if len(page["certificates"]) < 1000:
+            if page["next"] is None:
                 break
-            offset += 1000
+            cursor = f"&cursor={page['next']}"
         assert len(all_serials) == len(set(all_serials))
         assert set(serials) <= set(all_serials)
     finally:

@@ -113,6 +113,13 @@ class StandinCollection:
         name: str = (await self._sync("create_index")).create_index(keys, **kwargs)
         return name
 
+    async def index_information(self) -> dict[str, Any]:
+        info: dict[str, Any] = (await self._sync("index_information")).index_information()
+        return info
+
+    async def drop_index(self, name: str) -> None:
+        (await self._sync("drop_index")).drop_index(name)
+
     def find(
         self, filter: Mapping[str, Any] | None = None, projection: Mapping[str, Any] | None = None
     ) -> StandinCursor:
