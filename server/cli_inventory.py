@@ -15,6 +15,7 @@ import csv
 import http.client
 import json
 import re
+import ssl
 import sys
 import urllib.parse
 from collections.abc import Iterator
@@ -153,6 +154,8 @@ def pages(
             cursor = body.get("next")
             if not cursor:
                 return
+    except ssl.SSLCertVerificationError as exc:
+        raise Refused(client.untrusted(exc)) from None
     except (OSError, http.client.HTTPException) as exc:
         raise Refused(f"cannot reach {client.url}: {exc}") from None
     finally:
