@@ -105,6 +105,16 @@ class Unavailable(CertforgeError):
     kind = ErrorKind.UNAVAILABLE
 
 
+class KeyUnavailable(Unavailable):
+    """A key certforge holds in a PKCS#11 token cannot be used right now: the token is gone,
+    its sessions broke, or every session is busy. Nothing was signed; the same request may
+    succeed once the token is back (``server.ca.pkcs11`` reopens its sessions by itself)."""
+
+    def __init__(self, detail: str, retry_after: int = 5) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class Internal(CertforgeError):
     kind = ErrorKind.INTERNAL
 
