@@ -157,7 +157,7 @@ class HeaderRules:
     max_skew: timedelta  # how far messageTime may be from ``now``, either way
 
 
-def check_header(header: Header, rules: HeaderRules) -> None:
+def check_header(header: Header) -> None:
     """RFC 9483 §3.1's header rules for any request. Raises ``CMPFailure``."""
     if header.pvno not in SUPPORTED_PVNO:
         # RFC 9480 §2.20: a receiver that does not support the version answers
@@ -174,6 +174,10 @@ def check_header(header: Header, rules: HeaderRules) -> None:
     if header.sender_name is None:
         # RFC 9483 §3.1: the sender "MUST contain a name representing the originator".
         raise CMPFailure(FailInfo.BAD_DATA_FORMAT, "the sender must be a directoryName")
+
+
+def check_time(header: Header, rules: HeaderRules) -> None:
+    """Checked once the protection verified, so that the badTime answer is protected."""
     if header.message_time is not None and abs(header.message_time - rules.now) > rules.max_skew:
         # RFC 9483 §3.1: messageTime lets the receiver check the time; RFC 4210 §5.1.1: a
         # message too far off is answered badTime.

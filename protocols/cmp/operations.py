@@ -39,6 +39,7 @@ from protocols.cmp.messages import (
     RevStatus,
     certificates_value,
     check_header,
+    check_time,
     encode_message,
     error_body,
     genp_body,
@@ -88,10 +89,11 @@ class Operations:
     async def handle(self, msg: Message, *, profile: str | None) -> bytes:
         auth: Auth | None = None
         try:
-            check_header(msg.header, HeaderRules(self._d.clock.now(), self._d.max_clock_skew))
+            check_header(msg.header)
             assert msg.header.transaction_id is not None  # noqa: S101 - check_header did
             tx = await self._tx.find(msg.header.transaction_id)
             auth = await self._authenticate(msg, tx)
+            check_time(msg.header, HeaderRules(self._d.clock.now(), self._d.max_clock_skew))
             answer = await self._dispatch(msg, auth, tx, profile)
         except CMPFailure as exc:
             answer = _error(exc)
