@@ -14,7 +14,11 @@ from typing import Any
 
 from aiohttp import web
 
-from protocols.admin.inventory import MAX_LIMIT, list_certificates, list_requests
+from protocols.admin.inventory import (
+    list_certificates,
+    list_requests,
+    page_limit,
+)
 from protocols.admin.render import certificate_json, crl_json, event_json, request_json
 from protocols.rest.auth import require
 from server.challenges import MAX_LIFETIME
@@ -39,25 +43,6 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
     return read_json_object(await read_body(request))
-
-
-def _limit(request: web.Request) -> int:
-    try:
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        raise Malformed(f"limit must be an integer from 1 to {MAX_LIMIT}") from None
-    if not 0 < limit <= MAX_LIMIT:
-        raise Malformed(f"limit must be an integer from 1 to {MAX_LIMIT}")
-    return limit
-
-
-def _enum(cls: Any, value: str | None, name: str) -> Any:
-    if value is None:
-        return None
-    try:
-        return cls(value)
-    except ValueError:
-        raise Malformed(f"{name} must be one of {', '.join(str(v) for v in cls)}") from None
 
 
 def _time(value: object, name: str) -> datetime | None:
@@ -145,7 +130,7 @@ async def unrevoke(request: web.Request) -> web.Response:
 async def list_events(request: web.Request) -> web.Response:
     await require(request, Permission.READ)
     q = request.query
-    limit = _limit(request)
+    limit = page_limit(request.query)
     serial = parse_serial(q["serial"]) if "serial" in q else None
     events = await request.config_dict[STORE].list_events(
         request_id=q.get("request_id"), serial=serial, limit=limit

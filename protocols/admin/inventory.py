@@ -114,7 +114,8 @@ def _check_names(query: MultiMapping[str], allowed: frozenset[str], what: str) -
         raise Malformed(f"given more than once: {', '.join(repeated)}")
 
 
-def _limit(query: MultiMapping[str]) -> int:
+def page_limit(query: MultiMapping[str]) -> int:
+    """``limit``: 1 to MAX_LIMIT, 100 when absent."""
     try:
         limit = int(query.get("limit", "100"))
     except ValueError:
@@ -124,7 +125,8 @@ def _limit(query: MultiMapping[str]) -> int:
     return limit
 
 
-def _enum(cls: Any, value: str | None, name: str) -> Any:
+def parse_enum(cls: Any, value: str | None, name: str) -> Any:
+    """``value`` as a member of the enum ``cls`` (None stays None), or ``Malformed``."""
     if value is None:
         return None
     try:
@@ -216,7 +218,7 @@ def _sooner(a: datetime | None, b: datetime) -> datetime:
 
 
 def _sort(query: MultiMapping[str], default: SortKey) -> tuple[SortKey, bool]:
-    sort = _enum(SortKey, query.get("sort"), "sort") or default
+    sort = parse_enum(SortKey, query.get("sort"), "sort") or default
     order = query.get("order", "desc" if sort is SortKey.ISSUED else "asc")
     if order not in ("asc", "desc"):
         raise Malformed("order must be asc or desc")
@@ -274,7 +276,7 @@ def request_query(query: MultiMapping[str], pos: Position, limit: int) -> Reques
     if sort is not SortKey.ISSUED:
         raise Malformed("requests are sorted by their creation only (sort=issued)")
     return RequestQuery(
-        status=_enum(Status, query.get("status"), "status"),
+        status=parse_enum(Status, query.get("status"), "status"),
         requester=query.get("requester"),
         profile=query.get("profile"),
         protocol=query.get("protocol"),
@@ -293,7 +295,7 @@ def request_query(query: MultiMapping[str], pos: Position, limit: int) -> Reques
 
 async def list_certificates(request: web.Request) -> web.Response:
     await require(request, Permission.READ)
-    query, limit = request.query, _limit(request.query)
+    query, limit = request.query, page_limit(request.query)
     pos = _position("certificates", query)
     q = certificate_query(query, pos, limit)
     found = await request.config_dict[STORE].find_certificates(q)
@@ -313,7 +315,7 @@ async def list_certificates(request: web.Request) -> web.Response:
 
 async def list_requests(request: web.Request) -> web.Response:
     await require(request, Permission.READ)
-    query, limit = request.query, _limit(request.query)
+    query, limit = request.query, page_limit(request.query)
     pos = _position("requests", query)
     found = await request.config_dict[STORE].find_requests(request_query(query, pos, limit))
     page, more = found[:limit], len(found) > limit

@@ -54,9 +54,9 @@ from protocols.est.messages import (
 )
 from protocols.est.pending import find_retried, mark_collected, retry_id
 from server.app import TLS_KEY
-from server.ca.csr import ParsedCSR, csr_der_from_bytes
+from server.ca.csr import ParsedCSR, csr_der_from_bytes, requested_identifiers
 from server.config import ProfileConfig
-from server.errors import BadCSR, Forbidden, Malformed, NotFound, Unauthorized, Unavailable
+from server.errors import BadCSR, Forbidden, NotFound, Unauthorized, Unavailable
 from server.keys import CAS, CHALLENGES, ENGINE, STORE
 from server.model import (
     AuthMethod,
@@ -314,7 +314,7 @@ def _only_certified_names(
     csr: x509.CertificateSigningRequest, cert: ClientCertificate, what: str
 ) -> frozenset[Identifier]:
     names = certified_names(cert)
-    if added := sorted(set(_requested_names(csr)) - names):
+    if added := sorted(set(requested_identifiers(csr)) - names):
         raise Forbidden(f"{what} cannot add names the certificate does not have: {added[0]}")
     return names
 
@@ -330,18 +330,6 @@ def _with_certificate(vouched: Vouched, proof: Proof) -> Vouched:
 def _request_for_new_key(e: Enrollment) -> tuple[bytes, bytes]:
     """serverkeygen: a request of ours for a new key of the kind the client's request has."""
     return keygen.request_for_new_key(e.csr.csr, e.csr.key_type)
-
-
-def _requested_names(csr: x509.CertificateSigningRequest) -> list[Identifier]:
-    try:
-        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        return [Identifier.from_general_name(name) for name in san]
-    except x509.ExtensionNotFound:
-        return []
-    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
-        raise BadCSR("the request's subjectAltName extension is malformed") from exc
-    except Malformed as exc:
-        raise BadCSR(exc.detail) from exc
 
 
 def _now(request: web.Request) -> datetime:

@@ -39,11 +39,11 @@ from cryptography.hazmat.primitives.serialization import (
 from protocols.scep.failinfo import FailInfo, SCEPFailure
 from protocols.scep.messages import MessageType, PKIMessage, PKIStatus
 from protocols.scep.transactions import Transaction, find_transaction, sender_of
-from server.ca.csr import ParsedCSR, challenge_password
+from server.ca.csr import ParsedCSR, challenge_password, requested_identifiers
 from server.challenges import Challenges
 from server.config import SCEPConfig
 from server.engine import Engine
-from server.errors import BadCSR, Malformed, NotFound
+from server.errors import BadCSR, NotFound
 from server.model import (
     AuthMethod,
     CertStatus,
@@ -180,7 +180,7 @@ class Operations:
                 f"a renewal stays in the certificate's profile {record.profile!r}",
             )
         names = frozenset(Identifier.parse(s) for s in record.sans)
-        if added := sorted(set(_requested_names(csr)) - names):
+        if added := sorted(set(requested_identifiers(csr)) - names):
             raise SCEPFailure(
                 FailInfo.BAD_REQUEST,
                 f"a renewal cannot add names the certificate lacks: {added[0]}",
@@ -295,18 +295,6 @@ def _read_csr(csr_der: bytes) -> tuple[x509.CertificateSigningRequest, str]:
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise BadCSR("the pkcsPKIEnvelope does not hold a DER PKCS#10 request") from exc
     return csr, hashlib.sha256(spki).hexdigest()
-
-
-def _requested_names(csr: x509.CertificateSigningRequest) -> list[Identifier]:
-    try:
-        san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        return [Identifier.from_general_name(name) for name in san]
-    except x509.ExtensionNotFound:
-        return []
-    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
-        raise BadCSR("the request's subjectAltName extension is malformed") from exc
-    except Malformed as exc:
-        raise BadCSR(exc.detail) from exc
 
 
 def _key_sha256(cert: asn1_x509.Certificate) -> str:

@@ -105,7 +105,7 @@ def verify_csr(csr_der: bytes) -> ParsedCSR:
     key_type = check_public_key(public_key)
     _check_signature_algorithm(csr)
     _check_signature(csr, public_key)
-    sans = _sans(csr)
+    sans = requested_identifiers(csr)
     check_subject(subject, sans=sans)
     spki = public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -219,7 +219,8 @@ def _check_signature(
         raise BadCSR("the certificate request's signature cannot be checked") from exc
 
 
-def _sans(csr: x509.CertificateSigningRequest) -> tuple[Identifier, ...]:
+def requested_identifiers(csr: x509.CertificateSigningRequest) -> tuple[Identifier, ...]:
+    """The names a request's subjectAltName asks for, each once, or ``BadCSR``."""
     try:
         extension = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     except x509.ExtensionNotFound:
