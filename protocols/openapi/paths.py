@@ -215,7 +215,9 @@ _PAGING = [
 
 
 def inventory_parameters(kind: str) -> list[JSON]:
-    """Every filter the handler takes (``protocols/admin/inventory.py``), then paging."""
+    """Every filter the handler takes (``protocols/admin/inventory.py``), then paging. A
+    filter added there without its entry in ``_FILTERS`` stops the front end from loading
+    (a KeyError); ``tests/unit/test_openapi.py`` fails on it first."""
     if kind == "certificates":
         names, statuses, sorts = (
             CERTIFICATE_FILTERS,
