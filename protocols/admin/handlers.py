@@ -18,6 +18,7 @@ from protocols.admin.inventory import (
     list_certificates,
     list_requests,
     page_limit,
+    parse_time,
 )
 from protocols.admin.render import certificate_json, crl_json, event_json, request_json
 from protocols.rest.auth import require
@@ -46,20 +47,12 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
 
 
 def _time(value: object, name: str) -> datetime | None:
-    """An ISO 8601 time with its offset (``2026-01-01T00:00:00Z``). One without is refused
-    rather than guessed: read as the server's local time it would move the instant."""
+    """A time from a JSON body: ``parse_time``'s, or None for none."""
     if value is None:
         return None
-    problem = f"{name} must be an ISO 8601 time with its offset, such as 2026-01-01T00:00:00Z"
     if not isinstance(value, str):
-        raise Malformed(problem)
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise Malformed(problem) from None
-    if when.tzinfo is None or when.utcoffset() is None:
-        raise Malformed(problem)
-    return when
+        raise Malformed(f"{name} must be an ISO 8601 time with its offset (a string)")
+    return parse_time(value, name)
 
 
 async def get_request(request: web.Request) -> web.Response:

@@ -87,15 +87,20 @@ def parse_duration(text: str) -> timedelta:
 
 
 def parse_time(value: str, name: str) -> datetime:
-    """An ISO 8601 time with its offset; one without is refused rather than guessed."""
+    """An ISO 8601 time with its offset, in UTC; one without is refused rather than guessed
+    (read as the server's local time it would move the instant). Every time a client gives
+    the admin API is read here."""
     problem = f"{name} must be an ISO 8601 time with its offset, such as 2026-01-01T00:00:00Z"
     try:
         when = datetime.fromisoformat(value)
-    except ValueError:
+        if when.utcoffset() is None:
+            raise Malformed(problem)
+        # OverflowError: a time at the edge of datetime's range with an offset that takes it
+        # past the edge in UTC (0001-01-01T00:00:00+01:00, 9999-12-31T23:59:59-01:00) was a
+        # 500 here, and from the store's encoder for a revocation's invalidity_date.
+        return when.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise Malformed(problem) from None
-    if when.utcoffset() is None:
-        raise Malformed(problem)
-    return when.astimezone(UTC)
 
 
 def parse_serial_prefix(text: str) -> str:
