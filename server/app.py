@@ -28,7 +28,13 @@ from server.config import Config
 from server.engine import Engine, EngineDeps
 from server.exits.base import close_exit_modules
 from server.exits.dispatcher import Dispatcher
-from server.frontend import HeldKeys, load_frontends
+from server.frontend import (
+    FrontEndContext,
+    Mounted,
+    by_prefix,
+    installed,
+    mount_frontends,
+)
 from server.housekeeping import purge_expired_forever
 from server.keys import (
     CAS,
@@ -62,8 +68,10 @@ log = logging.getLogger("certforge")
 TLS_KEY = web.AppKey("tls", ServerTLS)
 HTTP_APP = web.AppKey("http_app", web.Application)
 WORKER = web.AppKey("worker", Worker)
-HELD_KEYS: web.AppKey[tuple[HeldKeys, ...]] = web.AppKey("held_keys")  # the mounts', for core
-WATCHED = web.AppKey("watched", tuple[WatchSource, ...])  # the front ends' own certificates
+MOUNTED = web.AppKey("mounted", tuple[Mounted, ...])  # the front ends', started by core
+# A challenge's lifetime when its creator names none; SCEP's admin route always names one
+# ([scep] challenge_lifetime_seconds).
+CHALLENGE_LIFETIME = timedelta(hours=1)
 SINGLE = Worker(0)  # a server of one process: its own listeners, and the background jobs
 
 
@@ -80,11 +88,10 @@ def build_apps(config: Config, worker: Worker = SINGLE) -> tuple[web.Application
     https.cleanup_ctx.append(core)
     add_https_routes(https)
     add_http_routes(http)
-    mounts = load_frontends(config)
-    for mount in mounts:
+    mounted = mount_frontends(config, installed())
+    for mount in by_prefix(mounted):
         (https if mount.listener == "https" else http).add_subapp(mount.prefix, mount.app)
-    https[HELD_KEYS] = tuple(m.held_keys for m in mounts if m.held_keys is not None)
-    https[WATCHED] = tuple(source for mount in mounts for source in mount.watched)
+    https[MOUNTED] = tuple(mounted)
     return https, http
 
 
@@ -126,25 +133,41 @@ async def core(app: web.Application) -> AsyncIterator[None]:
                 notify=dispatcher.notify if primary else lambda: None,
             )
         )
-        for held_keys in app[HELD_KEYS]:
-            for holder, key in await asyncio.to_thread(held_keys):
-                engine.reserved_keys.add(holder, key)
         tokens = TokenService(store, clock)
         worker.report("reading the admin token")
         await tokens.bootstrap(config.server.data_dir)
-        challenges = Challenges(
-            store, clock.now, timedelta(seconds=config.scep.challenge_lifetime_seconds)
-        )
-        worker.report("finishing approved requests")
-        if primary and (resumed := await engine.resume_approved()):
-            log.info("finished approved requests left by a stop", extra={"count": resumed})
-        tls = ServerTLS(config, engine)
+        challenges = Challenges(store, clock.now, CHALLENGE_LIFETIME)
+        anchors = [a for m in app[MOUNTED] for a in m.client_anchors]
+        tls = ServerTLS(config, engine, client_anchors=anchors)
         worker.report("loading the TLS certificate")
         await tls.ensure()
         worker.report("loading the CRLs and OCSP signers")
         revocation = await Revocation.start(
             config, engine, passphrase=load_passphrase(config.ca), notify=dispatcher.notify
         )
+        watched: list[WatchSource] = []
+        worker.report("starting the front ends")
+        context = FrontEndContext(
+            config=config,
+            data_dir=config.server.data_dir,
+            engine=engine,
+            store=store,
+            cas=cas,
+            clock=clock,
+            metrics=metrics,
+            challenges=challenges,
+            crls=revocation.crls,
+            reserve_key=engine.reserved_keys.add,
+            watch=watched.append,
+        )
+        for mounted in app[MOUNTED]:
+            if mounted.start is not None:
+                await mounted.start(context)
+        # After the front ends started, so that every key they hold is reserved: an approved
+        # request for one of them fails rather than being signed.
+        worker.report("finishing approved requests")
+        if primary and (resumed := await engine.resume_approved()):
+            log.info("finished approved requests left by a stop", extra={"count": resumed})
         monitor = Monitor(
             MonitorDeps(
                 store=store,
@@ -154,7 +177,7 @@ async def core(app: web.Application) -> AsyncIterator[None]:
                     ca_source(cas),
                     tls.watch_source(),
                     revocation.signers.watch_source(),
-                    *app[WATCHED],
+                    *watched,
                 ],
                 gauges=metrics.monitor,
                 crls=revocation.crls.published,

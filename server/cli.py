@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from server.errors import ConfigError, StoreUnavailable
+from server.frontend import installed
 from server.locate import CONFIG_ENV, DEFAULT_URL, find_server
 
 # An OpenSSL verification result (X509_V_ERR_*) that means another CA's certificate, as
@@ -232,17 +233,6 @@ def cmd_simple_post(
     return run
 
 
-def cmd_est_user_list(args: argparse.Namespace) -> None:
-    _, body = make_client(args).call("GET", "/api/v1/admin/est/users")
-    emit(args, body, "\n".join(f"{u['name']} {u['created_at']}" for u in body["users"]))
-
-
-def cmd_est_user_remove(args: argparse.Namespace) -> None:
-    name = urllib.parse.quote(args.name, safe="")
-    make_client(args).call("DELETE", f"/api/v1/admin/est/users/{name}")
-    emit(args, {"name": args.name, "removed": True}, f"{args.name} removed")
-
-
 def cmd_token_create(args: argparse.Namespace) -> None:
     payload: dict[str, Any] = {"name": args.name, "roles": args.role or ["requester"]}
     if args.expires is not None:
@@ -356,7 +346,39 @@ def cmd_serve(args: argparse.Namespace) -> None:
         raise Refused(f"cannot start: {exc.strerror or exc}{where}") from None
 
 
+def cmd_config_example(args: argparse.Namespace) -> None:
+    """What conf/certforge.example.toml leaves to the front ends: each one's own table."""
+    sections = [f.section for f in installed() if f.section is not None]
+    print("\n".join(s.example for s in sections), end="")
+
+
 # -------------------------------------------------------------------- parser
+class Commands:
+    """The command line's groups, as front ends add theirs (``server.frontend.FrontEnd.cli``):
+    ``group`` makes ``certforge NAME``, ``leaf`` a command in it, taking the common options
+    (``--config``, ``--data-dir``, ``--url``, ``--token``, ``--json``) after its words."""
+
+    def __init__(
+        self, groups: argparse._SubParsersAction[Any], common: argparse.ArgumentParser
+    ) -> None:
+        self._groups, self._common = groups, common
+
+    def group(self, name: str, help_text: str) -> argparse._SubParsersAction[Any]:
+        parser: argparse.ArgumentParser = self._groups.add_parser(name, help=help_text)
+        return parser.add_subparsers(dest="cmd", required=True)
+
+    def leaf(
+        self,
+        sub: argparse._SubParsersAction[Any],
+        name: str,
+        func: Callable[[argparse.Namespace], None],
+        help_text: str,
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = sub.add_parser(name, parents=[self._common], help=help_text)
+        p.set_defaults(func=func)
+        return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     from server.cli_inventory import add_list_options
 
@@ -379,18 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", help="data directory (default ./certforge-data)")
     serve.set_defaults(func=cmd_serve)
 
-    def group(name: str, help_text: str) -> argparse._SubParsersAction[Any]:
-        return groups.add_parser(name, help=help_text).add_subparsers(dest="cmd", required=True)
-
-    def leaf(
-        sub: argparse._SubParsersAction[Any],
-        name: str,
-        func: Callable[[argparse.Namespace], None],
-        help_text: str,
-    ) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help_text)
-        p.set_defaults(func=func)
-        return p
+    commands = Commands(groups, common)
+    group, leaf = commands.group, commands.leaf
 
     req = group("request", "enrollment requests")
     p = leaf(req, "submit", cmd_request_submit, "submit a PKCS#10 CSR (PEM or DER)")
@@ -441,58 +453,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--issuer", help="only this CA's CRL")
     p.add_argument("--delta", action="store_true", help="delta CRLs (of the newest full ones)")
 
-    scep = group("scep", "SCEP")
-    leaf(
-        scep,
-        "challenge",
-        cmd_simple_post(
-            "/api/v1/admin/scep/challenges",
-            lambda b: str(b["challenge"]),
-            lambda a: {"profile": a.profile} if a.profile else {},
-        ),
-        "print a one-time challenge password",
-    ).add_argument("--profile", help="bind the challenge to this profile")
-    est = group("est", "EST")
-    est_user = est.add_parser("user", help="EST users").add_subparsers(dest="sub", required=True)
-    leaf(
-        est_user,
-        "add",
-        cmd_simple_post(
-            "/api/v1/admin/est/users", lambda b: str(b["password"]), lambda a: {"name": a.name}
-        ),
-        "add a user and print its password",
-    ).add_argument("name")
-    leaf(est_user, "list", cmd_est_user_list, "list EST users")
-    leaf(est_user, "remove", cmd_est_user_remove, "remove an EST user").add_argument("name")
-    acme = group("acme", "ACME")
-    eab = acme.add_parser("eab", help="External Account Binding").add_subparsers(
-        dest="sub", required=True
-    )
-    leaf(
-        eab,
-        "create",
-        cmd_simple_post("/api/v1/admin/acme/eab", lambda b: f"{b['kid']} {b['hmac_key']}"),
-        "create EAB credentials, printed as KID HMAC_KEY",
-    )
-    p = leaf(
-        acme,
-        "renew",
-        cmd_simple_post(
-            "/api/v1/admin/acme/renewal",
-            lambda b: f"marked {b['marked']} at {b['at']}",
-            lambda a: {
-                k: v
-                for k, v in (("serial", a.serial), ("key_sha256", a.key), ("issuer", a.issuer))
-                if v
-            },
-        ),
-        "ask ACME clients (RFC 9773 renewal info) to renew certificates now",
-    )
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--serial", help="one certificate, by hexadecimal serial")
-    which.add_argument("--key", help="every certificate of this key (hex SHA-256 of its SPKI)")
-    which.add_argument("--issuer", help="every certificate of this issuing CA")
-
     token = group("token", "API tokens")
     p = leaf(token, "create", cmd_token_create, "create a bearer token and print it")
     p.add_argument("name")
@@ -513,11 +473,26 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_token_rotate_bootstrap,
         "replace the server's admin.token and revoke the old one",
     )
+    config = group("config", "the configuration file")
+    leaf(
+        config,
+        "example",
+        cmd_config_example,
+        "print the installed front ends' tables, every key at its default",
+    )
+    for frontend in installed():
+        if frontend.cli is not None:
+            frontend.cli(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except ConfigError as exc:  # a front end that does not load
+        print(f"certforge: {exc}", file=sys.stderr)
+        return 1
+    args = parser.parse_args(argv)
     try:
         args.func(args)
     except Refused as exc:

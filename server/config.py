@@ -1,27 +1,34 @@
 """The configuration: TOML in, frozen and validated dataclasses out.
 
 Unknown keys and bad values raise ``ConfigError`` naming the key (``[server] https_listen``),
-and ``certforge serve`` stops with that message. ``conf/certforge.example.toml`` sets
-every key to its default (tables that are off by default commented out); tests/unit/test_config.py
-checks that it parses to ``Config()`` and names every field of every dataclass here.
+and ``certforge serve`` stops with that message. The core sections are read here; each
+front end owns its table (a ``Section``: dataclass, parser, example text) and the methods of
+its protocol in ``[profiles.NAME.auth]`` (``ProtocolAuth``), given by its entry point
+(``server.frontend``). ``conf/certforge.example.toml`` sets every core key to its default
+(tables that are off by default commented out), and ``certforge config example`` prints the
+installed front ends' tables; tests/unit/test_config.py checks that both parse to
+``Config()`` and name every field of every dataclass they configure.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 from server.errors import ConfigError
 from server.model import AuthMethod
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 KEY_TYPES = ("ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096")
 CSR_KEY_TYPES = ("ec-p256", "ec-p384", "ec-p521", "rsa", "ed25519")
@@ -44,7 +51,6 @@ EKU_NAMES = {
     "ipsecIKE": "1.3.6.1.5.5.7.3.17",
 }
 SAN_TYPES = ("dns", "ip", "email", "uri")
-PROTOCOLS = ("rest", "acme", "scep", "est")
 SUBJECT_ATTRIBUTES = {
     "CN": "2.5.4.3",
     "O": "2.5.4.10",
@@ -111,44 +117,6 @@ class CAConfig:
     issuers: tuple[IssuerConfig, ...] = (IssuerConfig(),)
 
 
-@dataclass(frozen=True, slots=True)
-class ACMEConfig:
-    http01_port: int = 80
-    tlsalpn01_port: int = 443
-    resolvers: tuple[str, ...] = ()
-    eab_required: bool = False
-    terms_of_service: str = ""  # URL shown in the directory's meta; clients must agree
-    website: str = ""
-    caa_identities: tuple[str, ...] = ()  # non-empty: CAA (RFC 8659) checked for these
-    profiles: tuple[str, ...] = ()  # profiles ACME may use; empty: all that accept acme
-    default_profile: str = ""  # empty: [policy] default_profile
-    authz_reuse: bool = True  # reuse an account's still-valid authorization
-    authz_lifetime_hours: int = 720  # how long a valid authorization lasts
-    order_lifetime_hours: int = 168  # how long a pending order and its authorizations live
-    nonce_lifetime_seconds: int = 3600
-    validation_timeout_seconds: float = 10.0
-    validation_deny_ranges: tuple[str, ...] = ()  # addresses validation never connects to
-    orders_per_account_per_hour: int = 0  # 0: no limit
-    orders_per_identifier_per_hour: int = 0  # 0: no limit
-    accounts_per_address_per_hour: int = 0  # 0: no limit
-    ari_retry_after_seconds: int = 21600  # Retry-After of renewalInfo answers
-
-
-@dataclass(frozen=True, slots=True)
-class ESTConfig:
-    # PEM files of external CAs (a manufacturer's IDevID CA) whose client certificates EST
-    # accepts; a relative path is in the data directory.
-    trust_anchors: tuple[Path, ...] = ()
-    retry_after: int = 60  # seconds, the Retry-After of a pending enrollment (202)
-
-
-@dataclass(frozen=True, slots=True)
-class RESTConfig:
-    # Anonymous submissions (no token) per client address and hour; 0: no limit. They wait
-    # for an administrator, so each is a row anyone could add: a script should use a token.
-    anonymous_requests_per_hour: int = 60
-
-
 MAX_CRL_SHARDS = 1024
 
 
@@ -171,21 +139,6 @@ class OCSPConfig:
 
     def serves(self, issuer: str) -> bool:
         return self.enabled and issuer not in self.disabled_issuers
-
-
-@dataclass(frozen=True, slots=True)
-class SCEPConfig:
-    # The profile /scep enrolls into (/scep/<profile> names others).
-    default_profile: str = "device"
-    # One-time challenge passwords (``certforge scep challenge``; EST shares them).
-    challenge_lifetime_seconds: int = 3600
-    # Offer and accept SHA-1 and DES3 (GetCACaps "SHA-1", "DES3") for legacy devices.
-    legacy_algorithms: bool = False
-    # profile name -> a static challenge password accepted (many times) for that profile.
-    static_challenges: Mapping[str, str] = field(default_factory=dict)
-    # The RSA RA certificate, made when the SCEP issuing CA's key is not RSA.
-    ra_validity_days: int = 365
-    ra_renew_before_days: int = 30
 
 
 DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -268,49 +221,116 @@ class ProfileConfig:
     est_pop_linking: bool = False
 
 
-def _default_auth() -> dict[str, tuple[str, ...]]:
+def _profile_defaults() -> dict[str, ProfileConfig]:
+    """The built-in profiles, before any front end adds the methods its protocol accepts."""
     return {
-        "rest": ("anonymous", "token"),
-        "acme": ("acme_account",),
-        "scep": ("challenge_password", "client_cert"),
-        "est": ("est_basic", "client_cert", "challenge_password"),
+        "tls-server": ProfileConfig(
+            name="tls-server",
+            validity_days=90,
+            key_usage=("digitalSignature", "keyEncipherment"),
+            extended_key_usage=(EKU_NAMES["serverAuth"],),
+            certificate_policies=("2.23.140.1.2.1",),
+        ),
+        "tls-client": ProfileConfig(
+            name="tls-client",
+            validity_days=365,
+            key_usage=("digitalSignature",),
+            extended_key_usage=(EKU_NAMES["clientAuth"],),
+            key_types=("ec-p256", "ec-p384", "rsa", "ed25519"),
+            subject_attributes=("CN", "O", "OU", "emailAddress", "UID"),
+            cn_in_sans=False,
+            require_san=False,
+            san_types=("dns", "email", "uri"),
+        ),
+        "device": ProfileConfig(
+            name="device",
+            validity_days=730,
+            key_usage=("digitalSignature", "keyEncipherment"),
+            extended_key_usage=(EKU_NAMES["clientAuth"], EKU_NAMES["serverAuth"]),
+            key_types=("ec-p256", "ec-p384", "rsa", "ed25519"),
+            subject_attributes=("CN", "O", "OU", "serialNumber"),
+            cn_in_sans=False,
+            require_san=False,
+            san_types=("dns", "ip", "uri"),
+        ),
     }
 
 
-DEFAULT_PROFILES: dict[str, ProfileConfig] = {
-    "tls-server": ProfileConfig(
-        name="tls-server",
-        validity_days=90,
-        key_usage=("digitalSignature", "keyEncipherment"),
-        extended_key_usage=(EKU_NAMES["serverAuth"],),
-        certificate_policies=("2.23.140.1.2.1",),
-        auth=_default_auth(),
-    ),
-    "tls-client": ProfileConfig(
-        name="tls-client",
-        validity_days=365,
-        key_usage=("digitalSignature",),
-        extended_key_usage=(EKU_NAMES["clientAuth"],),
-        key_types=("ec-p256", "ec-p384", "rsa", "ed25519"),
-        subject_attributes=("CN", "O", "OU", "emailAddress", "UID"),
-        cn_in_sans=False,
-        require_san=False,
-        san_types=("dns", "email", "uri"),
-        auth=_default_auth(),
-    ),
-    "device": ProfileConfig(
-        name="device",
-        validity_days=730,
-        key_usage=("digitalSignature", "keyEncipherment"),
-        extended_key_usage=(EKU_NAMES["clientAuth"], EKU_NAMES["serverAuth"]),
-        key_types=("ec-p256", "ec-p384", "rsa", "ed25519"),
-        subject_attributes=("CN", "O", "OU", "serialNumber"),
-        cn_in_sans=False,
-        require_san=False,
-        san_types=("dns", "ip", "uri"),
-        auth=_default_auth(),
-    ),
-}
+@dataclass(frozen=True, slots=True)
+class ProtocolAuth:
+    """What a front end adds to ``[profiles.NAME.auth]``: its protocol's key, the methods a
+    profile accepts there unless it says otherwise, and the method names it brings besides
+    ``AuthMethod``'s (which a profile may then name in its ``auth`` and ``auto_approve``)."""
+
+    protocol: str
+    default: tuple[str, ...]
+    methods: tuple[str, ...] = ()
+
+
+class Section(Generic[S]):
+    """A front end's own table of the configuration file, ``[name]``.
+
+    ``parse`` reads the table (``Table`` names a bad or unknown key) once the core sections
+    are read, and gets them (``core``: profiles, issuers, the server's) for its
+    cross-checks; ``example`` is the table as ``certforge config example`` prints it, every
+    key at its default; ``kind()`` is the defaults, what ``of`` answers for a configuration
+    without the table (``Config()``)."""
+
+    def __init__(
+        self,
+        name: str,
+        kind: type[S],
+        parse: Callable[[Table, Config], S],
+        example: str,
+    ) -> None:
+        self.name, self.kind, self.parse, self.example = name, kind, parse, example
+
+    def of(self, config: Config) -> S:
+        """The section's typed value in ``config``, for the front end that owns it."""
+        value = config.sections.get(self.name)
+        return value if isinstance(value, self.kind) else self.kind()
+
+
+@runtime_checkable
+class ConfigOwner(Protocol):
+    """What the configuration needs of a front end (``server.frontend.FrontEnd`` is one)."""
+
+    @property
+    def section(self) -> Section[Any] | None: ...
+
+    @property
+    def auth(self) -> ProtocolAuth | None: ...
+
+
+FRONTEND_GROUP = "certforge.frontends"
+
+
+@functools.cache
+def installed_frontends() -> tuple[object, ...]:
+    """The objects of the front ends' entry-point group, by name, loaded once per process
+    (``server.frontend.installed`` checks that each is a ``FrontEnd``). Loaded here so that
+    the configuration, which the policies read, imports no front-end machinery."""
+    found: list[object] = []
+    for ep in sorted(entry_points(group=FRONTEND_GROUP), key=lambda e: e.name):
+        try:
+            found.append(ep.load())
+        except Exception as exc:
+            raise ConfigError(f"front end {ep.name!r} failed to load: {exc}") from exc
+    return tuple(found)
+
+
+def _installed() -> Sequence[ConfigOwner]:
+    return [o for o in installed_frontends() if isinstance(o, ConfigOwner)]
+
+
+def default_profiles(owners: Sequence[ConfigOwner] | None = None) -> dict[str, ProfileConfig]:
+    """The built-in profiles, each accepting every front end's default methods."""
+    auth = _default_auth(_installed() if owners is None else owners)
+    return {name: replace(p, auth=dict(auth)) for name, p in _profile_defaults().items()}
+
+
+def _default_auth(owners: Sequence[ConfigOwner]) -> dict[str, tuple[str, ...]]:
+    return {o.auth.protocol: o.auth.default for o in owners if o.auth is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,16 +352,14 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     ca: CAConfig = field(default_factory=CAConfig)
-    acme: ACMEConfig = field(default_factory=ACMEConfig)
-    est: ESTConfig = field(default_factory=ESTConfig)
-    rest: RESTConfig = field(default_factory=RESTConfig)
     crl: CRLConfig = field(default_factory=CRLConfig)
     ocsp: OCSPConfig = field(default_factory=OCSPConfig)
-    scep: SCEPConfig = field(default_factory=SCEPConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
-    profiles: Mapping[str, ProfileConfig] = field(default_factory=lambda: dict(DEFAULT_PROFILES))
+    profiles: Mapping[str, ProfileConfig] = field(default_factory=default_profiles)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     exits: tuple[ExitConfig, ...] = ()
+    # The front ends' own tables by name, each read by its ``Section`` (``Section.of``).
+    sections: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def store_url(self) -> str:
@@ -351,7 +369,7 @@ class Config:
         return replace(self, server=replace(self.server, data_dir=data_dir))
 
 
-class _Table:
+class Table:
     """One TOML table being read: hands out typed values and remembers which keys it used."""
 
     def __init__(self, raw: Mapping[str, Any], where: str) -> None:
@@ -402,9 +420,9 @@ class _Table:
             raise ConfigError(f"{self.name(key)}: {value} is not a TCP port")
         return value
 
-    def table(self, key: str) -> _Table:
+    def table(self, key: str) -> Table:
         inner = self.where.strip("[]")
-        return _Table(
+        return Table(
             self.get(key, dict, {}), f"[{inner}.{key}]" if inner != "config" else f"[{key}]"
         )
 
@@ -421,7 +439,7 @@ def parse_host_port(text: str, where: str) -> HostPort:
     return HostPort(host.strip("[]"), int(port))
 
 
-def _url(t: _Table, key: str, default: str, scheme: str) -> str:
+def _url(t: Table, key: str, default: str, scheme: str) -> str:
     value = t.get(key, str, default).rstrip("/")
     parts = urlsplit(value)
     if parts.scheme != scheme or not parts.netloc:
@@ -429,7 +447,7 @@ def _url(t: _Table, key: str, default: str, scheme: str) -> str:
     return value
 
 
-def _server(t: _Table) -> ServerConfig:
+def _server(t: Table) -> ServerConfig:
     d = ServerConfig()
     cfg = ServerConfig(
         data_dir=Path(t.get("data_dir", str, str(d.data_dir))),
@@ -458,7 +476,7 @@ def _server(t: _Table) -> ServerConfig:
     return cfg
 
 
-def _store(t: _Table) -> StoreConfig:
+def _store(t: Table) -> StoreConfig:
     url = t.get("url", str, "")
     if url and not url.startswith(("sqlite:///", "mongodb://", "mongodb+srv://")):
         raise ConfigError(f"{t.name('url')}: {url!r} is neither sqlite:///PATH nor mongodb://")
@@ -466,7 +484,7 @@ def _store(t: _Table) -> StoreConfig:
     return StoreConfig(url=url)
 
 
-def _issuer(t: _Table, default_key: str) -> IssuerConfig:
+def _issuer(t: Table, default_key: str) -> IssuerConfig:
     d = IssuerConfig()
     name = t.get("name", str, d.name)
     # The name becomes a file name (ca/<name>.pem) and a URL path (/crl/<name>.crl).
@@ -498,12 +516,12 @@ def _issuer(t: _Table, default_key: str) -> IssuerConfig:
     return cfg
 
 
-def _ca(t: _Table) -> CAConfig:
+def _ca(t: Table) -> CAConfig:
     d = CAConfig()
     key_type = t.choice("key_type", d.key_type, KEY_TYPES)
     raw_issuers = t.get("issuers", list, [{}])
     issuers = tuple(
-        _issuer(_Table(raw, f"[[ca.issuers]] #{i + 1}"), key_type)
+        _issuer(Table(raw, f"[[ca.issuers]] #{i + 1}"), key_type)
         for i, raw in enumerate(raw_issuers)
     )
     names = [i.name for i in issuers]
@@ -523,78 +541,7 @@ def _ca(t: _Table) -> CAConfig:
     return cfg
 
 
-def _acme(t: _Table) -> ACMEConfig:
-    d = ACMEConfig()
-    resolvers = t.strings("resolvers", ())
-    for r in resolvers:
-        parse_host_port(r, t.name("resolvers"))
-    cfg = ACMEConfig(
-        http01_port=t.port("http01_port", d.http01_port),
-        tlsalpn01_port=t.port("tlsalpn01_port", d.tlsalpn01_port),
-        resolvers=resolvers,
-        eab_required=t.get("eab_required", bool, d.eab_required),
-        terms_of_service=t.get("terms_of_service", str, d.terms_of_service),
-        website=t.get("website", str, d.website),
-        caa_identities=tuple(s.lower() for s in t.strings("caa_identities", ())),
-        profiles=t.strings("profiles", ()),
-        default_profile=t.get("default_profile", str, d.default_profile),
-        authz_reuse=t.get("authz_reuse", bool, d.authz_reuse),
-        authz_lifetime_hours=t.positive("authz_lifetime_hours", d.authz_lifetime_hours),
-        order_lifetime_hours=t.positive("order_lifetime_hours", d.order_lifetime_hours),
-        nonce_lifetime_seconds=t.positive("nonce_lifetime_seconds", d.nonce_lifetime_seconds),
-        validation_timeout_seconds=t.get(
-            "validation_timeout_seconds", float, d.validation_timeout_seconds
-        ),
-        validation_deny_ranges=t.strings("validation_deny_ranges", ()),
-        orders_per_account_per_hour=_limit(t, "orders_per_account_per_hour"),
-        orders_per_identifier_per_hour=_limit(t, "orders_per_identifier_per_hour"),
-        accounts_per_address_per_hour=_limit(t, "accounts_per_address_per_hour"),
-        ari_retry_after_seconds=t.positive("ari_retry_after_seconds", d.ari_retry_after_seconds),
-    )
-    t.done()
-    for r in cfg.validation_deny_ranges:
-        try:
-            ipaddress.ip_network(r, strict=False)
-        except ValueError:
-            raise ConfigError(
-                f"{t.name('validation_deny_ranges')}: {r!r} is not an address range"
-            ) from None
-    if cfg.validation_timeout_seconds <= 0:
-        raise ConfigError(f"{t.name('validation_timeout_seconds')}: must be positive")
-    return cfg
-
-
-def _limit(t: _Table, key: str) -> int:
-    value = t.get(key, int, 0)
-    if value < 0:
-        raise ConfigError(f"{t.name(key)}: must be 0 (no limit) or more, got {value}")
-    return value
-
-
-def _check_acme_profiles(acme: ACMEConfig, profiles: Mapping[str, ProfileConfig]) -> None:
-    for name in (*acme.profiles, *([acme.default_profile] if acme.default_profile else [])):
-        if name not in profiles:
-            raise ConfigError(f"[acme] profiles: no profile named {name!r}")
-
-
-def _est(t: _Table) -> ESTConfig:
-    d = ESTConfig()
-    anchors = tuple(Path(p) for p in t.strings("trust_anchors", ()))
-    cfg = ESTConfig(trust_anchors=anchors, retry_after=t.positive("retry_after", d.retry_after))
-    t.done()
-    return cfg
-
-
-def _rest(t: _Table) -> RESTConfig:
-    d = RESTConfig()
-    limit = t.get("anonymous_requests_per_hour", int, d.anonymous_requests_per_hour)
-    if limit < 0:
-        raise ConfigError(f"{t.name('anonymous_requests_per_hour')}: must be 0 (no limit) or more")
-    t.done()
-    return RESTConfig(anonymous_requests_per_hour=limit)
-
-
-def _crl(t: _Table) -> CRLConfig:
+def _crl(t: Table) -> CRLConfig:
     d = CRLConfig()
     cfg = CRLConfig(
         interval_minutes=t.positive("interval_minutes", d.interval_minutes),
@@ -618,7 +565,7 @@ def _crl(t: _Table) -> CRLConfig:
     return cfg
 
 
-def _thresholds(t: _Table, key: str, default: tuple[timedelta, ...]) -> tuple[timedelta, ...]:
+def _thresholds(t: Table, key: str, default: tuple[timedelta, ...]) -> tuple[timedelta, ...]:
     """Durations (``"30d"``, ``"90s"``) or whole days (``30``), kept largest first."""
     values = t.get(key, list, [format_duration(d) for d in default])
     found: set[timedelta] = set()
@@ -635,7 +582,7 @@ def _thresholds(t: _Table, key: str, default: tuple[timedelta, ...]) -> tuple[ti
     return tuple(sorted(found, reverse=True))
 
 
-def _monitor(t: _Table) -> MonitorConfig:
+def _monitor(t: Table) -> MonitorConfig:
     d = MonitorConfig()
     cfg = MonitorConfig(
         enabled=t.get("enabled", bool, d.enabled),
@@ -649,7 +596,7 @@ def _monitor(t: _Table) -> MonitorConfig:
     return cfg
 
 
-def _ocsp(t: _Table, issuers: set[str]) -> OCSPConfig:
+def _ocsp(t: Table, issuers: set[str]) -> OCSPConfig:
     d = OCSPConfig()
     cfg = OCSPConfig(
         enabled=t.get("enabled", bool, d.enabled),
@@ -672,44 +619,19 @@ def _ocsp(t: _Table, issuers: set[str]) -> OCSPConfig:
     return cfg
 
 
-def _scep(t: _Table, profiles: Mapping[str, ProfileConfig]) -> SCEPConfig:
-    d = SCEPConfig()
-    static_t = t.table("static_challenges")
-    static: dict[str, str] = {}
-    for profile in static_t.raw:
-        if profile not in profiles:
-            raise ConfigError(f"{static_t.name(profile)}: no profile named {profile!r}")
-        password = static_t.get(profile, str, "")
-        if len(password) < 8:
-            raise ConfigError(f"{static_t.name(profile)}: a static challenge needs 8+ characters")
-        static[profile] = password
-    static_t.done()
-    default_profile = t.get("default_profile", str, d.default_profile)
-    if default_profile not in profiles:
-        raise ConfigError(f"{t.name('default_profile')}: no profile named {default_profile!r}")
-    cfg = SCEPConfig(
-        default_profile=default_profile,
-        challenge_lifetime_seconds=t.positive(
-            "challenge_lifetime_seconds", d.challenge_lifetime_seconds
-        ),
-        legacy_algorithms=t.get("legacy_algorithms", bool, d.legacy_algorithms),
-        static_challenges=static,
-        ra_validity_days=t.positive("ra_validity_days", d.ra_validity_days),
-        ra_renew_before_days=t.positive("ra_renew_before_days", d.ra_renew_before_days),
+def _profile(
+    name: str, t: Table, issuers: set[str], owners: Sequence[ConfigOwner]
+) -> ProfileConfig:
+    defaults = _default_auth(owners)
+    base = default_profiles(owners).get(name, ProfileConfig(name=name, auth=defaults))
+    methods = (
+        *(str(m) for m in AuthMethod),
+        *(m for o in owners if o.auth is not None for m in o.auth.methods),
     )
-    t.done()
-    if cfg.ra_renew_before_days >= cfg.ra_validity_days:
-        raise ConfigError(f"{t.name('ra_renew_before_days')}: must be less than ra_validity_days")
-    return cfg
-
-
-def _profile(name: str, t: _Table, issuers: set[str]) -> ProfileConfig:
-    base = DEFAULT_PROFILES.get(name, ProfileConfig(name=name, auth=_default_auth()))
-    methods = tuple(str(m) for m in AuthMethod)
     auth_t = t.table("auth")
     auth = {
         p: auth_t.strings(p, base.auth.get(p, ()), methods)
-        for p in PROTOCOLS
+        for p in defaults
         if p in auth_t.raw or p in base.auth
     }
     auth_t.done()
@@ -754,7 +676,7 @@ def _profile(name: str, t: _Table, issuers: set[str]) -> ProfileConfig:
     return cfg
 
 
-def _policy(t: _Table, profiles: Mapping[str, ProfileConfig]) -> PolicyConfig:
+def _policy(t: Table, profiles: Mapping[str, ProfileConfig]) -> PolicyConfig:
     d = PolicyConfig()
     default_profile = t.get("default_profile", str, d.default_profile)
     if default_profile not in profiles:
@@ -781,55 +703,53 @@ def _exits(raw: list[Any]) -> tuple[ExitConfig, ...]:
     return tuple(exits)
 
 
-def parse_config(raw: Mapping[str, Any]) -> Config:
-    top = _Table(raw, "config")
+def parse_config(raw: Mapping[str, Any], owners: Sequence[ConfigOwner] | None = None) -> Config:
+    """The core sections, then each front end's (``owners``; None: the installed ones)."""
+    owners = _installed() if owners is None else owners
+    top = Table(raw, "config")
     server = _server(top.table("server"))
     store = _store(top.table("store"))
     ca = _ca(top.table("ca"))
-    acme = _acme(top.table("acme"))
-    est = _est(top.table("est"))
-    rest = _rest(top.table("rest"))
     issuers = {i.name for i in ca.issuers}
     crl = _crl(top.table("crl"))
     ocsp = _ocsp(top.table("ocsp"), issuers)
-    profiles = dict(DEFAULT_PROFILES)
+    profiles = default_profiles(owners)
     prof_t = top.table("profiles")
     for name in prof_t.raw:
-        profiles[name] = _profile(name, prof_t.table(name), issuers)
+        profiles[name] = _profile(name, prof_t.table(name), issuers, owners)
     for p in profiles.values():
         if p.issuer not in issuers:
             raise ConfigError(f"[profiles.{p.name}] issuer: no issuing CA named {p.issuer!r}")
     policy = _policy(top.table("policy"), profiles)
-    _check_acme_profiles(acme, profiles)
-    scep = _scep(top.table("scep"), profiles)
     monitor = _monitor(top.table("monitor"))
     exits = _exits(top.get("exits", list, []))
-    top.done()
-    return Config(
+    core = Config(
         server=server,
         store=store,
         ca=ca,
-        acme=acme,
-        est=est,
-        rest=rest,
         crl=crl,
         ocsp=ocsp,
-        scep=scep,
         monitor=monitor,
         profiles=profiles,
         policy=policy,
         exits=exits,
     )
+    sections: dict[str, object] = {}
+    for owner in owners:
+        if (section := owner.section) is not None:
+            sections[section.name] = section.parse(top.table(section.name), core)
+    top.done()
+    return replace(core, sections=sections)
 
 
-def load_config(path: Path | None) -> Config:
+def load_config(path: Path | None, owners: Sequence[ConfigOwner] | None = None) -> Config:
     """Read and validate; raises ``ConfigError`` naming the key."""
     if path is None:
-        return Config()
+        return Config(profiles=default_profiles(owners))
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    return parse_config(raw)
+    return parse_config(raw, owners)

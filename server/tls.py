@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import logging
 import ssl
+from collections.abc import Sequence
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from server.clientauth import load_trust_anchors, request_client_certificates
+from server.clientauth import request_client_certificates
 from server.config import EKU_NAMES, Config
 from server.durable import write_atomic
 from server.engine import Engine
@@ -60,7 +61,13 @@ def server_names(config: Config) -> tuple[Identifier, ...]:
 
 
 class ServerTLS:
-    def __init__(self, config: Config, engine: Engine) -> None:
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine,
+        *,
+        client_anchors: Sequence[x509.Certificate] = (),
+    ) -> None:
         self._config = config
         self._engine = engine
         self._dir = config.server.data_dir / "tls"
@@ -68,12 +75,13 @@ class ServerTLS:
         self.key_path = self._dir / "server.key"
         self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-        # Clients may authenticate with a certificate (EST); the front end judges it.
+        # Clients may authenticate with a certificate (EST); the front end judges it. Other
+        # issuers' certificates are asked for when a front end accepts them
+        # (``server.frontend.Mounted.client_anchors``).
         cas = [engine.cas.root, *(ca.certificate for ca in engine.cas.issuers.values())]
-        anchors = load_trust_anchors(config.est.trust_anchors, config.server.data_dir)
         request_client_certificates(
             self.context,
-            [c.public_bytes(serialization.Encoding.PEM).decode() for c in cas + anchors],
+            [c.public_bytes(serialization.Encoding.PEM).decode() for c in [*cas, *client_anchors]],
         )
 
     def _needs_renewal(self) -> bool:

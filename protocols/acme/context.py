@@ -17,10 +17,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from server.config import ACMEConfig, Config
+from protocols.acme.config import SECTION, ACMEConfig
+from server.config import Config
 from server.engine import Engine
-from server.keys import CONFIG, ENGINE, STORE
-from server.model import Clock, SystemClock
+from server.model import Clock
 from server.store.base import Store
 
 log = logging.getLogger("certforge.acme")
@@ -132,14 +132,13 @@ class Background:
 
 @dataclass
 class ContextSlot:
-    """The sub-app's ACME context, built at its first request: everything in it is fixed
-    once the server runs, and building it from the app's keys cost every request."""
+    """The sub-app's ACME context, filled by the front end's start hook
+    (``protocols.acme.app.mount``): everything in it is fixed once the server runs."""
 
     value: ACME | None = None
 
 
 BACKGROUND = web.AppKey("acme_background", Background)
-CLOCK = web.AppKey("acme_clock", Clock)
 CONTEXT = web.AppKey("acme_context", ContextSlot)
 
 
@@ -156,29 +155,14 @@ class ACME:
 
     @property
     def settings(self) -> ACMEConfig:
-        return self.config.acme
+        return SECTION.of(self.config)
 
     @classmethod
     def of(cls, request: web.Request) -> ACME:
-        slot = request.app.get(CONTEXT)
-        if slot is None:
-            return cls._build(request)
-        if slot.value is None:
-            slot.value = cls._build(request)
-        return slot.value
-
-    @classmethod
-    def _build(cls, request: web.Request) -> ACME:
-        cd = request.config_dict
-        config = cd[CONFIG]
-        return cls(
-            config=config,
-            store=cd[STORE],
-            engine=cd[ENGINE],
-            clock=cd.get(CLOCK) or SystemClock(),
-            urls=URLs(config.server.public_https_url + PREFIX),
-            background=cd[BACKGROUND],
-        )
+        value = request.app[CONTEXT].value
+        if value is None:  # the start hook runs before the listeners accept anything
+            raise RuntimeError("the ACME front end was not started")
+        return value
 
     def request_url(self, request: web.Request) -> str:
         """The URL the client addressed, as RFC 8555 §6.4 compares it with the JWS "url"."""

@@ -11,6 +11,7 @@ import ipaddress
 import re
 from typing import Any
 
+from protocols.acme.config import SECTION
 from protocols.acme.problems import ACMEProblem, ProblemType, Subproblem
 from server.config import Config, ProfileConfig
 from server.model import AuthMethod, Identifier, IdentifierType
@@ -22,7 +23,7 @@ MAX_IDENTIFIERS = 100
 def acme_profiles(config: Config) -> dict[str, ProfileConfig]:
     """The profiles ACME may use: ``[acme] profiles``, or every profile accepting ACME
     accounts."""
-    chosen = config.acme.profiles or tuple(
+    chosen = SECTION.of(config).profiles or tuple(
         name
         for name, p in config.profiles.items()
         if str(AuthMethod.ACME_ACCOUNT) in p.auth.get("acme", ())
@@ -34,7 +35,7 @@ def order_profile(config: Config, requested: object) -> ProfileConfig:
     """The ACME profiles draft: the order's "profile" must be one the directory lists."""
     allowed = acme_profiles(config)
     if requested is None:
-        name = config.acme.default_profile or config.policy.default_profile
+        name = SECTION.of(config).default_profile or config.policy.default_profile
         if name not in allowed:
             raise ACMEProblem(
                 ProblemType.INVALID_PROFILE, f"name a profile: one of {', '.join(allowed)}"

@@ -34,9 +34,10 @@ from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 from yarl import URL
 
+from protocols.acme.config import ACMEConfig
 from protocols.acme.jws import b64encode
 from protocols.acme.problems import ProblemType
-from server.config import ACMEConfig, parse_host_port
+from server.config import parse_host_port
 from server.errors import Malformed
 from server.model import Identifier, IdentifierType
 

@@ -9,7 +9,7 @@ are mounted by ``protocols.acme``.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -22,9 +22,8 @@ from protocols.admin.inventory import (
 )
 from protocols.admin.render import certificate_json, crl_json, event_json, request_json
 from protocols.rest.auth import require
-from server.challenges import MAX_LIFETIME
 from server.errors import Malformed
-from server.keys import CHALLENGES, CRLS, ENGINE, STORE
+from server.keys import CRLS, ENGINE, STORE
 from server.model import RevocationReason
 from server.roles import Permission
 from server.web.body import read_body
@@ -150,33 +149,6 @@ async def publish_crls(request: web.Request) -> web.Response:
     return web.json_response({"crls": [crl_json(c) for c in published]})
 
 
-async def create_scep_challenge(request: web.Request) -> web.Response:
-    """A one-time challenge password for SCEP (and EST); optionally bound to a profile and
-    with its own lifetime: body ``{"profile": ..., "lifetime_seconds": ...}``, both optional."""
-    await require(request, Permission.ENROLLMENT_SECRETS)
-    body = await _json_body(request)
-    profile, seconds = body.get("profile"), body.get("lifetime_seconds")
-    if profile is not None:
-        if not isinstance(profile, str):
-            raise Malformed("profile must be a profile name")
-        request.config_dict[ENGINE].profile(profile)  # UnknownProfile if there is none
-    if seconds is not None and (
-        isinstance(seconds, bool) or not isinstance(seconds, int) or abs(seconds) > 10**9
-    ):
-        # Far beyond any lifetime Challenges.create allows, and before timedelta overflows
-        # (it did, a 500, for 2**70).
-        raise Malformed("lifetime_seconds must be an integer number of seconds")
-    # Bounded before it becomes a timedelta, which overflows past about 2**46 seconds.
-    if seconds is not None and not 0 < seconds <= MAX_LIFETIME.total_seconds():
-        raise Malformed(f"lifetime_seconds must be 1..{int(MAX_LIFETIME.total_seconds())}")
-    password, expires = await request.config_dict[CHALLENGES].create(
-        profile=profile, lifetime=None if seconds is None else timedelta(seconds=seconds)
-    )
-    return web.json_response(
-        {"challenge": password, "expires": expires.isoformat(), "profile": profile}, status=201
-    )
-
-
 def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/requests", list_requests)
@@ -189,4 +161,3 @@ def add_routes(app: web.Application) -> None:
     r.add_post("/certificates/{serial}/unrevoke", unrevoke)
     r.add_get("/events", list_events)
     r.add_post("/crl/publish", publish_crls)
-    r.add_post("/scep/challenges", create_scep_challenge)

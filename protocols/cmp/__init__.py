@@ -1,30 +1,52 @@
 """CMP, the Lightweight CMP Profile (RFC 9483 on RFC 4210/9480, CRMF RFC 4211, HTTP RFC 6712).
 
-``cmp_app(deps)`` is the sub-application to mount at ``/.well-known/cmp`` (on the HTTP
-listener, as SCEP: CMP protects its messages itself). It depends only on ``CMPDeps``, built
-at start by the wiring, which also hands out one-time secrets
-(``protocols.cmp.secrets.OneTimeSecrets``).
+``frontend`` is the entry point (``certforge.frontends``): ``[cmp]`` (``config``),
+``certforge cmp secret`` (``cli``), its admin route (``admin``), and the sub-application at
+``/.well-known/cmp`` on the HTTP listener (as SCEP: CMP protects its messages itself), whose
+``CMPDeps`` the start hook builds (``app``). ``cmp_app(deps)`` is that sub-application for
+deps built by hand (tests/interop/cmp).
 
 Modules: ``messages`` (sans-I/O PKIMessage), ``protection`` (MAC and signatures), ``pop``,
-``certreq`` (a CRMF request for the engine), ``secrets``, ``transactions``, ``enroll`` (ir,
-cr, kur, p10cr, certConf, pollReq), ``operations`` (authentication, rr, genm, answers),
-``failinfo`` (the error table), ``handlers`` (HTTP).
+``certreq`` (a CRMF request for the engine), ``secrets``, ``signer`` (the answers' signer and
+the secrets' master key), ``transactions``, ``enroll`` (ir, cr, kur, p10cr, certConf,
+pollReq), ``operations`` (authentication, rr, genm, answers), ``failinfo`` (the error
+table), ``handlers`` (HTTP).
 """
 
 from __future__ import annotations
 
-from aiohttp import web
+from typing import TYPE_CHECKING
 
-from protocols.cmp.deps import CMPDeps
-from protocols.cmp.handlers import OPERATIONS, add_routes
-from protocols.cmp.messages import MAX_MESSAGE_BYTES
-from protocols.cmp.operations import Operations
+from protocols.cmp.cli import add_commands
+from protocols.cmp.config import SECTION
+from server.config import Config, ProtocolAuth
+from server.frontend import FrontEnd, Mounted
 
-__all__ = ["CMPDeps", "cmp_app"]
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from protocols.cmp.deps import CMPDeps
 
 
 def cmp_app(deps: CMPDeps) -> web.Application:
-    app = web.Application(client_max_size=MAX_MESSAGE_BYTES)
-    app[OPERATIONS] = Operations(deps)
-    add_routes(app)
-    return app
+    from protocols.cmp.app import started_app
+
+    return started_app(deps)
+
+
+def _mount(config: Config) -> Mounted:
+    # Imported when the server mounts it: the command line loads only config and commands.
+    from protocols.cmp.app import mount
+
+    return mount(config)
+
+
+frontend = FrontEnd(
+    name="cmp",
+    mount=_mount,
+    section=SECTION,
+    # A MAC from a one-time secret is a challenge password's proof; a signature, a
+    # certificate's.
+    auth=ProtocolAuth("cmp", default=("challenge_password", "client_cert")),
+    cli=add_commands,
+)

@@ -13,6 +13,7 @@ be read, since the endpoint exists.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from http import HTTPStatus
 
 from aiohttp import web
@@ -22,7 +23,16 @@ from protocols.cmp.messages import read_message
 from protocols.cmp.operations import Operations
 
 PKIXCMP = "application/pkixcmp"
-OPERATIONS = web.AppKey("cmp_operations", Operations)
+
+
+@dataclass
+class OperationsSlot:
+    """Filled when the server starts (``protocols.cmp.app``): CMPDeps exist only then."""
+
+    value: Operations | None = None
+
+
+OPERATIONS = web.AppKey("cmp_operations", OperationsSlot)
 
 
 async def cmp_endpoint(request: web.Request) -> web.Response:
@@ -34,7 +44,10 @@ async def cmp_endpoint(request: web.Request) -> web.Response:
         msg = read_message(await request.read())
     except NotAPKIMessage as exc:
         return web.Response(status=HTTPStatus.BAD_REQUEST, text=f"{exc}\n")
-    answer = await request.app[OPERATIONS].handle(msg, profile=request.match_info.get("profile"))
+    operations = request.app[OPERATIONS].value
+    if operations is None:  # the start hook runs before the listeners accept anything
+        raise RuntimeError("the CMP front end was not started")
+    answer = await operations.handle(msg, profile=request.match_info.get("profile"))
     return web.Response(body=answer, content_type=PKIXCMP)
 
 

@@ -51,7 +51,7 @@ from protocols.est.users import verify_password
 from server.clientauth import peer_chain
 from server.config import ProfileConfig
 from server.errors import Forbidden, Malformed, NotFound, Unauthorized
-from server.keys import CAS, ENGINE, STORE
+from server.keys import CAS, STORE
 from server.model import AuthMethod, CertificateRecord, CertStatus, Identifier, Requester
 
 PROTOCOL = "est"
@@ -103,9 +103,6 @@ async def client_certificate(request: web.Request, now: datetime) -> ClientCerti
     if known is not None and _is_current(known.certificate, now):
         return known
     verdict = await _verify(request, est, der, now)
-    if not est.listening:
-        request.config_dict[ENGINE].on_status_change(est.forget_certificates)
-        est.listening = True
     est.remember_certificate(fingerprint, verdict)
     return verdict
 

@@ -34,7 +34,6 @@ class ESTContext:
     chained: set[bytes] = field(default_factory=set)
     # SHA-256 of a client certificate -> (monotonic expiry, its verdict).
     client_certs: dict[bytes, tuple[float, ClientCertificate]] = field(default_factory=dict)
-    listening: bool = False  # registered with Engine.on_status_change
     # serverkeygen's key generations at once (protocols.est.keygen).
     generations: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(CONCURRENT_GENERATIONS)

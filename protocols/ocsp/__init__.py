@@ -8,14 +8,17 @@ from aiohttp import web
 from protocols.ocsp.errors import ocsp_error_middleware
 from protocols.ocsp.handlers import add_routes
 from server.config import Config
-from server.frontend import Mount
+from server.frontend import FrontEnd, Mount, Mounted
 from server.keys import FRONTEND
 
 
-def frontend(config: Config) -> list[Mount]:
+def mount(config: Config) -> Mounted:
     if not config.ocsp.enabled:
-        return []
+        return Mounted(())
     app = web.Application(middlewares=[ocsp_error_middleware])
     app[FRONTEND] = "ocsp"
     add_routes(app)
-    return [Mount("http", "/ocsp", app)]
+    return Mounted((Mount("http", "/ocsp", app),))
+
+
+frontend = FrontEnd(name="ocsp", mount=mount)

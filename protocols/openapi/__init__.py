@@ -24,7 +24,7 @@ from protocols.openapi.paths import inventory_paths, rest_paths
 from protocols.openapi.schemas import JSON, responses, schemas
 from protocols.rest.problems import problem_middleware
 from server.config import Config
-from server.frontend import Mount
+from server.frontend import FrontEnd, Mount, Mounted
 from server.keys import FRONTEND
 
 PREFIX = "/api/v1"
@@ -72,9 +72,12 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.Response(body=request.app[DOCUMENT], content_type="application/json")
 
 
-def frontend(config: Config) -> list[Mount]:
+def mount(config: Config) -> Mounted:
     app = web.Application(middlewares=[problem_middleware])
     app[FRONTEND] = "openapi"
     app[DOCUMENT] = json.dumps(document(), indent=1).encode()
     app.router.add_get("", openapi_json)
-    return [Mount("https", f"{PREFIX}/openapi.json", app)]
+    return Mounted((Mount("https", f"{PREFIX}/openapi.json", app),))
+
+
+frontend = FrontEnd(name="openapi", mount=mount)

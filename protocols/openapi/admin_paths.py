@@ -149,6 +149,21 @@ def secret_paths() -> JSON:
                 ),
             )
         },
+        "/admin/cmp/secrets": {
+            "post": admin(
+                "A one-time CMP shared secret (MAC protection)",
+                "Enrollment secrets",
+                {
+                    "201": answer(
+                        "The reference (senderKID) and secret, shown once.", ref("CMPSecret")
+                    )
+                },
+                400,
+                404,
+                413,
+                requestBody=json_body(obj({"profile": {"type": "string", "minLength": 1}}, [])),
+            )
+        },
         "/admin/est/users": {
             "get": admin(
                 "The EST users (never their passwords)",

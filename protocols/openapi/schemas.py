@@ -228,6 +228,14 @@ def _secret_schemas() -> JSON:
         "Challenge": obj(
             {"challenge": {"type": "string"}, "expires": TIME, "profile": STRING_OR_NULL}
         ),
+        "CMPSecret": obj(
+            {
+                "reference": {"type": "string"},
+                "secret": {"type": "string"},
+                "expires": TIME,
+                "profile": STRING_OR_NULL,
+            }
+        ),
         "ESTUserList": obj(
             {
                 "users": {

@@ -21,6 +21,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from protocols.rest.auth import requester_of
+from protocols.rest.config import SECTION
 from protocols.rest.problems import UnsupportedMediaType
 from server.ca.csr import csr_der_from_bytes
 from server.errors import Malformed, NotFound
@@ -79,7 +80,7 @@ async def submit(request: web.Request) -> web.Response:
             engine.clock,
             RATE_LIMIT_KIND,
             [f"address:{request.remote or 'unknown'}"],
-            request.config_dict[CONFIG].rest.anonymous_requests_per_hour,
+            SECTION.of(request.config_dict[CONFIG]).anonymous_requests_per_hour,
             "anonymous requests",
         )
     outcome = await request.config_dict[ENGINE].submit(

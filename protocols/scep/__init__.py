@@ -2,33 +2,23 @@
 
 from __future__ import annotations
 
-from aiohttp import web
-
-from protocols.scep.handlers import STATE, SCEPState, add_routes, scep_errors
-from protocols.scep.ra import stored_ra_keys, watch_source
-from server.config import Config
-from server.frontend import Mount
-from server.keys import FRONTEND
-
-# A pkiMessage is a CSR, a certificate and a few attributes: a few KiB. Larger is refused
-# (413) before it is read.
-MAX_MESSAGE_BYTES = 64 * 1024
+from protocols.scep.cli import add_commands
+from protocols.scep.config import SECTION
+from server.config import Config, ProtocolAuth
+from server.frontend import FrontEnd, Mounted
 
 
-def frontend(config: Config) -> list[Mount]:
-    app = web.Application(
-        middlewares=[scep_errors],
-        client_max_size=min(MAX_MESSAGE_BYTES, config.server.max_body_bytes),
-    )
-    app[FRONTEND] = "scep"
-    app[STATE] = SCEPState()
-    add_routes(app)
-    return [
-        Mount(
-            "http",
-            "/scep",
-            app,
-            held_keys=lambda: stored_ra_keys(config),
-            watched=(watch_source(config),),
-        )
-    ]
+def _mount(config: Config) -> Mounted:
+    # Imported when the server mounts it: the command line loads only config and commands.
+    from protocols.scep.app import mount
+
+    return mount(config)
+
+
+frontend = FrontEnd(
+    name="scep",
+    mount=_mount,
+    section=SECTION,
+    auth=ProtocolAuth("scep", default=("challenge_password", "client_cert")),
+    cli=add_commands,
+)

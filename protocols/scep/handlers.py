@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
 from protocols.scep.certrep import cert_rep
+from protocols.scep.config import SECTION
 from protocols.scep.envelope import ContentCipher, degenerate_crl, open_envelope, seal_envelope
 from protocols.scep.failinfo import BadHTTP, FailInfo, SCEPFailure, failure_for
 from protocols.scep.messages import (
@@ -35,7 +36,7 @@ from protocols.scep.messages import (
 from protocols.scep.operations import Operations, Reply
 from protocols.scep.ra import Identities, Identity
 from server.errors import CertforgeError, Malformed, UnknownProfile
-from server.keys import CHALLENGES, CONFIG, CRLS, ENGINE, REQUEST_LOG
+from server.keys import CONFIG, ENGINE, REQUEST_LOG
 from server.web.body import read_body
 
 log = logging.getLogger("certforge.scep")
@@ -45,7 +46,7 @@ PKI_MESSAGE = "application/x-pki-message"
 
 @dataclass
 class SCEPState:
-    """Built on the first request, once the core has published the engine."""
+    """Filled by the front end's start hook (``protocols.scep.app.mount``)."""
 
     identities: Identities | None = None
     operations: Operations | None = None
@@ -57,22 +58,17 @@ STATE = web.AppKey("scep_state", SCEPState)
 def _state(request: web.Request) -> tuple[Identities, Operations]:
     state = request.app[STATE]
     if state.identities is None or state.operations is None:
-        engine, config = request.config_dict[ENGINE], request.config_dict[CONFIG]
-        state.identities = Identities(config, engine)
-        state.operations = Operations(
-            engine,
-            request.config_dict[CHALLENGES],
-            config.scep,
-            request.config_dict[CRLS],
-        )
+        # The start hook runs before the listeners accept anything.
+        raise RuntimeError("the SCEP front end was not started")
     return state.identities, state.operations
 
 
 def _profile(request: web.Request) -> str:
     config = request.config_dict[CONFIG]
-    name = request.match_info.get("profile") or config.scep.default_profile
+    default = SECTION.of(config).default_profile
+    name = request.match_info.get("profile") or default
     if name == "pkiclient.exe":
-        name = config.scep.default_profile
+        name = default
     if name not in config.profiles:
         raise BadHTTP(HTTPStatus.NOT_FOUND, f"no SCEP endpoint for profile {name!r}")
     return name
@@ -102,7 +98,7 @@ async def scep(request: web.Request) -> web.StreamResponse:
 def get_ca_caps(request: web.Request) -> web.Response:
     """RFC 8894 §3.5.2: AES and SHA-256 are what a CA "MUST" offer for SCEPStandard."""
     caps = ["AES", "POSTPKIOperation", "Renewal", "SHA-256", "SHA-512", "SCEPStandard"]
-    if request.config_dict[CONFIG].scep.legacy_algorithms:
+    if SECTION.of(request.config_dict[CONFIG]).legacy_algorithms:
         caps += ["DES3", "SHA-1"]
     return web.Response(text="\n".join(caps) + "\n", content_type="text/plain")
 
@@ -130,7 +126,7 @@ async def pki_operation(request: web.Request, profile: str, der: bytes) -> web.R
     engine = request.config_dict[ENGINE]
     identity = await _identity(request, profile)
     now = engine.clock.now()
-    legacy = config.scep.legacy_algorithms
+    legacy = SECTION.of(config).legacy_algorithms
     _, operations = _state(request)
     try:
         msg = read_pki_message(der, legacy=legacy, now=now)

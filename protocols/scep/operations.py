@@ -36,12 +36,12 @@ from cryptography.hazmat.primitives.serialization import (
     load_der_public_key,
 )
 
+from protocols.scep.config import SCEPConfig
 from protocols.scep.failinfo import FailInfo, SCEPFailure
 from protocols.scep.messages import MessageType, PKIMessage, PKIStatus
 from protocols.scep.transactions import Transaction, find_transaction, sender_of
 from server.ca.csr import ParsedCSR, challenge_password, requested_identifiers
 from server.challenges import Challenges
-from server.config import SCEPConfig
 from server.engine import Engine
 from server.errors import BadCSR, NotFound
 from server.model import (

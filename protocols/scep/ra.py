@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 from cryptography.x509.oid import NameOID
 
 from protocols.scep.certrep import Signer
+from protocols.scep.config import SECTION
 from protocols.scep.envelope import Recipient
 from server.ca.keystore import load_passphrase, read_key, write_key
 from server.config import Config
@@ -175,7 +176,7 @@ class Identities:
         return Identity(issuer, ca.certificate, cert, signer, recipients)
 
     def _due_cert(self, cert: x509.Certificate) -> bool:
-        before = timedelta(days=self._config.scep.ra_renew_before_days)
+        before = timedelta(days=SECTION.of(self._config).ra_renew_before_days)
         return self._engine.clock.now() >= cert.not_valid_after_utc - before
 
     def _load(
@@ -207,7 +208,7 @@ class Identities:
             issuer=issuer,
             subject=((NameOID.COMMON_NAME.dotted_string, name),),
             sans=(),
-            validity=timedelta(days=self._config.scep.ra_validity_days),
+            validity=timedelta(days=SECTION.of(self._config).ra_validity_days),
             key_type=f"rsa-{RA_KEY_BITS}",
             key_usage=frozenset({"digitalSignature", "keyEncipherment"}),
         )

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from server.config import load_config
-from server.frontend import load_frontends
+from server.frontend import by_prefix, installed, mount_frontends
 from tests.integration.openssl import make_csr
 from tests.integration.server import CertforgeServer
 from tests.integration.test_workers import children, cpu_ticks
@@ -186,7 +186,7 @@ ENDPOINTS = [
 def test_the_table_names_every_admin_endpoint() -> None:
     routes = {
         (route.method, mount.prefix.rstrip("/") + route.resource.canonical)
-        for mount in load_frontends(load_config(None))
+        for mount in by_prefix(mount_frontends(load_config(None), installed()))
         if mount.prefix.startswith("/api/v1/admin/")
         for route in mount.app.router.routes()
         if route.method != "HEAD" and route.resource is not None

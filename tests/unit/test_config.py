@@ -7,12 +7,14 @@ import re
 import tomllib
 import typing
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from protocols.acme.config import SECTION as ACME_SECTION
 from server.config import (
     Config,
     ExitConfig,
@@ -23,12 +25,28 @@ from server.config import (
     parse_duration,
 )
 from server.errors import ConfigError
+from server.frontend import installed
 
 EXAMPLE = Path(__file__).parents[2] / "conf" / "certforge.example.toml"
+SECTIONS = [f.section for f in installed() if f.section is not None]
+
+
+def example_text() -> str:
+    return EXAMPLE.read_text()
+
+
+def test_the_example_file_holds_every_front_ends_table_as_it_prints_it() -> None:
+    text = example_text()
+    for section in SECTIONS:
+        assert section.example in text, f"[{section.name}] differs from `certforge config example`"
+
+
+def load_example() -> Config:
+    return parse_config(tomllib.loads(example_text()))
 
 
 def test_example_config_loads() -> None:
-    config = load_config(EXAMPLE)
+    config = load_example()
     assert config.server.https_listen.port == 8443
     assert config.profiles["tls-server"].extended_key_usage == ("1.3.6.1.5.5.7.3.1",)
 
@@ -62,11 +80,15 @@ def _differences(example: object, default: object, where: str) -> list[str]:
 def test_example_config_is_the_defaults() -> None:
     """Copied and edited, the example must behave as the embedded defaults do (it put the
     store in ./certforge-data whatever data_dir said, and turned on a log exit)."""
-    assert _differences(load_config(EXAMPLE), Config(), "config") == []
+    example = load_example()
+    assert _differences(replace(example, sections={}), Config(), "config") == []
+    for section in SECTIONS:
+        where = f"config.{section.name}"
+        assert _differences(section.of(example), section.kind(), where) == []
 
 
 def test_example_with_another_data_dir_keeps_everything_there(tmp_path: Path) -> None:
-    text = EXAMPLE.read_text().replace(
+    text = example_text().replace(
         'data_dir = "certforge-data"', f'data_dir = "{tmp_path / "alt"}"', 1
     )
     config = parse_config(tomllib.loads(text))
@@ -102,15 +124,15 @@ def _merge(into: dict[str, Any], more: Mapping[str, Any]) -> None:
 
 
 def _documented() -> dict[str, Any]:
-    raw = tomllib.loads(EXAMPLE.read_text())
-    for table in _commented_tables(EXAMPLE.read_text()):
+    raw = tomllib.loads(example_text())
+    for table in _commented_tables(example_text()):
         _merge(raw, table)
     return raw
 
 
 # Fields that are not keys of their table: a profile's name is its table's name; an exit's
 # options are the other keys of its [[exits]] table.
-NOT_KEYS = {(ProfileConfig, "name"), (ExitConfig, "options")}
+NOT_KEYS = {(ProfileConfig, "name"), (ExitConfig, "options"), (Config, "sections")}
 
 
 def _undocumented(cls: type, tables: list[Mapping[str, Any]], where: str) -> list[str]:
@@ -141,7 +163,11 @@ def _undocumented(cls: type, tables: list[Mapping[str, Any]], where: str) -> lis
 
 
 def test_example_documents_every_key() -> None:
-    assert _undocumented(Config, [_documented()], "config") == []
+    documented = _documented()
+    assert _undocumented(Config, [documented], "config") == []
+    for section in SECTIONS:
+        table = documented.get(section.name, {})
+        assert _undocumented(section.kind, [table], f"config.{section.name}") == []
 
 
 def test_example_commented_tables_parse() -> None:
@@ -167,7 +193,7 @@ resolvers = ["127.0.0.1:8053"]
 eab_required = true
 """)
     )
-    assert config.acme.eab_required
+    assert ACME_SECTION.of(config).eab_required
     assert config.store_url.startswith("mongodb://")
     assert str(config.server.http_listen) == "127.0.0.1:9080"
 

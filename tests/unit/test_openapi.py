@@ -12,7 +12,7 @@ import schemathesis
 from protocols.admin.inventory import CERTIFICATE_FILTERS, REQUEST_FILTERS
 from protocols.openapi import PREFIX, document
 from server.config import Config
-from server.frontend import load_frontends
+from server.frontend import by_prefix, installed, mount_frontends
 
 DOCUMENT = document()
 
@@ -21,7 +21,7 @@ def mounted_routes() -> set[tuple[str, str]]:
     """(method, path) of every route under /api/v1, as the running server mounts them;
     HEAD, which aiohttp adds to every GET, is left out (the document says so)."""
     routes = set()
-    for mount in load_frontends(Config()):
+    for mount in by_prefix(mount_frontends(Config(), installed())):
         if mount.listener != "https" or not mount.prefix.startswith(PREFIX + "/"):
             continue
         for route in mount.app.router.routes():

@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from protocols.cmp import CMPDeps, cmp_app
+from protocols.cmp import cmp_app
+from protocols.cmp.deps import CMPDeps
 from protocols.cmp.secrets import OneTimeSecrets
 from server.ca.issuers import CAHierarchy
 from server.config import Config

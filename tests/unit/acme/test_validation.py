@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from protocols.acme.config import ACMEConfig
 from protocols.acme.problems import ProblemType
 from protocols.acme.validation import ValidationFailed, Validator
-from server.config import ACMEConfig
 
 DENY = ("127.0.0.0/8", "::1/128", "10.0.0.0/8")
 LOOPBACK_VIA = [

@@ -23,7 +23,7 @@ from protocols.est.messages import (
 )
 from protocols.est.users import VerifiedPasswords, add_user, delete_user, verify_password
 from server.ca.csr import csr_der_from_bytes, verify_csr
-from server.config import DEFAULT_PROFILES
+from server.config import default_profiles
 from server.errors import BadCSR, BadPublicKey, CertforgeError, ErrorKind, Forbidden, Malformed
 from server.store.sqlite import SQLiteStore
 from tests.unit.factories import FakeClock, make_csr
@@ -106,7 +106,7 @@ def _oids(der: bytes) -> list[str]:
 
 
 def test_csr_attributes_name_key_curve_signature_and_san() -> None:
-    oids = _oids(csr_attributes(DEFAULT_PROFILES["tls-server"]))
+    oids = _oids(csr_attributes(default_profiles()["tls-server"]))
     assert oids == [
         "1.2.840.10045.2.1",  # id-ecPublicKey
         "1.2.840.10045.3.1.7",  # secp256r1
@@ -117,7 +117,7 @@ def test_csr_attributes_name_key_curve_signature_and_san() -> None:
 
 
 def test_csr_attributes_ask_for_challenge_password_when_linking() -> None:
-    profile = replace(DEFAULT_PROFILES["device"], est_pop_linking=True)
+    profile = replace(default_profiles()["device"], est_pop_linking=True)
     assert _oids(csr_attributes(profile))[0] == "1.2.840.113549.1.9.7"
 
 
@@ -222,10 +222,10 @@ def test_serverkeygen_checks_the_key_kind_before_generating(
 ) -> None:
     """RSA-8192 took 9 to 16 s of CPU before the profile denied the request."""
     if error is None:
-        keygen.check_generable(DEFAULT_PROFILES[profile], key_type)
+        keygen.check_generable(default_profiles()[profile], key_type)
         return
     with pytest.raises(error):
-        keygen.check_generable(DEFAULT_PROFILES[profile], key_type)
+        keygen.check_generable(default_profiles()[profile], key_type)
     if key_type == "rsa-8192":
         with pytest.raises(BadPublicKey):
             keygen.generate_like(key_type)

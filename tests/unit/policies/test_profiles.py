@@ -11,7 +11,7 @@ import pytest
 from policies.base import PolicyModule
 from policies.profiles import ProfilePolicy, create, is_dns_name
 from server.ca.csr import verify_csr
-from server.config import DEFAULT_PROFILES, Config
+from server.config import Config, default_profiles
 from server.errors import ConfigError
 from server.model import (
     AuthMethod,
@@ -66,7 +66,7 @@ def make_request(
 
 
 def make_policy(profile: str = "tls-server", **changes: Any) -> ProfilePolicy:
-    profiles = dict(DEFAULT_PROFILES)
+    profiles = default_profiles()
     profiles[profile] = replace(profiles[profile], **changes)
     return ProfilePolicy(Config(profiles=profiles))
 
@@ -397,7 +397,7 @@ def test_create_builds_the_module_and_refuses_options() -> None:
 
 def test_draft_for_fills_the_draft_from_profile_and_csr() -> None:
     csr = verify_csr(make_csr(rsa_key()))
-    profile = DEFAULT_PROFILES["tls-server"]
+    profile = default_profiles()["tls-server"]
     draft = draft_for(profile, csr)
     assert draft.profile == "tls-server"
     assert draft.issuer == profile.issuer

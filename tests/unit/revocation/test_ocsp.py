@@ -235,7 +235,7 @@ def test_ocsp_status_table_covers_every_kind() -> None:
 
 async def test_switched_off_responder_is_not_mounted_nor_named(tmp_path: Path) -> None:
     config = Config(ocsp=OCSPConfig(enabled=False))
-    assert ocsp_frontend(config) == []
+    assert ocsp_frontend.mount(config).mounts == ()
     engine, store = await make_engine(tmp_path, config=config)
     try:
         cert = await issue(engine)

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import AttributeOID, NameOID
 
+from protocols.scep.config import SECTION as SCEP_SECTION
 from protocols.scep.envelope import Recipient, open_envelope
 from protocols.scep.failinfo import FailInfo, SCEPFailure
 from protocols.scep.messages import PKIMessage, PKIStatus, read_pki_message
@@ -130,7 +131,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     challenges = Challenges(store, clock.now, timedelta(hours=1))
     crls = CRLPublisher(store=store, cas=engine.cas, config=config.crl, clock=clock)
     try:
-        yield World(Operations(engine, challenges, config.scep, crls), challenges, store)
+        yield World(
+            Operations(engine, challenges, SCEP_SECTION.of(config), crls), challenges, store
+        )
     finally:
         await store.close()
 

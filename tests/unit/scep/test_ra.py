@@ -11,6 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from protocols.scep import ra
+from protocols.scep.config import SECTION as SCEP_SECTION
 from protocols.scep.ra import Identities
 from server.config import CAConfig, Config, IssuerConfig
 from tests.unit.factories import FakeClock, make_engine
@@ -35,7 +36,7 @@ async def test_ra_for_an_ec_ca_is_issued_persisted_and_renewed(tmp_path: Path) -
 
         identities = Identities(config, engine)
         first = await identities.of("default")
-        clock.advance(timedelta(days=config.scep.ra_validity_days - 10))
+        clock.advance(timedelta(days=SCEP_SECTION.of(config).ra_validity_days - 10))
         renewed = await identities.of("default")
         assert renewed.ra is not None and renewed.ra != first.ra
         # Envelopes sealed to the previous RA still open until it expires.
@@ -70,10 +71,10 @@ async def test_processes_sharing_a_data_dir_agree_on_one_ra(
         assert a.ra == b.ra  # the file lock let one issue it and the other load it
 
         # Worker A renews; worker B, handed a message sealed to the new RA, rereads the disk.
-        clock.advance(timedelta(days=config.scep.ra_validity_days - 10))
+        clock.advance(timedelta(days=SCEP_SECTION.of(config).ra_validity_days - 10))
         renewed = await worker_a.of("default")
         assert renewed.ra != a.ra
-        clock.current -= timedelta(days=config.scep.ra_validity_days - 10)
+        clock.current -= timedelta(days=SCEP_SECTION.of(config).ra_validity_days - 10)
         fresh = await worker_b.reload("default", stale=b)
         assert fresh.ra == renewed.ra
         # ... and still opens envelopes sealed to the RA it knew.

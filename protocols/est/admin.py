@@ -1,4 +1,4 @@
-"""The admin API's EST users (``certforge est user add NAME``), at ``/api/v1/admin/est/users``.
+"""EST's admin routes: its users (``certforge est user add NAME``), at ``/api/v1/admin/est/users``.
 
 ``POST {"name": ...}`` creates a user and answers its password, once (201); ``GET`` lists the
 users (names and creation times, never hashes); ``DELETE /est/users/{name}`` removes one.
@@ -11,8 +11,9 @@ from aiohttp import web
 from protocols.admin.handlers import _json_body
 from protocols.est.users import add_user, delete_user, list_users
 from protocols.rest.auth import require
+from protocols.rest.problems import problem_middleware
 from server.errors import Conflict, Malformed
-from server.keys import ENGINE, STORE
+from server.keys import ENGINE, FRONTEND, STORE
 from server.roles import Permission
 
 
@@ -40,7 +41,11 @@ async def remove_user(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_post("/est/users", create_user)
-    app.router.add_get("/est/users", get_users)
-    app.router.add_delete("/est/users/{name}", remove_user)
+def admin_app(max_body_bytes: int) -> web.Application:
+    """A sub-app at ``/api/v1/admin/est/``."""
+    app = web.Application(middlewares=[problem_middleware], client_max_size=max_body_bytes)
+    app[FRONTEND] = "admin"
+    app.router.add_post("/users", create_user)
+    app.router.add_get("/users", get_users)
+    app.router.add_delete("/users/{name}", remove_user)
+    return app
