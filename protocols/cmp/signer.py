@@ -75,10 +75,13 @@ async def load_or_issue(config: Config, settings: CMPConfig, engine: Engine) -> 
     directory = cmp_dir(config)
     cert_path, key_path = directory / "signer.pem", directory / "signer.key"
     passphrase = load_passphrase(config.ca)
-    before = timedelta(days=settings.signer_renew_before_days)
     if cert_path.exists() and key_path.exists():
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         key = read_key(key_path, passphrase)
+        # A signer issued shorter than asked (a profile's validity caps it) is renewed in its
+        # last third, not at every start: each worker and server start would issue another.
+        lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+        before = min(timedelta(days=settings.signer_renew_before_days), lifetime / 3)
         if (
             isinstance(key, ec.EllipticCurvePrivateKey)
             and _issued_by(cert, issuer.certificate)

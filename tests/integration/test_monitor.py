@@ -228,10 +228,12 @@ def test_two_workers_no_duplicates_and_metrics_match_the_store(
         key = ("certforge_certificates", (("profile", profile), ("state", state)))
         assert got[key] == n, (key, got)
     assert got[("certforge_certificates", (("profile", "short"), ("state", "revoked")))] == 1
+    assert counted[("valid", "internal-cmp-signer")] == 1  # one signer for every process
     assert got[("certforge_certificates_expiring", (("within", "7d"),))] == (
         counted[("valid", "short")]
         + counted[("valid", "internal-tls")]
         + counted[("valid", "internal-ocsp")]
+        + counted[("valid", "internal-cmp-signer")]  # issued under [cmp]'s short profile
     )
     assert got[("certforge_requests_pending", ())] == 0
     now = datetime.now(UTC)

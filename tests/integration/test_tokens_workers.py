@@ -171,6 +171,7 @@ ENDPOINTS = [
     Endpoint("GET", "/events", READERS),
     Endpoint("POST", "/crl/publish", ACTORS, {}),
     Endpoint("POST", "/scep/challenges", ACTORS, {}),
+    Endpoint("POST", "/cmp/secrets", ACTORS, {}),
     Endpoint("GET", "/est/users", READERS),
     Endpoint("POST", "/est/users", ACTORS, {"name": "made-by-role"}),
     Endpoint("DELETE", "/est/users/{est_user}", ACTORS),
