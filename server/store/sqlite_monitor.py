@@ -6,9 +6,11 @@ certificates is walked or counted from an index, never by reading the certificat
 
 from __future__ import annotations
 
+from server.store.sqlite_schema import CERTIFICATE_COLUMNS
+
 # Valid certificates by (notAfter, serial) after a keyset position, up to a notAfter.
 EXPIRING = (
-    "SELECT * FROM certificates INDEXED BY certificates_valid_expiry "
+    f"SELECT {CERTIFICATE_COLUMNS} FROM certificates INDEXED BY certificates_valid_expiry "
     "WHERE status = 'valid' AND (not_after, serial) > (?, ?) AND not_after <= ? "
     "ORDER BY not_after, serial LIMIT ?"
 )

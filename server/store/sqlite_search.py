@@ -30,6 +30,7 @@ from typing import Any
 
 from server.model import CertificateQuery, RequestQuery, SortKey
 from server.store import codec
+from server.store.sqlite_schema import CERTIFICATE_COLUMNS
 
 CANDIDATES = 5000
 
@@ -55,6 +56,7 @@ class Search:
     after: tuple[str, ...] | None
     limit: int
     conditions: list[Condition] = field(default_factory=list)
+    columns: str = "*"  # what a page reads of each row
 
 
 def like(text: str) -> str:
@@ -108,11 +110,14 @@ def run(conn: sqlite3.Connection, s: Search) -> list[sqlite3.Row]:
     cond = " AND ".join(where) or "1"
     tail = f"ORDER BY {', '.join(f'{c} {order}' for c in columns)} LIMIT ?"
     if chosen is not None:
-        sql = f"SELECT * FROM {s.table} NOT INDEXED WHERE rowid IN ({chosen.probe}) AND {cond}"
+        sql = (
+            f"SELECT {s.columns} FROM {s.table} NOT INDEXED "
+            f"WHERE rowid IN ({chosen.probe}) AND {cond}"
+        )
         args = [*chosen.probe_args, *args]
     else:
         index = walker.walk_index if walker else s.walk_index
-        sql = f"SELECT * FROM {s.table} INDEXED BY {index} WHERE {cond}"
+        sql = f"SELECT {s.columns} FROM {s.table} INDEXED BY {index} WHERE {cond}"
     return conn.execute(f"{sql} {tail}", (*args, s.limit)).fetchall()
 
 
@@ -174,6 +179,7 @@ def certificate_search(q: CertificateQuery) -> Search:
         if q.after is None
         else (codec.ts(q.after[0]), q.after[1], codec.serial_key(q.after[2])),
         limit=q.limit,
+        columns=CERTIFICATE_COLUMNS,
     )
     for name, (issued_index, expiry_index) in _CERT_WALKS.items():
         value = getattr(q, name)
