@@ -166,8 +166,8 @@ class SQLiteStore:
             [(name, cur.lastrowid) for name in self._consumers],
         )
 
-    async def add_event(self, event: Event) -> None:
-        await self._write(lambda c: self._insert_event(c, event))
+    async def add_event(self, event: Event, *, durable: bool = True) -> None:
+        await self._write(lambda c: self._insert_event(c, event), durable=durable)
 
     async def pending_events(self, consumer: str, limit: int = 100) -> list[Event]:
         rows = await self._read(
@@ -482,11 +482,23 @@ class SQLiteStore:
 
     # ---------------------------------------------------------- monitor
     async def find_expiring(
-        self, *, after: tuple[datetime, int], until: datetime, limit: int = 500
+        self,
+        *,
+        after: tuple[datetime, int],
+        until: datetime,
+        limit: int = 500,
+        longer_than: timedelta | None = None,
     ) -> list[CertificateRecord]:
         position = (codec.ts(after[0]), codec.serial_key(after[1]))
-        rows = await self._read(sqlite_monitor.EXPIRING, (*position, codec.ts(until), limit))
-        return [_cert(r) for r in rows]
+        args: tuple[Any, ...]
+        if longer_than is None:
+            sql, args = sqlite_monitor.EXPIRING, (*position, codec.ts(until), limit)
+        else:
+            # A second of slack for julianday's rounding: never leave out a longer one.
+            longer = longer_than.total_seconds() - 1
+            sql = sqlite_monitor.EXPIRING_LONGER
+            args = (*position, codec.ts(until), longer, limit)
+        return [_cert(r) for r in await self._read(sql, args)]
 
     async def existing_events(self, ids: Sequence[str]) -> set[str]:
         if not ids:

@@ -14,6 +14,14 @@ EXPIRING = (
     "WHERE status = 'valid' AND (not_after, serial) > (?, ?) AND not_after <= ? "
     "ORDER BY not_after, serial LIMIT ?"
 )
+# The same, of the certificates valid for longer than a number of seconds: the rows read from
+# the index but not longer are filtered here instead of decoded and dropped by the monitor.
+EXPIRING_LONGER = (
+    f"SELECT {CERTIFICATE_COLUMNS} FROM certificates INDEXED BY certificates_valid_expiry "
+    "WHERE status = 'valid' AND (not_after, serial) > (?, ?) AND not_after <= ? "
+    "AND (julianday(not_after) - julianday(not_before)) * 86400.0 > ? "
+    "ORDER BY not_after, serial LIMIT ?"
+)
 # The ids among a JSON array that are recorded events (a point lookup each, in the id index).
 EXISTING_EVENTS = "SELECT id FROM events WHERE id IN (SELECT value FROM json_each(?))"
 BY_PROFILE = (
