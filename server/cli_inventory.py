@@ -129,7 +129,7 @@ def _filters(args: argparse.Namespace) -> dict[str, str]:
 
 def pages(
     client: Client, path: str, params: dict[str, str], *, page: int
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     """Every page of a list, following ``next``, over one connection."""
     url = urllib.parse.urlsplit(client.url)
     conn: http.client.HTTPConnection
@@ -258,7 +258,9 @@ def run_list(args: argparse.Namespace, kind: str) -> None:
         first = next(pages(client, f"/api/v1/admin/{kind}", params, page=size))
         print(json.dumps(first, indent=2))
         return
-    source = read_ahead(pages(client, f"/api/v1/admin/{kind}", params, page=size))
+    source = pages(client, f"/api/v1/admin/{kind}", params, page=size)
+    if wanted is None or wanted > size:  # more than one page: read the next meanwhile
+        source = read_ahead(source)
     records = _records(source, kind, wanted)
     out = ChunkedOutput()
     try:
