@@ -10,10 +10,17 @@ order, 70% tls-server (90 days: most of those issued before the last quarter hav
 requesters, 1% revoked; one with an empty store. For each call, ``reps`` timed GETs over one
 kept-alive HTTPS connection to each server, alternating, with p50 and p99 and the ratio of the
 loaded p99 to the empty one: the first page (100) of every filter, a page 90% deep by cursor,
-one certificate by serial. Then a full keyset walk of the expiry index (in process, pages of
-1,000) and ``certforge cert list --all --format csv`` of the whole store, with rows/s and the
-peak memory of the CLI (its own ``ru_maxrss``) and of the server (its RSS sampled during the
-export) above their idle figures. Targets (issue 13): p99 <= 50 ms and <= 3x empty;
+one certificate by serial. The monitor is off in both servers meanwhile (its first scan of a
+loaded store would run beside the timed calls). Then a full keyset walk of the expiry index
+(in process, pages of 1,000) and ``certforge cert list --all --format csv`` of the whole
+store, with rows/s and the peak memory of the CLI (its own ``ru_maxrss``) and of the server
+(its RSS sampled during the export) above their idle figures. Last, the monitor's expiry
+scan over the whole store: the loaded server restarted with the monitor on, one worker, and
+thresholds 3650d (longer than any certificate's validity: its walk reads every valid
+certificate of the store and records nothing) and the default 30d, 7d, 1d (the first scan's
+real events); REST issuances (4 issuers, 100 a second) run from its start, and their p99
+while the scan runs is compared with theirs after it, same server. Targets (issue 13):
+p99 <= 50 ms and <= 3x empty; the scan <= 10 s, issuance p99 during it <= 1.5x without;
 export >= 20,000 rows/s; server and CLI peaks <= 200 MB above idle.
 """
 
@@ -45,10 +52,24 @@ from server.store import codec
 from server.store.sqlite import SQLiteStore
 from server.store.sqlite_schema import names_text
 from tests.integration.server import CERTFORGE, CertforgeServer
+from tests.unit.factories import make_csr
 
 WORDS = [f"w{n:02d}x" for n in range(100)]
 PROTOCOLS = ("rest", "acme", "scep", "est")
 REASONS = ("keyCompromise", "superseded", "cessationOfOperation")
+QUIET = 'log_level = "warning"\n[monitor]\nenabled = false\n'
+# 3650d walks every valid certificate and applies to none (it is longer than any validity);
+# the defaults record the first scan's events. One worker: the scan and the requests share
+# one event loop, the case where a scan could block them.
+SCANNING = (
+    'log_level = "warning"\nworkers = 1\n[monitor]\n'
+    'expiry_thresholds = ["3650d", "30d", "7d", "1d"]\nscan_interval_seconds = 3600\n'
+)
+ISSUERS = 4
+# Each issuer sends one request every INTERVAL seconds (100 a second in all, a quarter of what
+# one worker issues): the latency then shows what the scan blocks, not a queue of requests
+# that would wait for each other with or without it.
+INTERVAL = 0.04
 
 
 def fill(db: Path, count: int) -> None:
@@ -319,10 +340,92 @@ def export(server: CertforgeServer) -> dict[str, float]:
     }
 
 
+def _gauge(text: str, name: str) -> float:
+    values = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name)]
+    return max(values, default=0.0)
+
+
+async def issue_during_scan(srv: CertforgeServer, token: str) -> dict[str, float]:
+    """REST issuances from the server's start, while its first expiry scan runs and for as long
+    again after it (at least 10 s); the scan's start and length come from its gauges."""
+    csrs = [make_csr(f"scan{i}.bench.test") for i in range(200)]
+    ctx = ssl.create_default_context(cafile=str(srv.root))
+    headers = {"Content-Type": "application/pkcs10", "Authorization": f"Bearer {token}"}
+    samples: list[tuple[float, float]] = []  # (wall-clock start, milliseconds)
+    scan: list[float] = []  # started (Unix time), seconds
+    deadline = time.time() + 900
+
+    async def issuer(http: aiohttp.ClientSession, w: int) -> None:
+        i, slot = w, time.perf_counter() + w * INTERVAL / ISSUERS
+        while time.time() < deadline:
+            slot += INTERVAL
+            await asyncio.sleep(max(0.0, slot - time.perf_counter()))
+            at, started = time.time(), time.perf_counter()
+            async with http.post(srv.url + "/api/v1/requests", data=csrs[i % 200]) as r:
+                await r.read()
+                if r.status != 201:
+                    raise RuntimeError(f"issuance: HTTP {r.status}")
+            samples.append((at, (time.perf_counter() - started) * 1000))
+            i += ISSUERS
+
+    async def watch(http: aiohttp.ClientSession) -> None:
+        nonlocal deadline
+        while not scan:
+            await asyncio.sleep(0.25)
+            async with http.get(srv.url + "/metrics") as r:
+                text = await r.text()
+            seconds = _gauge(text, "certforge_monitor_scan_seconds")
+            if seconds > 0:
+                scan[:] = [_gauge(text, "certforge_monitor_refresh_timestamp_seconds"), seconds]
+        deadline = time.time() + max(scan[1], 10.0)
+
+    connector = aiohttp.TCPConnector(ssl=ctx, limit=ISSUERS + 1)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
+        await asyncio.gather(watch(http), *(issuer(http, w) for w in range(ISSUERS)))
+    started, seconds = scan
+    during = [ms for at, ms in samples if started <= at <= started + seconds]
+    after = [ms for at, ms in samples if at > started + seconds + 1]
+    return {
+        "scan_seconds": round(seconds, 1),
+        "issued_during": len(during),
+        "p99_during_ms": round(p99(during), 1),
+        "issued_after": len(after),
+        "p99_after_ms": round(p99(after), 1),
+        "ratio": round(p99(during) / p99(after), 2),
+    }
+
+
+def valid_count(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM certificates WHERE status = 'valid' AND not_after > ?",
+                (codec.ts(datetime.now(UTC)),),
+            ).fetchone()[0]
+        )
+    finally:
+        conn.close()
+
+
+def scan_phase(data_dir: Path, token: str) -> dict[str, float]:
+    srv = CertforgeServer(data_dir, extra_config=SCANNING)
+    srv.start(timeout=300)
+    try:
+        result = asyncio.run(issue_during_scan(srv, token))
+    finally:
+        srv.stop()
+    conn = sqlite3.connect(data_dir / "certforge.db")
+    events = conn.execute("SELECT count(*) FROM events WHERE kind = 'expiring'").fetchone()[0]
+    conn.close()
+    return result | {"events_recorded": events}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--count", type=int, default=1_000_000)
-    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--reps", type=int, default=100)
+    parser.add_argument("--export-rounds", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         loaded_dir, empty_dir = Path(tmp) / "loaded", Path(tmp) / "empty"
@@ -332,31 +435,41 @@ def main() -> None:
         fill(db, args.count)
         print(f"filled {args.count:,} certificates in {time.perf_counter() - started:.0f} s")
         paths = calls(db, args.count)
-        servers = [
-            CertforgeServer(loaded_dir, extra_config='log_level = "warning"'),
-            CertforgeServer(empty_dir, extra_config='log_level = "warning"'),
-        ]
+        servers = [CertforgeServer(loaded_dir, QUIET), CertforgeServer(empty_dir, QUIET)]
         for srv in servers:
             srv.start(timeout=300)
         try:
-            timed = asyncio.run(time_calls(servers, paths, args.reps))
-            print(f"{'call':22} {'p50 ms':>8} {'p99 ms':>8} {'empty p99':>10} {'ratio':>6}")
-            for name, (loaded, empty) in timed.items():
-                ratio = p99(loaded) / p99(empty)
-                print(
-                    f"{name:22} {statistics.median(loaded):8.1f} {p99(loaded):8.1f} "
-                    f"{p99(empty):10.1f} {ratio:6.2f}"
-                )
+            report_calls(asyncio.run(time_calls(servers, paths, args.reps)))
             seconds, rows, worst = asyncio.run(expiry_walk(db))
             print(
                 f"expiry index walk: {rows:,} rows in {seconds:.1f} s, pages of 1,000, "
                 f"slowest page {worst:.1f} ms"
             )
-            print("export:", json.dumps(export(servers[0])))
+            rates = []
+            for _ in range(args.export_rounds):
+                result = export(servers[0])
+                rates.append(result["rows_per_s"])
+                print("export:", json.dumps(result))
+            print(f"export median {statistics.median(rates):,.0f} rows/s")
+            token = servers[0].cli("token", "create", "bench-scan", check=True).stdout.strip()
         finally:
             for srv in servers:
                 srv.stop()
+        print(f"monitor scan over {valid_count(db):,} valid certificates:")
+        print("scan:", json.dumps(scan_phase(loaded_dir, token)))
     print(f"bench peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+def report_calls(timed: dict[str, list[list[float]]]) -> None:
+    print(
+        f"{'call':22} {'p50 ms':>8} {'p99 ms':>8} {'empty p50':>10} {'empty p99':>10} {'ratio':>6}"
+    )
+    for name, (loaded, empty) in timed.items():
+        ratio = p99(loaded) / p99(empty)
+        print(
+            f"{name:22} {statistics.median(loaded):8.1f} {p99(loaded):8.1f} "
+            f"{statistics.median(empty):10.1f} {p99(empty):10.1f} {ratio:6.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -14,13 +14,15 @@ import argparse
 import csv
 import http.client
 import json
+import queue
 import re
 import ssl
 import sys
+import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -35,6 +37,7 @@ _SIGNATURES = {
     if isinstance(oid, ObjectIdentifier)
 }
 PAGE = 1000  # the admin API's largest page
+OUTPUT_CHUNK = 1 << 16
 HUMAN_PAGE = 100
 _DURATION = re.compile(r"(\d{1,9})([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -127,7 +130,7 @@ def _filters(args: argparse.Namespace) -> dict[str, str]:
 
 def pages(
     client: Client, path: str, params: dict[str, str], *, page: int
-) -> Iterator[dict[str, Any]]:
+) -> Generator[dict[str, Any], None, None]:
     """Every page of a list, following ``next``, over one connection."""
     url = urllib.parse.urlsplit(client.url)
     conn: http.client.HTTPConnection
@@ -162,6 +165,78 @@ def pages(
         conn.close()
 
 
+T = TypeVar("T")
+
+
+class _End:
+    pass
+
+
+def read_ahead(source: Iterator[T]) -> Generator[T, None, None]:
+    """The items of ``source``, each fetched by a thread while the caller works on the one
+    before: the server prepares the next page while this one is written out, instead of each
+    waiting for the other (an export ran at the sum of both's time per page). At most one
+    page waits, so memory stays at a few pages. An exception of ``source`` is raised here."""
+    handoff: queue.Queue[T | BaseException | _End] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: T | BaseException | _End) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in source:
+                if not put(item):
+                    return
+            put(_End())
+        except BaseException as exc:  # handed to the caller, who raises it
+            put(exc)
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="certforge-pages", daemon=True)
+    thread.start()
+    try:
+        while not isinstance(item := handoff.get(), _End):
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class ChunkedOutput:
+    """Standard output written in chunks of about 64 KiB: a list of a million lines would
+    otherwise be a million system calls wherever output is unbuffered (PYTHONUNBUFFERED, a
+    terminal's line buffering)."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._size = 0
+
+    def write(self, text: str) -> int:
+        self._parts.append(text)
+        self._size += len(text)
+        if self._size >= OUTPUT_CHUNK:
+            self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        sys.stdout.write("".join(self._parts))
+        sys.stdout.flush()
+        self._parts.clear()
+        self._size = 0
+
+
 def _detail(raw: bytes) -> str:
     try:
         body = json.loads(raw)
@@ -182,25 +257,35 @@ def run_list(args: argparse.Namespace, kind: str) -> None:
         params["pem"] = "true"
     size = PAGE if wanted is None else min(wanted, PAGE)
     client = make_client(args)
-    records = _records(pages(client, f"/api/v1/admin/{kind}", params, page=size), kind, wanted)
-    if export == "csv":
-        _write_csv(records, CERT_COLUMNS if kind == "certificates" else REQUEST_COLUMNS)
-    elif export == "json":
-        _write_json(records, kind)
-    elif export == "pem":
-        for record, more in records:
-            if not more:
-                sys.stdout.write(record["certificate" if kind == "certificates" else "csr"])
-    elif args.json:  # one page, as the API gave it
+    if args.json and export is None:  # one page, as the API gave it
         first = next(pages(client, f"/api/v1/admin/{kind}", params, page=size))
         print(json.dumps(first, indent=2))
-    else:
-        _write_lines(records, kind)
+        return
+    source = pages(client, f"/api/v1/admin/{kind}", params, page=size)
+    if wanted is None or wanted > size:  # more than one page: read the next meanwhile
+        source = read_ahead(source)
+    records = _records(source, kind, wanted)
+    out = ChunkedOutput()
+    try:
+        if export == "csv":
+            _write_csv(out, records, CERT_COLUMNS if kind == "certificates" else REQUEST_COLUMNS)
+        elif export == "json":
+            _write_json(out, records, kind)
+        elif export == "pem":
+            for record, more in records:
+                if not more:
+                    out.write(record["certificate" if kind == "certificates" else "csr"])
+        else:
+            _write_lines(out, records, kind)
+    finally:
+        records.close()
+        source.close()  # stops the thread reading ahead, and its connection
+        out.flush()
 
 
 def _records(
     source: Iterator[dict[str, Any]], kind: str, wanted: int | None
-) -> Iterator[tuple[dict[str, Any], bool]]:
+) -> Generator[tuple[dict[str, Any], bool], None, None]:
     """Each record, with whether more follow the last one wanted."""
     count = 0
     for body in source:
@@ -215,39 +300,45 @@ def _records(
             return
 
 
-def _write_lines(records: Iterator[tuple[dict[str, Any], bool]], kind: str) -> None:
+def _write_lines(
+    out: ChunkedOutput, records: Iterator[tuple[dict[str, Any], bool]], kind: str
+) -> None:
     now = datetime.now(UTC).isoformat()
     for r, more in records:
         if more:
-            print("... more: use --all or --limit N")
+            out.write("... more: use --all or --limit N\n")
         elif kind == "certificates":
             status = r["status"]
             if status == "valid" and r["not_after"] < now:
                 status = "expired"
-            print(f"{r['serial']} {status} {r['not_after']} {r['subject'] or '-'}")
+            out.write(f"{r['serial']} {status} {r['not_after']} {r['subject'] or '-'}\n")
         else:
-            print(f"{r['id']} {r['status']} {r['profile']} {r['subject'] or '-'}")
+            out.write(f"{r['id']} {r['status']} {r['profile']} {r['subject'] or '-'}\n")
 
 
-def _write_csv(records: Iterator[tuple[dict[str, Any], bool]], columns: tuple[str, ...]) -> None:
-    out = csv.writer(sys.stdout, lineterminator="\n")
-    out.writerow(columns)
+def _write_csv(
+    out: ChunkedOutput, records: Iterator[tuple[dict[str, Any], bool]], columns: tuple[str, ...]
+) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
     for r, more in records:
         if not more:
-            out.writerow(
+            writer.writerow(
                 [" ".join(r[c]) if c == "sans" else ("" if r[c] is None else r[c]) for c in columns]
             )
 
 
-def _write_json(records: Iterator[tuple[dict[str, Any], bool]], kind: str) -> None:
+def _write_json(
+    out: ChunkedOutput, records: Iterator[tuple[dict[str, Any], bool]], kind: str
+) -> None:
     """One JSON document, ``{KIND: [...]}``, written record by record."""
-    sys.stdout.write(f'{{"{kind}": [')
+    out.write(f'{{"{kind}": [')
     first = True
     for r, more in records:
         if not more:
-            sys.stdout.write(("\n" if first else ",\n") + json.dumps(r))
+            out.write(("\n" if first else ",\n") + json.dumps(r))
             first = False
-    sys.stdout.write("\n]}\n")
+    out.write("\n]}\n")
 
 
 # ---------------------------------------------------------------------- show

@@ -94,11 +94,19 @@ class StoreReader(Protocol):
 
     # The monitor's reads (server/monitor): an index walk and counts, never a table scan.
     async def find_expiring(
-        self, *, after: tuple[datetime, int], until: datetime, limit: int = 500
+        self,
+        *,
+        after: tuple[datetime, int],
+        until: datetime,
+        limit: int = 500,
+        longer_than: timedelta | None = None,
     ) -> list[CertificateRecord]:
         """One page of valid certificates ordered by (notAfter, serial), from just after
         ``after`` (a notAfter and a serial) to notAfter ``until`` included. Callers page with
-        the last certificate's (not_after, serial): a keyset walk over the notAfter index."""
+        the last certificate's (not_after, serial): a keyset walk over the notAfter index.
+        ``longer_than``: the store may leave out certificates whose validity (notAfter -
+        notBefore) is at most that long (SQLite does, within a second; MongoDB does not), never
+        a longer one; the caller still checks each certificate's validity."""
         ...
 
     async def existing_events(self, ids: Sequence[str]) -> set[str]:
@@ -173,8 +181,12 @@ class Store(StoreReader, Protocol):
         Raises ``NotFound``, or ``Conflict`` if it is not on hold."""
         ...
 
-    async def add_event(self, event: Event) -> None:
-        """Record an event that changes no request or certificate (crl_published)."""
+    async def add_event(self, event: Event, *, durable: bool = True) -> None:
+        """Record an event that changes no request or certificate (crl_published). With
+        ``durable=False`` the caller may be answered before the write would survive a crash
+        of the machine (never before other readers see it); a durable write the caller makes
+        after it makes it durable too (SQLite: they share one WAL, synced in order; MongoDB:
+        the client's write concern decides for every write)."""
         ...
 
     async def pending_events(self, consumer: str, limit: int = 100) -> list[Event]:

@@ -154,7 +154,8 @@ class MongoStore:
             "first_event_at": codec.ts(event.at),
         }
 
-    async def add_event(self, event: Event) -> None:
+    async def add_event(self, event: Event, *, durable: bool = True) -> None:
+        # ``durable`` is not used: the client's write concern decides for every write.
         try:
             await self._col("events").insert_one({"_id": event.id, **self._first_event(event)})
         except DuplicateKeyError:
@@ -494,8 +495,15 @@ class MongoStore:
 
     # ---------------------------------------------------------- monitor
     async def find_expiring(
-        self, *, after: tuple[datetime, int], until: datetime, limit: int = 500
+        self,
+        *,
+        after: tuple[datetime, int],
+        until: datetime,
+        limit: int = 500,
+        longer_than: timedelta | None = None,
     ) -> list[CertificateRecord]:
+        # ``longer_than`` is not used (Store.find_expiring allows it): the documents' times
+        # are strings, which a filter cannot subtract without $expr over every document.
         await self._finish_pending_certificates()  # so that the walk misses no issued one
         not_after, serial = codec.ts(after[0]), codec.serial_key(after[1])
         # The "expiring" index (status, not_after, _id): one range, in the walk's order.

@@ -36,6 +36,7 @@ from server.errors import Conflict, NotFound, StoreUnavailable
 from server.model import (
     CertificateQuery,
     CertificateRecord,
+    CertStatus,
     Document,
     Event,
     RequestHead,
@@ -47,7 +48,7 @@ from server.model import (
     StoreCounts,
 )
 from server.store import codec, sqlite_docs, sqlite_monitor, sqlite_search
-from server.store.sqlite_schema import SCHEMA, names_text, upgrade
+from server.store.sqlite_schema import CERTIFICATE_COLUMNS, SCHEMA, names_text, upgrade
 from server.store.sqlite_writer import Writer, connect
 
 T = TypeVar("T")
@@ -165,8 +166,8 @@ class SQLiteStore:
             [(name, cur.lastrowid) for name in self._consumers],
         )
 
-    async def add_event(self, event: Event) -> None:
-        await self._write(lambda c: self._insert_event(c, event))
+    async def add_event(self, event: Event, *, durable: bool = True) -> None:
+        await self._write(lambda c: self._insert_event(c, event), durable=durable)
 
     async def pending_events(self, consumer: str, limit: int = 100) -> list[Event]:
         rows = await self._read(
@@ -334,7 +335,8 @@ class SQLiteStore:
     # ------------------------------------------------------- certificates
     async def get_certificate(self, serial: int) -> CertificateRecord:
         rows = self._lookup(
-            "SELECT * FROM certificates WHERE serial = ?", (codec.serial_key(serial),)
+            f"SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE serial = ?",
+            (codec.serial_key(serial),),
         )
         if not rows:
             raise NotFound(f"no certificate with serial {serial:x}")
@@ -480,11 +482,23 @@ class SQLiteStore:
 
     # ---------------------------------------------------------- monitor
     async def find_expiring(
-        self, *, after: tuple[datetime, int], until: datetime, limit: int = 500
+        self,
+        *,
+        after: tuple[datetime, int],
+        until: datetime,
+        limit: int = 500,
+        longer_than: timedelta | None = None,
     ) -> list[CertificateRecord]:
         position = (codec.ts(after[0]), codec.serial_key(after[1]))
-        rows = await self._read(sqlite_monitor.EXPIRING, (*position, codec.ts(until), limit))
-        return [_cert(r) for r in rows]
+        args: tuple[Any, ...]
+        if longer_than is None:
+            sql, args = sqlite_monitor.EXPIRING, (*position, codec.ts(until), limit)
+        else:
+            # A second of slack for julianday's rounding: never leave out a longer one.
+            longer = longer_than.total_seconds() - 1
+            sql = sqlite_monitor.EXPIRING_LONGER
+            args = (*position, codec.ts(until), longer, limit)
+        return [_cert(r) for r in await self._read(sql, args)]
 
     async def existing_events(self, ids: Sequence[str]) -> set[str]:
         if not ids:
@@ -517,14 +531,42 @@ def _request(row: sqlite3.Row) -> RequestRecord:
 
 
 def _select_certificate(c: sqlite3.Connection, key: str) -> sqlite3.Row:
-    row: sqlite3.Row = c.execute("SELECT * FROM certificates WHERE serial = ?", (key,)).fetchone()
+    row: sqlite3.Row = c.execute(
+        f"SELECT {CERTIFICATE_COLUMNS} FROM certificates WHERE serial = ?", (key,)
+    ).fetchone()
     return row
 
 
+_STATUSES = {s.value: s for s in CertStatus}
+_REASONS = {r.value: r for r in RevocationReason}
+
+
 def _cert(row: sqlite3.Row) -> CertificateRecord:
-    d = dict(row)
-    d["sans"] = json.loads(d["sans"])
-    return codec.certificate_from(d)
+    """A record from a row of ``CERTIFICATE_COLUMNS``, unpacked by position: a page of a
+    thousand (an export, the monitor's walk) is decoded on the loop, and this takes half the
+    time of going through a dict and ``codec.certificate_from``."""
+    (serial, request_id, issuer, profile, subject, sans, not_before, not_after, der) = row[:9]
+    (requester, key_sha256, status, revoked_at, reason, invalidity_date) = row[9:]
+    return CertificateRecord(
+        serial=int(serial, 16),
+        request_id=request_id,
+        issuer=issuer,
+        profile=profile,
+        subject=subject,
+        sans=tuple(json.loads(sans)),
+        not_before=_time(not_before),
+        not_after=_time(not_after),
+        der=der,
+        requester=requester,
+        key_sha256=key_sha256,
+        status=_STATUSES[status],
+        revoked_at=None if revoked_at is None else _time(revoked_at),
+        revocation_reason=None if reason is None else _REASONS[reason],
+        invalidity_date=None if invalidity_date is None else _time(invalidity_date),
+    )
+
+
+_time = datetime.fromisoformat
 
 
 def _open_schema(path: str) -> sqlite3.Connection:

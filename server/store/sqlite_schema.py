@@ -31,6 +31,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+# The columns a CertificateRecord is read from, in the order ``sqlite._cert`` unpacks them:
+# named rather than ``*``, so that an upgraded store's column order does not matter.
+CERTIFICATE_COLUMNS = (
+    "serial, request_id, issuer, profile, subject, sans, not_before, not_after, der, "
+    "requester, key_sha256, status, revoked_at, reason, invalidity_date"
+)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
     id TEXT PRIMARY KEY, status TEXT NOT NULL, created_at TEXT NOT NULL,

@@ -2,7 +2,8 @@
 
 - ``find_expiring``: a keyset walk over valid certificates by (notAfter, serial), in pages;
   revoked certificates are left out, ties on notAfter are ordered by serial, and paging with
-  the last certificate's position covers the window once.
+  the last certificate's position covers the window once. With ``longer_than`` no
+  certificate valid for longer is ever left out (the walk's pages still cover it once).
 - A once-only event (``once_id``) is recorded at most once: a second ``add_event`` with the
   same id is a ``Conflict``, also from another store on the same data (another worker or
   server), and ``existing_events`` finds it.
@@ -73,6 +74,33 @@ async def test_find_expiring_starts_after_the_position_and_ends_at_until(store: 
     found = await store.find_expiring(after=(first.not_after, first.serial), until=second.not_after)
 
     assert [c.serial for c in found] == [second.serial]
+
+
+async def test_find_expiring_longer_than_never_leaves_out_a_longer_one(store: Store) -> None:
+    # Validity exactly the threshold, a microsecond and a second past it, and far past it.
+    lengths = [timedelta(days=30), timedelta(days=30, microseconds=1)]
+    lengths += [timedelta(days=30, seconds=1), timedelta(days=90)]
+    longer = []
+    for length in lengths:
+        request, cert = issued()
+        cert = replace(
+            cert, not_before=T0 - length + timedelta(days=2), not_after=T0 + timedelta(days=2)
+        )
+        await store.add_request(request, certificate=cert, event=event_for(request))
+        if length > timedelta(days=30):
+            longer.append(cert.serial)
+    for _ in range(4):  # shorter ones, which may be left out
+        await _add(store, days=5)
+    seen: list[int] = []
+    position = START
+    while page := await store.find_expiring(
+        after=position, until=T0 + timedelta(days=30), limit=2, longer_than=timedelta(days=30)
+    ):
+        seen += [c.serial for c in page]
+        position = (page[-1].not_after, page[-1].serial)
+
+    assert set(longer) <= set(seen)
+    assert len(seen) == len(set(seen))
 
 
 async def test_a_once_only_event_is_recorded_once_also_by_another_store(backend: Backend) -> None:
