@@ -2,9 +2,9 @@
 
 Bearer tokens with roles; each handler first asks for one permission (``server/roles.py``).
 Search requests and certificates, approve, deny, revoke with a reason, read the event log.
-Create one-time SCEP (and EST) challenge passwords. Tokens are in ``protocols.admin.tokens``,
-EST users in ``protocols.admin.est``; ACME's admin endpoints (EAB credentials, renewal marks)
-are mounted by ``protocols.acme``.
+Tokens are in ``protocols.admin.tokens``, the lists in ``protocols.admin.inventory``; each
+front end mounts its own admin routes under ``/api/v1/admin/<name>/`` (SCEP challenges, EST
+users, ACME EAB credentials and renewal marks, CMP secrets).
 """
 
 from __future__ import annotations

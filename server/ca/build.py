@@ -11,7 +11,7 @@ signing, so nothing is computed twice: the issuer's name, hash and extensions ar
 ``IssuingCA``, the extensions that depend only on the profile are cached here, and the builder
 is constructed in one call rather than copied once per ``add_extension``.
 
-Not done here: pre-issuance linting (``server.ca.lint``) and Certificate Transparency.
+Not done here: pre-issuance linting (issue 16) and Certificate Transparency.
 """
 
 from __future__ import annotations
