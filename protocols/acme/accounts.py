@@ -24,7 +24,7 @@ from aiohttp import web
 from protocols.acme import eab
 from protocols.acme.context import ACME
 from protocols.acme.jws import AccountKey, parse_jwk, parse_jws, verify_signature
-from protocols.acme.problems import ACMEProblem, ProblemType
+from protocols.acme.problems import ACMEProblem, ProblemType, unauthorized
 from protocols.acme.ratelimits import check_and_count
 from protocols.acme.records import (
     ACCOUNT,
@@ -171,7 +171,7 @@ async def update_account(request: web.Request) -> web.Response:
     verified = await verify_post(request, acme)
     account = verified.require_account()
     if account.id != request.match_info["account_id"]:
-        raise ACMEProblem(ProblemType.UNAUTHORIZED, "this is not the signer's account", 403)
+        raise unauthorized("this is not the signer's account")
     if not verified.is_post_as_get:
         payload = verified.payload()
         if "contact" in payload:
@@ -193,7 +193,7 @@ async def list_orders(request: web.Request) -> web.Response:
     verified = await verify_post(request, acme)
     account = verified.require_account()
     if account.id != request.match_info["account_id"]:
-        raise ACMEProblem(ProblemType.UNAUTHORIZED, "this is not the signer's account", 403)
+        raise unauthorized("this is not the signer's account")
     docs = await acme.store.find_docs(ORDER, lookup=account.id)
     orders = [Order.from_doc(d) for d in docs]
     return acme_json({"orders": [acme.urls.order(o.id) for o in orders]})

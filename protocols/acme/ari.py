@@ -25,7 +25,7 @@ from cryptography import x509
 
 from protocols.acme.context import ACME
 from protocols.acme.jws import b64decode, b64encode
-from protocols.acme.problems import ACMEProblem, ProblemType
+from protocols.acme.problems import ACMEProblem, ProblemType, unauthorized
 from protocols.acme.records import Account, Order, rfc3339
 from protocols.acme.render import acme_json
 from server.errors import Conflict, NotFound
@@ -124,9 +124,7 @@ async def check_replaces(
     cert = await certificate_of(acme, value)
     assert isinstance(value, str)  # noqa: S101 - certificate_of checked it
     if cert.requester != f"acme_account:{acme.urls.account(account.id)}":
-        raise ACMEProblem(
-            ProblemType.UNAUTHORIZED, "the replaced certificate was not issued to this account", 403
-        )
+        raise unauthorized("the replaced certificate was not issued to this account")
     names = {s.partition(":")[2].removeprefix("*.") for s in cert.sans}
     if not names & {i.value for i, _ in identifiers}:
         raise ACMEProblem(

@@ -21,7 +21,7 @@ import aiohttp
 from aiohttp import web
 
 from protocols.acme.context import ACME
-from protocols.acme.problems import ACMEProblem, ProblemType, StoredProblem
+from protocols.acme.problems import ACMEProblem, ProblemType, StoredProblem, unauthorized
 from protocols.acme.records import (
     AUTHZ,
     Account,
@@ -120,7 +120,7 @@ async def _owned_authz(request: web.Request, acme: ACME) -> tuple[Verified, Acco
     account = verified.require_account()
     authz = await load_authz(acme, request.match_info["authz_id"])
     if authz.account != account.id:
-        raise ACMEProblem(ProblemType.UNAUTHORIZED, "this authorization is another account's", 403)
+        raise unauthorized("this authorization is another account's")
     return verified, account, authz
 
 

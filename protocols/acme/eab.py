@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 from protocols.acme.context import ACME
 from protocols.acme.jws import eab_verify, parse_jwk, parse_jws
-from protocols.acme.problems import ACMEProblem, ProblemType
+from protocols.acme.problems import ACMEProblem, ProblemType, unauthorized
 from protocols.acme.records import rfc3339
 from protocols.acme.requests import Verified
 from server.errors import Conflict, NotFound
@@ -81,13 +81,9 @@ async def check_binding(acme: ACME, verified: Verified, binding: object) -> Bind
     try:
         doc = await acme.store.get_doc(KIND, kid)
     except NotFound:
-        raise ACMEProblem(
-            ProblemType.UNAUTHORIZED, "unknown External Account Binding key id", 401
-        ) from None
+        raise unauthorized("unknown External Account Binding key id") from None
     if doc.data.get("account"):
-        raise ACMEProblem(
-            ProblemType.UNAUTHORIZED, "this External Account Binding key is already used", 401
-        )
+        raise unauthorized("this External Account Binding key is already used")
     hmac_key = base64.urlsafe_b64decode(doc.data["hmac_key"] + "==")
     eab_verify(inner, hmac_key)
     if parse_jwk(inner.payload_json()).thumbprint != verified.key.thumbprint:
@@ -106,9 +102,7 @@ async def claim(acme: ACME, binding: Binding, account_id: str) -> Document:
             replace(doc, data={**doc.data, "account": account_id}), expect_version=doc.version
         )
     except (Conflict, NotFound):  # NotFound: expired or removed since it was checked
-        raise ACMEProblem(
-            ProblemType.UNAUTHORIZED, "this External Account Binding key was just used", 401
-        ) from None
+        raise unauthorized("this External Account Binding key was just used") from None
 
 
 async def release(acme: ACME, claimed: Document) -> None:

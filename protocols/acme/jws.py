@@ -28,7 +28,7 @@ from josepy import errors as jose_errors
 from josepy.jwa import ES256, ES384, RS256, JWASignature
 from josepy.jwk import JWK, JWKEC, JWKRSA
 
-from protocols.acme.problems import ACMEProblem, ProblemType
+from protocols.acme.problems import ACMEProblem, ProblemType, unauthorized
 from server.web.jsonreader import read_json, read_json_object
 
 ALGORITHMS = ("ES256", "ES384", "RS256", "EdDSA")
@@ -268,6 +268,4 @@ def eab_verify(jws: JWS, hmac_key: bytes) -> None:
         )
     expected = hmac.new(hmac_key, jws.signing_input, digest).digest()
     if not hmac.compare_digest(expected, jws.signature):
-        raise ACMEProblem(
-            ProblemType.UNAUTHORIZED, "the externalAccountBinding MAC does not verify", 401
-        )
+        raise unauthorized("the externalAccountBinding MAC does not verify")

@@ -26,7 +26,13 @@ from protocols.acme.context import ACME
 from protocols.acme.csr import csr_identifiers, refuse_account_key
 from protocols.acme.identifiers import order_profile, parse_identifiers, shown_identifier
 from protocols.acme.jws import b64decode
-from protocols.acme.problems import ACMEProblem, ProblemType, StoredProblem, Subproblem
+from protocols.acme.problems import (
+    ACMEProblem,
+    ProblemType,
+    StoredProblem,
+    Subproblem,
+    unauthorized,
+)
 from protocols.acme.ratelimits import check_and_count
 from protocols.acme.records import (
     AUTHZ,
@@ -166,7 +172,7 @@ async def load_order(acme: ACME, order_id: str, account: Account) -> Order:
     except NotFound:
         raise ACMEProblem(ProblemType.MALFORMED, "no such order", 404) from None
     if order.account != account.id:
-        raise ACMEProblem(ProblemType.UNAUTHORIZED, "this order is another account's", 403)
+        raise unauthorized("this order is another account's")
     return order
 
 

@@ -3,8 +3,9 @@
 Every certforge ``ErrorKind`` maps to an ``urn:ietf:params:acme:error:*`` type and an HTTP
 status (a unit test checks the table is complete). ACME-specific failures the engine has no
 word for (badNonce, accountDoesNotExist, ...) are raised as ``ACMEProblem`` directly. The
-middleware renders either as ``application/problem+json``; anything else becomes a generic
-``serverInternal`` problem with the request id, its traceback logged only.
+edge middleware (``server.web.errors``) renders either as ``application/problem+json``; an
+internal error, typed or not, becomes a generic ``serverInternal`` problem with the request id
+only, its traceback logged.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
-from server.errors import CertforgeError, ErrorKind, RateLimited
-from server.web.middleware import record_internal_error
+from server.errors import CertforgeError, ErrorKind, RateLimited, Unauthorized
+from server.web.errors import edge_errors, internal_text
 
 PROBLEM_JSON = "application/problem+json"
 ERROR_NS = "urn:ietf:params:acme:error:"
@@ -56,13 +56,17 @@ class ProblemType(StrEnum):
     USER_ACTION_REQUIRED = "userActionRequired"
 
 
-# The one table: certforge's error kinds as ACME problems.
+# The one table: certforge's error kinds as ACME problems. RFC 8555 §6.7 gives the
+# ``unauthorized`` type no status; it is 403 here for every cause (a wrong signer, a foreign
+# resource, a bad EAB, a deactivated account, a JWS url that is not the request's), as in
+# Boulder (probs.Unauthorized -> 403) and Pebble (UnauthorizedProblem -> 403): 401 would ask
+# for HTTP authentication (RFC 9110 §15.5.2), which ACME does not use.
 PROBLEMS: dict[ErrorKind, tuple[ProblemType, HTTPStatus]] = {
     ErrorKind.MALFORMED: (ProblemType.MALFORMED, HTTPStatus.BAD_REQUEST),
     ErrorKind.BAD_CSR: (ProblemType.BAD_CSR, HTTPStatus.BAD_REQUEST),
     ErrorKind.BAD_PUBLIC_KEY: (ProblemType.BAD_PUBLIC_KEY, HTTPStatus.BAD_REQUEST),
     ErrorKind.BAD_SIGNATURE_ALG: (ProblemType.BAD_CSR, HTTPStatus.BAD_REQUEST),
-    ErrorKind.UNAUTHORIZED: (ProblemType.UNAUTHORIZED, HTTPStatus.UNAUTHORIZED),
+    ErrorKind.UNAUTHORIZED: (ProblemType.UNAUTHORIZED, HTTPStatus.FORBIDDEN),
     ErrorKind.FORBIDDEN: (ProblemType.UNAUTHORIZED, HTTPStatus.FORBIDDEN),
     ErrorKind.NOT_FOUND: (ProblemType.MALFORMED, HTTPStatus.NOT_FOUND),
     ErrorKind.CONFLICT: (ProblemType.MALFORMED, HTTPStatus.CONFLICT),
@@ -151,26 +155,30 @@ def render(problem: ACMEProblem) -> web.Response:
     )
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ACMEProblem as problem:
-        return render(problem)
-    except CertforgeError as exc:
-        if exc.kind is ErrorKind.INTERNAL:
-            record_internal_error(request, exc)
+def unauthorized(detail: str) -> ACMEProblem:
+    """The ``unauthorized`` problem, its status from the table: every ACME path raises this one."""
+    return problem_of(Unauthorized(detail))
+
+
+class ACMERenderer:
+    """RFC 8555 §6.7 problem documents, from ``PROBLEMS`` or an ``ACMEProblem``."""
+
+    def engine_error(self, exc: CertforgeError) -> web.StreamResponse:
         return render(problem_of(exc))
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+
+    def own_error(self, exc: Exception) -> web.StreamResponse | None:
+        return render(exc) if isinstance(exc, ACMEProblem) else None
+
+    def http_error(self, exc: web.HTTPException) -> web.StreamResponse:
         detail = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else ""
         type_ = _HTTP_STATUS_TYPES.get(exc.status, ProblemType.MALFORMED)
         return render(
             ACMEProblem(type_, detail.strip() or HTTPStatus(exc.status).description, exc.status)
         )
-    except Exception as exc:
-        rid = record_internal_error(request, exc)
-        return render(
-            ACMEProblem(ProblemType.SERVER_INTERNAL, f"internal error (request id {rid})", 500)
-        )
+
+    def internal_error(self, request_id: str) -> web.StreamResponse:
+        type_, status = PROBLEMS[ErrorKind.INTERNAL]
+        return render(ACMEProblem(type_, internal_text(request_id), int(status)))
+
+
+problem_middleware = edge_errors(ACMERenderer())

@@ -24,7 +24,7 @@ from protocols.acme.context import ACME
 from protocols.acme.jws import JWS, AccountKey, check_algorithm, parse_jwk, parse_jws
 from protocols.acme.jws import verify_signature as verify_jws_signature
 from protocols.acme.nonces import NONCE_KEY, use_nonce
-from protocols.acme.problems import ACMEProblem, ProblemType
+from protocols.acme.problems import ACMEProblem, ProblemType, unauthorized
 from protocols.acme.records import ACCOUNT, Account, AccountStatus
 from server.errors import NotFound
 from server.web.body import read_body
@@ -73,9 +73,7 @@ async def verify_post(request: web.Request, acme: ACME, *, key_by: KeyBy = KeyBy
     if not isinstance(url, str):
         raise ACMEProblem(ProblemType.MALFORMED, 'the protected header has no "url"')
     if url != acme.request_url(request):
-        raise ACMEProblem(
-            ProblemType.UNAUTHORIZED, f"the JWS url {url!r} is not this request's URL", 401
-        )
+        raise unauthorized(f"the JWS url {url!r} is not this request's URL")
     # 4.
     key, account = await _signer(jws, acme, key_by)
     # 5.
@@ -117,5 +115,5 @@ async def load_account(acme: ACME, kid: object) -> Account:
         ) from None
     # RFC 8555 §7.3.6: requests signed by a deactivated account are rejected as unauthorized.
     if account.status is not AccountStatus.VALID:
-        raise ACMEProblem(ProblemType.UNAUTHORIZED, f"the account is {account.status}", 401)
+        raise unauthorized(f"the account is {account.status}")
     return account

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from protocols.acme.context import ACME
 from protocols.acme.jws import AccountKey, b64decode
-from protocols.acme.problems import ACMEProblem, ProblemType
+from protocols.acme.problems import ACMEProblem, ProblemType, unauthorized
 from protocols.acme.records import AUTHZ, Account, Authorization, AuthzStatus
 from protocols.acme.requests import KeyBy, verify_post
 from server.errors import Conflict, NotFound
@@ -84,7 +84,7 @@ def _check_certificate_key(cert: x509.Certificate, key: AccountKey) -> None:
     spki = PublicFormat.SubjectPublicKeyInfo
     signer = key.key.public_bytes(Encoding.DER, spki)
     if cert.public_key().public_bytes(Encoding.DER, spki) != signer:
-        raise ACMEProblem(ProblemType.UNAUTHORIZED, "the JWS key is not the certificate's key", 403)
+        raise unauthorized("the JWS key is not the certificate's key")
 
 
 async def _check_account(acme: ACME, account: Account, record: CertificateRecord) -> None:
@@ -101,8 +101,6 @@ async def _check_account(acme: ACME, account: Account, record: CertificateRecord
         if not any(
             Authorization.from_doc(d).current_status(now) is AuthzStatus.VALID for d in docs
         ):
-            raise ACMEProblem(
-                ProblemType.UNAUTHORIZED,
-                "the account neither holds this certificate nor is authorized for its names",
-                403,
+            raise unauthorized(
+                "the account neither holds this certificate nor is authorized for its names"
             )

@@ -2,8 +2,8 @@
 
 RFC 7030 §4.2.3: a rejected request gets "an appropriate 4xx or 5xx HTTP error code"; the
 body "MAY" explain it, and certforge always does, in text/plain. §3.2.3: a request without
-acceptable credentials gets 401 with ``WWW-Authenticate: Basic``. Anything that is not a typed
-error is a 500 with the request id only; its traceback goes to the log.
+acceptable credentials gets 401 with ``WWW-Authenticate: Basic``. An internal error, typed or
+not, is a 500 with the request id only (``server.web.errors``); its traceback goes to the log.
 
 The issue this front end answers asks for an oversized body to be a 400 with the reason (not
 aiohttp's bare 413), like every other unreadable request.
@@ -14,10 +14,9 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from server.errors import CertforgeError, ErrorKind, RateLimited
-from server.web.middleware import record_internal_error
+from server.web.errors import edge_errors, internal_text
 
 STATUS: dict[ErrorKind, HTTPStatus] = {
     ErrorKind.MALFORMED: HTTPStatus.BAD_REQUEST,
@@ -50,28 +49,29 @@ def text(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message.rstrip() + "\n", content_type="text/plain")
 
 
-@web.middleware
-async def est_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except CertforgeError as exc:
+class ESTRenderer:
+    """Text bodies with the status from ``STATUS``."""
+
+    def engine_error(self, exc: CertforgeError) -> web.StreamResponse:
         response = text(STATUS[exc.kind], exc.detail)
         if exc.kind is ErrorKind.UNAUTHORIZED:
             response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)
-        if exc.kind is ErrorKind.INTERNAL:
-            rid = record_internal_error(request, exc)
-            return text(500, f"internal error (request id {rid})")
         return response
-    except UnsupportedMediaType as exc:
-        return text(415, f"the body must be {exc.expected}")
-    except web.HTTPRequestEntityTooLarge as exc:
-        return text(400, f"the request body is too large: {exc.text}")
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+
+    def own_error(self, exc: Exception) -> web.StreamResponse | None:
+        if isinstance(exc, UnsupportedMediaType):
+            return text(415, f"the body must be {exc.expected}")
+        return None
+
+    def http_error(self, exc: web.HTTPException) -> web.StreamResponse:
+        if isinstance(exc, web.HTTPRequestEntityTooLarge):
+            return text(400, f"the request body is too large: {exc.text}")
         return text(exc.status, HTTPStatus(exc.status).description)
-    except Exception as exc:
-        rid = record_internal_error(request, exc)
-        return text(500, f"internal error (request id {rid})")
+
+    def internal_error(self, request_id: str) -> web.StreamResponse:
+        return text(500, internal_text(request_id))
+
+
+est_errors = edge_errors(ESTRenderer())

@@ -12,12 +12,11 @@ import logging
 from functools import cache
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 
 from server.errors import CertforgeError, ErrorKind
-from server.web.middleware import record_internal_error
+from server.web.errors import edge_errors
 
 log = logging.getLogger("certforge.ocsp")
 
@@ -53,14 +52,22 @@ def error_response(status: ocsp.OCSPResponseStatus) -> web.Response:
     )
 
 
-@web.middleware
-async def ocsp_error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except CertforgeError as exc:
+class OCSPRenderer:
+    """An unsuccessful OCSPResponse with the status from ``STATUSES``. aiohttp's own HTTP
+    errors (no route, wrong method) stay HTTP errors: there is no OCSP request to answer."""
+
+    def engine_error(self, exc: CertforgeError) -> web.StreamResponse:
         return error_response(STATUSES[exc.kind])
-    except Exception as exc:
-        record_internal_error(request, exc)
-        return error_response(S.INTERNAL_ERROR)
+
+    def own_error(self, exc: Exception) -> None:
+        return None  # OCSP has no errors of its own
+
+    def http_error(self, exc: web.HTTPException) -> None:
+        return None
+
+    def internal_error(self, request_id: str) -> web.StreamResponse:
+        # RFC 6960 §4.2.1: internalError has no room for text; the id is in X-Request-Id.
+        return error_response(STATUSES[ErrorKind.INTERNAL])
+
+
+ocsp_error_middleware = edge_errors(OCSPRenderer())

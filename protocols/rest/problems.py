@@ -1,8 +1,8 @@
 """RFC 9457 problem details for the REST and admin APIs: the one mapping table.
 
 Every ``ErrorKind`` has an entry (a unit test checks it). The ``detail`` of a typed error is
-client-safe; anything else becomes a generic ``internal`` problem with the request id, and
-its traceback goes to the log only.
+client-safe; an internal error, typed or not, becomes a generic ``internal`` problem with the
+request id only (``server.web.errors``), and its traceback goes to the log.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import json
 from http import HTTPStatus
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from server.errors import CertforgeError, ErrorKind, RateLimited
-from server.web.middleware import record_internal_error
+from server.web.errors import edge_errors, internal_text
 
 PROBLEM_TYPE = "application/problem+json"
 TYPE_BASE = "urn:certforge:problem:"
@@ -59,22 +58,21 @@ class UnsupportedMediaType(web.HTTPUnsupportedMediaType):
     """A 415 whose text the middleware turns into a problem document."""
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except CertforgeError as exc:
+class RESTRenderer:
+    """RFC 9457 problem documents, from ``PROBLEMS``."""
+
+    def engine_error(self, exc: CertforgeError) -> web.StreamResponse:
         response = problem(PROBLEMS[exc.kind], str(exc.kind), exc.detail)
         if isinstance(exc, RateLimited):
             response.headers["Retry-After"] = str(exc.retry_after)
         if exc.kind is ErrorKind.UNAUTHORIZED:
             response.headers["WWW-Authenticate"] = 'Bearer realm="certforge"'
-        if exc.kind is ErrorKind.INTERNAL:
-            record_internal_error(request, exc)
         return response
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+
+    def own_error(self, exc: Exception) -> None:
+        return None  # REST has no errors of its own
+
+    def http_error(self, exc: web.HTTPException) -> web.StreamResponse:
         kind = _HTTP_KINDS.get(exc.status, "http_error")
         detail = (
             exc.text
@@ -82,6 +80,10 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
             else HTTPStatus(exc.status).description
         )
         return problem(exc.status, kind, detail.strip())
-    except Exception as exc:
-        rid = record_internal_error(request, exc)
-        return problem(500, "internal", f"internal error (request id {rid})")
+
+    def internal_error(self, request_id: str) -> web.StreamResponse:
+        return problem(500, str(ErrorKind.INTERNAL), internal_text(request_id))
+
+
+# The REST, admin and OpenAPI sub-apps, and every front end's admin routes, use this one.
+problem_middleware = edge_errors(RESTRenderer())

@@ -62,5 +62,24 @@ FAIL_INFO: dict[ErrorKind, FailInfo] = {
 }
 
 
+# What cannot become a CertRep (no readable pkiMessage: GetCACert, an unknown profile, ...) is
+# an HTTP error with a text body (RFC 8894 §4); one status per ErrorKind, also kept complete.
+HTTP_STATUS: dict[ErrorKind, HTTPStatus] = {
+    ErrorKind.MALFORMED: HTTPStatus.BAD_REQUEST,
+    ErrorKind.BAD_CSR: HTTPStatus.BAD_REQUEST,
+    ErrorKind.BAD_PUBLIC_KEY: HTTPStatus.BAD_REQUEST,
+    ErrorKind.BAD_SIGNATURE_ALG: HTTPStatus.BAD_REQUEST,
+    ErrorKind.UNAUTHORIZED: HTTPStatus.FORBIDDEN,  # SCEP has no HTTP authentication to ask for
+    ErrorKind.FORBIDDEN: HTTPStatus.FORBIDDEN,
+    ErrorKind.NOT_FOUND: HTTPStatus.NOT_FOUND,
+    ErrorKind.CONFLICT: HTTPStatus.CONFLICT,
+    ErrorKind.UNKNOWN_PROFILE: HTTPStatus.NOT_FOUND,  # no SCEP endpoint for that profile
+    ErrorKind.RATE_LIMITED: HTTPStatus.TOO_MANY_REQUESTS,
+    ErrorKind.TOO_LARGE: HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    ErrorKind.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
+    ErrorKind.INTERNAL: HTTPStatus.INTERNAL_SERVER_ERROR,
+}
+
+
 def failure_for(exc: CertforgeError) -> SCEPFailure:
     return SCEPFailure(FAIL_INFO[exc.kind], exc.detail)

@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from http import HTTPStatus
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
 from protocols.scep.certrep import cert_rep
 from protocols.scep.config import SECTION
 from protocols.scep.envelope import ContentCipher, degenerate_crl, open_envelope, seal_envelope
-from protocols.scep.failinfo import BadHTTP, FailInfo, SCEPFailure, failure_for
+from protocols.scep.failinfo import HTTP_STATUS, BadHTTP, FailInfo, SCEPFailure, failure_for
 from protocols.scep.messages import (
     Addressee,
     PKIMessage,
@@ -35,9 +34,10 @@ from protocols.scep.messages import (
 )
 from protocols.scep.operations import Operations, Reply
 from protocols.scep.ra import Identities, Identity
-from server.errors import CertforgeError, Malformed, UnknownProfile
+from server.errors import CertforgeError, Malformed, RateLimited
 from server.keys import CONFIG, ENGINE, REQUEST_LOG
 from server.web.body import read_body
+from server.web.errors import edge_errors, internal_text
 
 log = logging.getLogger("certforge.scep")
 
@@ -216,15 +216,29 @@ def _note(request: web.Request, msg: PKIMessage, reply: Reply) -> None:
         entry.extra.update(scep_message_type=msg.message_type, scep_status=reply.status.name)
 
 
-@web.middleware
-async def scep_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Errors that cannot become a CertRep: HTTP 4xx with a text body (RFC 8894 §4)."""
-    try:
-        return await handler(request)
-    except BadHTTP as exc:
-        return web.Response(status=exc.status, text=exc.detail + "\n")
-    except UnknownProfile as exc:
-        return web.Response(status=HTTPStatus.NOT_FOUND, text=exc.detail + "\n")
+class SCEPRenderer:
+    """Errors that cannot become a CertRep: HTTP 4xx with a text body (RFC 8894 §4), the
+    status from ``HTTP_STATUS``. aiohttp's own HTTP errors pass through as they are."""
+
+    def engine_error(self, exc: CertforgeError) -> web.StreamResponse:
+        response = web.Response(status=HTTP_STATUS[exc.kind], text=exc.detail + "\n")
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+    def own_error(self, exc: Exception) -> web.StreamResponse | None:
+        if isinstance(exc, BadHTTP):
+            return web.Response(status=exc.status, text=exc.detail + "\n")
+        return None
+
+    def http_error(self, exc: web.HTTPException) -> None:
+        return None
+
+    def internal_error(self, request_id: str) -> web.StreamResponse:
+        return web.Response(status=500, text=internal_text(request_id) + "\n")
+
+
+scep_errors = edge_errors(SCEPRenderer())
 
 
 def add_routes(app: web.Application) -> None:

@@ -1,7 +1,8 @@
 """Cross-cutting middlewares of the top-level apps: the request log line, HTTP metrics, and
-the last-resort error handler. Each front end's own error middleware maps typed errors to its
-protocol; whatever escapes that becomes a generic 500 here, with the request id, and the
-traceback goes to the log only (Boulder's rule)."""
+the last-resort error handler. Each front end's sub-app maps errors to its protocol with
+``server.web.errors.edge_errors``; whatever escapes that (a route outside every sub-app)
+becomes a generic 500 here under the same policy: the request id only, the traceback to the
+log (Boulder's rule)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from server.keys import FRONTEND, IN_FLIGHT, METRICS, REQUEST_LOG
+from server.web.errors import internal_text, record_internal_error
 from server.web.requestlog import RequestLog
 
 log = logging.getLogger("certforge.http")
@@ -64,18 +66,6 @@ async def last_resort(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except web.HTTPException:
         raise
-    except Exception:
-        entry: RequestLog | None = request.get(REQUEST_LOG)
-        rid = entry.id if entry else "-"
-        log.exception("unhandled error", extra={"request_id": rid})
-        return web.Response(status=500, text=f"internal error (request id {rid})\n")
-
-
-def record_internal_error(request: web.Request, exc: BaseException) -> str:
-    """Attach an internal error to the request's log line; return the request id to show."""
-    entry: RequestLog | None = request.get(REQUEST_LOG)
-    log.error("internal error", exc_info=exc, extra={"request_id": entry.id if entry else "-"})
-    if entry is None:
-        return "-"
-    entry.internal_error = f"{type(exc).__name__}: {exc}"
-    return entry.id
+    except Exception as exc:
+        rid = record_internal_error(request, exc)
+        return web.Response(status=500, text=internal_text(rid) + "\n")

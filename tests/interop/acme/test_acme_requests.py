@@ -161,7 +161,7 @@ def _jwk(c: Client) -> dict[str, str]:
         pytest.param("wrong_content_type", 415, "malformed", id="jws/wrong_content_type"),
         pytest.param("not_json", 400, "malformed", id="jws/not_json"),
         pytest.param("bad_signature", 400, "malformed", id="jws/bad_signature"),
-        pytest.param("wrong_url", 401, "unauthorized", id="jws/wrong_url"),
+        pytest.param("wrong_url", 403, "unauthorized", id="jws/wrong_url"),
         pytest.param("unknown_nonce", 400, "badNonce", id="jws/unknown_nonce"),
         pytest.param("reused_nonce", 400, "badNonce", id="jws/reused_nonce"),
         pytest.param("alg_none", 400, "badSignatureAlgorithm", id="jws/alg_none"),
