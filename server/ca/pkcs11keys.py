@@ -120,6 +120,15 @@ class _TokenKey:
         self._pool = pool
         self.uri = uri
 
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes:
+        """Never: the key is non-extractable (``server/ca/keystore.write_key`` meets this)."""
+        raise TypeError(_NOT_EXTRACTABLE)
+
     def _sign(self, data: bytes, mechanism: Mechanism, param: object = None) -> bytes:
         with self._pool.session() as pooled:
             key = pooled.private_key(self.uri)
@@ -169,14 +178,6 @@ class PKCS11ECPrivateKey(_TokenKey, ec.EllipticCurvePrivateKey):
         raise UnsupportedAlgorithm("certforge does not derive keys with a CA key")
 
     def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
-        raise TypeError(_NOT_EXTRACTABLE)
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
         raise TypeError(_NOT_EXTRACTABLE)
 
 
@@ -256,14 +257,6 @@ class PKCS11RSAPrivateKey(_TokenKey, rsa.RSAPrivateKey):
             raise UnsupportedAlgorithm(f"the token cannot decrypt {padding.name}") from exc
 
     def private_numbers(self) -> rsa.RSAPrivateNumbers:
-        raise TypeError(_NOT_EXTRACTABLE)
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
         raise TypeError(_NOT_EXTRACTABLE)
 
 

@@ -63,6 +63,20 @@ def _window(after: datetime | None, before: datetime | None, *, inclusive: bool)
     return bounds
 
 
+def _text_and_serial(
+    subject: str | None, san: str | None, serial_prefix: str | None, serial_field: str
+) -> list[Doc]:
+    """The substring and serial-prefix clauses certificates and requests share."""
+    clauses: list[Doc] = []
+    if subject:
+        clauses.append({"subject": _substring(subject)})
+    if san:
+        clauses.append({"names_full": _substring(san.lower())})
+    if serial_prefix:
+        clauses.append({"$or": [{serial_field: r} for r in serial_ranges(serial_prefix)]})
+    return clauses
+
+
 def certificate_find(q: CertificateQuery) -> tuple[Doc, list[tuple[str, int]]]:
     """The filter and sort of one page of certificates."""
     clauses: list[Doc] = []
@@ -70,12 +84,7 @@ def certificate_find(q: CertificateQuery) -> tuple[Doc, list[tuple[str, int]]]:
         value = getattr(q, field)
         if value is not None:
             clauses.append({field: str(value)})
-    if q.subject:
-        clauses.append({"subject": _substring(q.subject)})
-    if q.san:
-        clauses.append({"names_full": _substring(q.san.lower())})
-    if q.serial_prefix:
-        clauses.append({"$or": [{"_id": r} for r in serial_ranges(q.serial_prefix)]})
+    clauses += _text_and_serial(q.subject, q.san, q.serial_prefix, "_id")
     if issued := _window(q.issued_after, q.issued_before, inclusive=True):
         clauses.append({"not_before": issued})
     expiry: Doc = {}
@@ -103,12 +112,7 @@ def request_find(q: RequestQuery) -> tuple[Doc, list[tuple[str, int]]]:
         value = getattr(q, field)
         if value is not None:
             clauses.append({field: str(value)})
-    if q.subject:
-        clauses.append({"subject": _substring(q.subject)})
-    if q.san:
-        clauses.append({"names_full": _substring(q.san.lower())})
-    if q.serial_prefix:
-        clauses.append({"$or": [{"serial": r} for r in serial_ranges(q.serial_prefix)]})
+    clauses += _text_and_serial(q.subject, q.san, q.serial_prefix, "serial")
     if created := _window(q.created_after, q.created_before, inclusive=True):
         clauses.append({"created_at": created})
     after = None if q.after is None else (codec.ts(q.after[0]), q.after[1])
